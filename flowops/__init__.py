@@ -1,0 +1,17 @@
+"""FlowOps keeps machine-learning models honest in production.
+
+The public surface of the top-level package is small: the version and the error tree.
+Drift kernels live in :mod:`flowops.drift`.
+"""
+
+from flowops._version import __version__
+from flowops.errors import ConfigError, EmptyInputError, FlowOpsError, InputError, ServiceError
+
+__all__ = [
+    "ConfigError",
+    "EmptyInputError",
+    "FlowOpsError",
+    "InputError",
+    "ServiceError",
+    "__version__",
+]

@@ -1,0 +1,79 @@
+"""The ``flowops`` command line.
+
+Commands are thin: they parse, call one function, render. Command groups are imported
+only when they run, so ``flowops --help`` never pays for numpy, scipy or Faust.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from flowops._version import __version__
+
+__all__ = ["main"]
+
+# name -> (module, attribute, one-line help shown by `flowops --help` without importing it)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "drift": (
+        "flowops.cli.drift",
+        "drift",
+        "Profile reference data and compare new data with it (PSI, KS, chi-square).",
+    ),
+}
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  success (no drift, healthy)
+  1  the check found something (drift, unhealthy)
+  2  usage, input or configuration error
+  3  a service FlowOps needs did not answer
+"""
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each subcommand's module only when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, attribute, _ = entry
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from flowops.errors import FlowOpsError
+
+        try:
+            return super().invoke(ctx)
+        except FlowOpsError as exc:
+            click.echo(f"flowops: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"max_content_width": 100})
+@click.version_option(__version__, prog_name="flowops")
+def cli() -> None:
+    """FlowOps keeps machine-learning models honest in production.
+
+    It detects drift in model traffic, fronts model servers with a gateway that records
+    their traffic, and watches the platform's health. Start with `flowops drift --help`.
+    """
+
+
+def main() -> None:
+    """Entry point of the ``flowops`` script and ``python -m flowops``."""
+    cli(prog_name="flowops", args=sys.argv[1:])

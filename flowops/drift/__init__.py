@@ -1,0 +1,36 @@
+"""Drift kernels: pure numpy/scipy statistics with no I/O.
+
+PSI, two-sample KS, chi-square and ADWIN, verified against scipy and river, plus the
+reference profile they compare against and the multiple-testing corrections that turn
+per-feature tests into a model-level verdict.
+"""
+
+from flowops.drift.adwin import ADWIN
+from flowops.drift.chisq import ChiSquareResult, chi2_test
+from flowops.drift.corrections import benjamini_hochberg, bonferroni
+from flowops.drift.ks import KSResult, ks_2samp
+from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
+from flowops.drift.psi import PSIResult, categorical_psi, psi, psi_test
+from flowops.drift.reference import Reference
+from flowops.drift.report import DriftReport, FeatureDrift, compare
+
+__all__ = [
+    "ADWIN",
+    "CategoricalProfile",
+    "ChiSquareResult",
+    "DriftReport",
+    "FeatureDrift",
+    "KSResult",
+    "NumericProfile",
+    "PSIResult",
+    "Profile",
+    "Reference",
+    "benjamini_hochberg",
+    "bonferroni",
+    "categorical_psi",
+    "chi2_test",
+    "compare",
+    "ks_2samp",
+    "psi",
+    "psi_test",
+]
