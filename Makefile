@@ -1,0 +1,41 @@
+# The README's commands. Everything runs from the project's own .venv, made on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-install
+DEMO   := build/demo
+
+.PHONY: install demo test lint unit bench clean
+
+install: $(STAMP)
+
+# Debian tools the tests need are added here as the components that need them land.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/python examples/sample_data.py $(DEMO)
+	$(BIN)/flowops drift baseline --data $(DEMO)/reference.csv -o $(DEMO)/profile.json
+	@# exit 1 means "drift found", which is what the demo data is made to show
+	$(BIN)/flowops drift compare --reference $(DEMO)/profile.json --current $(DEMO)/current.csv \
+		|| test $$? -eq 1
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q
+
+test: lint unit
+
+bench: install
+	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/drift.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,94 @@
+"""Settings: flags over FLOWOPS_* environment over the YAML file over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowops.config import Settings, load_settings
+from flowops.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("FLOWOPS_CONFIG", "FLOWOPS_DRIFT__ALPHA", "FLOWOPS_DRIFT__BINS", "FLOWOPS_LOG_LEVEL"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "flowops.yaml"
+    path.write_text("drift:\n  alpha: 0.2\n  bins: 20\nlog_level: debug\n")
+    return path
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.drift.bins == 10
+    assert settings.drift.alpha == 0.05
+    assert settings.drift.correction == "bh"
+
+
+def test_yaml_file_overrides_defaults(config_file: Path) -> None:
+    settings = load_settings(config_file)
+    assert (settings.drift.alpha, settings.drift.bins, settings.log_level) == (0.2, 20, "debug")
+
+
+def test_environment_overrides_yaml(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWOPS_DRIFT__ALPHA", "0.01")
+    settings = load_settings(config_file)
+    assert settings.drift.alpha == 0.01
+    assert settings.drift.bins == 20
+
+
+def test_flags_override_environment(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWOPS_DRIFT__BINS", "15")
+    settings = load_settings(config_file, {"drift": {"bins": 30, "alpha": None}})
+    assert settings.drift.bins == 30
+    assert settings.drift.alpha == 0.2  # a flag not given leaves the lower sources
+
+
+def test_config_file_from_environment(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWOPS_CONFIG", str(config_file))
+    assert load_settings().drift.bins == 20
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("drift:\n  bins: many\n", "drift.bins", "valid integer"),
+        ("drift:\n  alpha: 2\n", "drift.alpha", "less than 1"),
+        ("drift:\n  binz: 3\n", "drift.binz", "Extra inputs"),
+        ("drift:\n  correction: holm\n", "drift.correction", "'bh', 'bonferroni' or 'none'"),
+        ("- a\n- b\n", "flowops.yaml", "mapping"),
+        ("drift: [unclosed\n", "flowops.yaml", "not valid YAML"),
+    ],
+)
+def test_bad_config_names_key_and_reason(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    path = tmp_path / "flowops.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.key.endswith(key)
+    assert reason in caught.value.reason
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "absent.yaml")
+
+
+def test_bad_environment_value_names_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWOPS_DRIFT__BINS", "1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.key == "drift.bins"
+
+
+def test_empty_yaml_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert load_settings(path) == Settings()
