@@ -15,7 +15,7 @@ import numpy as np
 import scipy.stats
 from _harness import Comparison, best_of, print_table
 from numpy.typing import NDArray
-from river.drift import ADWIN as RiverADWIN
+from river import drift as river_drift
 
 from flowops.drift import ADWIN, Reference, ks_2samp, psi
 
@@ -25,7 +25,7 @@ BINS = 10
 
 
 def _river_detections(values: list[float]) -> list[int]:
-    river, found = RiverADWIN(), []
+    river, found = river_drift.ADWIN(), []
     for i, value in enumerate(values):
         river.update(value)
         if river.drift_detected:

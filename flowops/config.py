@@ -37,7 +37,7 @@ from flowops.errors import ConfigError
 
 __all__ = ["DriftSettings", "Settings", "load_settings"]
 
-_yaml_values: ContextVar[dict[str, Any]] = ContextVar("flowops_yaml_values", default={})
+_yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_values", default=None)
 
 
 class DriftSettings(BaseModel):
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_source = InitSettingsSource(settings_cls, init_kwargs=_yaml_values.get())
+        yaml_source = InitSettingsSource(settings_cls, init_kwargs=_yaml_values.get() or {})
         return (init_settings, env_settings, yaml_source)
 
 

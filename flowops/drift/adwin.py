@@ -44,7 +44,7 @@ from flowops.errors import InputError
 __all__ = ["ADWIN"]
 
 _FIRST_BLOCK = 32  # clock ticks in the first check block of a segment
-_TICK_BLOCK = 4096  # most clock ticks evaluated together; bounds the memory of one check
+_TICK_BLOCK = 2048  # most clock ticks evaluated together; bounds the memory of one check
 
 
 @dataclass
@@ -234,36 +234,43 @@ class ADWIN:
 
 
 def _level_counts(n: NDArray[np.int64], max_buckets: int) -> NDArray[np.int64]:
-    """Buckets per level of a histogram that has seen ``n`` values, shape (len(n), levels).
+    """Buckets per level of a histogram that has seen ``n`` values, shape (levels, len(n)).
 
-    Each level behaves the same whatever feeds it: it merges its two oldest buckets
-    whenever it reaches ``max_buckets + 1``. A level fed ``a`` buckets therefore passes
+    Rows run from the top (oldest) level down to level 0. Each level behaves the same
+    whatever feeds it: it merges its two oldest buckets whenever it reaches
+    ``max_buckets + 1``. A level fed ``a`` buckets therefore passes
     ``(a - max_buckets + 1) // 2`` of them up (none while ``a <= max_buckets``) and keeps
     the rest.
     """
-    columns = []
+    rows = []
     fed = n.copy()
     while True:
         passed = np.where(fed > max_buckets, (fed - max_buckets + 1) // 2, 0)
-        columns.append(fed - 2 * passed)
+        rows.append(fed - 2 * passed)
         if not passed.any():
-            return np.stack(columns, axis=1)
+            return np.array(rows[::-1])
         fed = passed
 
 
 def _cut_positions(n: NDArray[np.int64], max_buckets: int) -> NDArray[np.float64]:
     """Every bucket boundary of each layout, counted from the oldest value.
 
-    Shape (levels * max_buckets, len(n)): one column per layout, so that the running sum
-    down the boundaries adds whole rows. A slot a level does not use repeats the boundary
-    before it (or 0): checking a cut twice changes nothing, and cuts at 0 or at the
-    window's end are never valid.
+    Shape (levels * max_buckets, len(n)): one column per layout. Slot ``j`` of a level
+    that holds ``c`` buckets sits at ``min(j, c)`` buckets past the level's start, so an
+    unused slot repeats the level's last boundary: checking a cut twice changes nothing,
+    and cuts at 0 or at the window's end are never valid.
     """
-    counts = _level_counts(n, max_buckets).T[::-1]  # oldest level first
-    sizes = np.ldexp(1.0, np.arange(len(counts) - 1, -1, -1))
-    slot = np.arange(1, max_buckets + 1)
-    steps = np.where(slot[:, None] <= counts[:, None, :], sizes[:, None, None], 0.0)
-    return np.cumsum(steps.reshape(-1, len(n)), axis=0)
+    counts = _level_counts(n, max_buckets).astype(np.float64)
+    sizes = np.ldexp(1.0, np.arange(len(counts) - 1, -1, -1))[:, None]
+    starts = counts * sizes
+    running = np.zeros(len(n))
+    for level in range(len(starts)):  # np.cumsum down axis 0 is many times slower
+        running, starts[level] = running + starts[level], running
+    slot = np.arange(1, max_buckets + 1, dtype=np.float64)[:, None]
+    filled = np.minimum(slot[None], counts[:, None, :])
+    filled *= sizes[:, :, None]
+    filled += starts[:, None, :]
+    return filled.reshape(-1, len(n))
 
 
 class _BatchScan:
@@ -278,8 +285,10 @@ class _BatchScan:
     def __init__(self, adwin: ADWIN, x: NDArray[np.float64]) -> None:
         self.adwin = adwin
         self.x = x
-        self.shift = adwin.estimation if adwin.width and not adwin.drift_detected else (
-            float(x[0]) if len(x) else 0.0
+        self.shift = (
+            adwin.estimation
+            if adwin.width and not adwin.drift_detected
+            else (float(x[0]) if len(x) else 0.0)
         )
         y = x - self.shift
         self.c1 = np.zeros(len(x) + 1)
@@ -367,31 +376,41 @@ class _Segment:
     def _fires(self, ks: NDArray[np.int64]) -> NDArray[np.bool_]:
         """For each number of new values ``k``, whether the check at that tick fires.
 
-        With ``B = u0 - n0 * mean``, the gap of the two parts' means is ``n |B| / (n0 n1)``,
-        and with ``a = n0 - L + 1``, ``b = n1 - L + 1`` the bound's ``m`` is
-        ``(a + b) / (a b)``: the cut fires when ``|B| > eps * n0 * n1 / n``.
-        Arrays are (cut, tick).
+        Arrays are (cut, tick). With ``B = u0 - n0 * mean`` the gap of the two parts'
+        means is ``n |B| / (n0 n1)``; with ``a = n0 - L + 1`` and ``b = n1 - L + 1`` the
+        bound's ``m`` is ``(a + b) / (a b)``. A cut fires when ``|B| > eps n0 n1 / n``.
+        It is valid when ``a, b >= 1``; since ``a + b > 0`` once ``n >= 2L - 1``, that is
+        when ``a b > 0``; a negative ``a b`` makes ``sqrt(m)`` NaN and a zero one makes it
+        infinite, and neither ever fires.
         """
         adwin, c1, c2 = self.adwin, self.scan.c1, self.scan.c2
         spare = adwin.min_window_length - 1
         n = (self.old_n + ks).astype(np.float64)
         s1 = self.s1 + c1[self.start + ks] - c1[self.start]
         s2 = self.s2 + c2[self.start + ks] - c2[self.start]
-        twice_var = 2.0 * (s2 - s1 * s1 / n) / n
+        root_twice_var = np.sqrt(np.maximum(2.0 * (s2 - s1 * s1 / n) / n, 0.0))
         d_prime = np.log(2.0 * np.log(n) / adwin.delta)
         n0 = _cut_positions(self.old_n + ks, adwin.max_buckets)
-        n1 = n - n0
         excess = self._prefix(n0)
         excess -= n0 * (s1 / n)
         np.abs(excess, out=excess)
-        a, b = n0 - spare, n1 - spare
-        valid = (a >= 1.0) & (b >= 1.0)
+        a = n0 - spare
+        b = (n - 2 * spare) - a
         with np.errstate(divide="ignore", invalid="ignore"):
-            dm = (d_prime * (n - 2 * spare)) / (a * b)
-            eps = np.sqrt(dm * twice_var)
-            eps += dm * (2.0 / 3.0)
-            eps *= n0 * n1 / n
-        return (valid & (excess > eps)).any(axis=0)
+            a *= b
+            dm = np.divide(d_prime * (n - 2 * spare), a, out=a)
+            eps = np.sqrt(dm)  # NaN where a b < 0, even with no variance
+            eps *= root_twice_var
+            dm *= 2.0 / 3.0
+            eps += dm
+            b += spare  # now n1
+            b *= n0
+            b /= n
+            eps *= b
+            fired = excess > eps
+        if n[0] < 2 * spare + 1:  # both parts may be short: check validity explicitly
+            fired &= (n0 > spare) & (n - n0 > spare)
+        return np.asarray(fired.any(axis=0), dtype=np.bool_)
 
     def commit(self, end: int, *, detected: bool) -> None:
         """Leave the detector as river's would be after the value at batch index ``end``."""
@@ -411,7 +430,7 @@ class _Segment:
 
     def _rebuild(self, n: int, end: int) -> list[list[_Bucket]]:
         """The histogram's buckets after ``n`` values, from the old buckets and the new values."""
-        counts = _level_counts(np.array([n], dtype=np.int64), self.adwin.max_buckets)[0]
+        counts = _level_counts(np.array([n], dtype=np.int64), self.adwin.max_buckets)[::-1, 0]
         old = iter(self.old)
         cursor = self.start
         levels: list[list[_Bucket]] = [[] for _ in counts]

@@ -12,7 +12,12 @@ from flowops.errors import ConfigError
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("FLOWOPS_CONFIG", "FLOWOPS_DRIFT__ALPHA", "FLOWOPS_DRIFT__BINS", "FLOWOPS_LOG_LEVEL"):
+    for key in (
+        "FLOWOPS_CONFIG",
+        "FLOWOPS_DRIFT__ALPHA",
+        "FLOWOPS_DRIFT__BINS",
+        "FLOWOPS_LOG_LEVEL",
+    ):
         monkeypatch.delenv(key, raising=False)
 
 
@@ -65,9 +70,7 @@ def test_config_file_from_environment(config_file: Path, monkeypatch: pytest.Mon
         ("drift: [unclosed\n", "flowops.yaml", "not valid YAML"),
     ],
 )
-def test_bad_config_names_key_and_reason(
-    tmp_path: Path, text: str, key: str, reason: str
-) -> None:
+def test_bad_config_names_key_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
     path = tmp_path / "flowops.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:

@@ -17,12 +17,18 @@ from flowops.errors import (
     ("error", "message", "exit_code"),
     [
         (ConfigError("drift.bins", "must be >= 2"), "config: drift.bins: must be >= 2", 2),
-        (InputError("not a number", path="a.csv", column="x", row=3),
-         "a.csv: row 3: column 'x': not a number", 2),
+        (
+            InputError("not a number", path="a.csv", column="x", row=3),
+            "a.csv: row 3: column 'x': not a number",
+            2,
+        ),
         (InputError("no such column", column="x"), "column 'x': no such column", 2),
         (EmptyInputError("no rows", path="e.csv"), "e.csv: no rows", 2),
-        (ServiceError("127.0.0.1:9092", "connection refused"),
-         "127.0.0.1:9092: connection refused", 3),
+        (
+            ServiceError("127.0.0.1:9092", "connection refused"),
+            "127.0.0.1:9092: connection refused",
+            3,
+        ),
     ],
 )
 def test_message_and_exit_code(error: FlowOpsError, message: str, exit_code: int) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
-from river.drift import ADWIN as RiverADWIN
+from river import drift as river_drift
 
 from flowops.drift import ADWIN
 from flowops.errors import InputError
@@ -28,9 +28,9 @@ def _streams(seed: int) -> dict[str, NDArray[np.float64]]:
         "abrupt": np.concatenate([rng.normal(0, 1, 3000), rng.normal(0.8, 1, 3000)]),
         "gradual": np.concatenate([rng.normal(0, 1, 2000), rng.normal(np.linspace(0, 2, 4000))]),
         "variance": np.concatenate([rng.normal(0, 1, 3000), rng.normal(0, 4, 3000)]),
-        "binary": np.concatenate(
-            [rng.binomial(1, 0.2, 3000), rng.binomial(1, 0.5, 3000)]
-        ).astype(float),
+        "binary": np.concatenate([rng.binomial(1, 0.2, 3000), rng.binomial(1, 0.5, 3000)]).astype(
+            float
+        ),
         "several": np.concatenate([rng.normal(2.0 * (k % 2), 1, 1500) for k in range(6)]),
         "none": rng.normal(5, 2, 6000),
         "offset": np.concatenate([rng.normal(1e6, 1, 3000), rng.normal(1e6 + 0.5, 1, 3000)]),
@@ -49,7 +49,7 @@ class RiverRun:
     """River's detections, final width and estimation on a stream."""
 
     def __init__(self, values: NDArray[np.float64], params: dict[str, float]) -> None:
-        river = RiverADWIN(**params)
+        river = river_drift.ADWIN(**params)
         self.indices = []
         for i, value in enumerate(values):
             river.update(float(value))
