@@ -5,7 +5,7 @@ each into one line on stderr and the exit code drawn here, never a traceback::
 
     FlowOpsError                      exit 2 unless noted
     ├── ConfigError                   a setting is missing or wrong (.key, .reason)
-    ├── InputError (ValueError)       user data that cannot be used (.path, .column, .row)
+    ├── InputError (ValueError)       user data that cannot be used (.path, .line, .column, .row)
     │   └── EmptyInputError           a file or sample with nothing to compare
     └── ServiceError                  a service FlowOps needs did not answer (.target), exit 3
 
@@ -46,7 +46,14 @@ class ConfigError(FlowOpsError):
 
 
 class InputError(FlowOpsError, ValueError):
-    """Data given by the user cannot be used; names the file, column and row when known."""
+    """Data given by the user cannot be used; names the file, place and column when known.
+
+    ``row`` is the 1-based data row; ``line`` is the file's line as an editor shows it,
+    and is what the message names when both are known.
+
+    >>> str(InputError("not a number: 'n/a'", path="a.csv", line=3, row=2, column="x"))
+    "a.csv: line 3: column 'x': not a number: 'n/a'"
+    """
 
     def __init__(
         self,
@@ -55,20 +62,17 @@ class InputError(FlowOpsError, ValueError):
         path: str | None = None,
         column: str | None = None,
         row: int | None = None,
+        line: int | None = None,
     ) -> None:
         self.reason = reason
         self.path = path
         self.column = column
         self.row = row
-        where = [
-            part
-            for part in (
-                path,
-                f"row {row}" if row is not None else None,
-                f"column {column!r}" if column is not None else None,
-            )
-            if part
-        ]
+        self.line = line
+        place = f"line {line}" if line is not None else f"row {row}" if row is not None else None
+        where = [part for part in (path, place) if part]
+        if column is not None:
+            where.append(f"column {column!r}")
         super().__init__(": ".join([*where, reason]))
 
 

@@ -8,19 +8,27 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["flowops", "flowops.drift", "flowops.errors", "flowops.config"]
+PACKAGES = ["flowops", "flowops.drift", "flowops.errors", "flowops.config", "flowops.data"]
 
 
 def _public_names(module: ModuleType) -> set[str]:
-    """Names defined in or re-exported by the module that do not start with an underscore."""
+    """Names without a leading underscore that the module defines or, for a package,
+    re-exports from FlowOps modules. Plain modules' imports are not their surface.
+    """
+    home = module.__name__ if not hasattr(module, "__path__") else "flowops"
     return {
         name
         for name, value in vars(module).items()
         if not name.startswith("_")
         and not inspect.ismodule(value)
-        and name != "annotations"
-        and (getattr(value, "__module__", "").startswith("flowops") or name in module.__all__)
-    }
+        and getattr(value, "__module__", "").startswith(home)
+    } | {name for name in module.__all__ if name == "__version__" or _is_alias(module, name)}
+
+
+def _is_alias(module: ModuleType, name: str) -> bool:
+    """A type alias (``Kind = Literal[...]``) has no home module of its own."""
+    value = getattr(module, name, None)
+    return getattr(value, "__module__", None) in ("typing", "types")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

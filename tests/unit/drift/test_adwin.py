@@ -134,16 +134,18 @@ def test_mixing_update_and_update_many_matches_river() -> None:
 
 def test_update_many_returns_int_indices_and_counts_detections() -> None:
     adwin = ADWIN()
-    found = adwin.update_many([0.0] * 500 + [10.0] * 100)
+    found = adwin.update_many([0.0] * 500 + [10.0] * 12)
     assert found.dtype == np.int64
     assert found.tolist() == [511]
     assert adwin.n_detections == 1
-    assert adwin.drift_detected
+    assert adwin.drift_detected  # the batch ended on the detection
+    assert adwin.update_many([10.0]).tolist() == []
+    assert not adwin.drift_detected
 
 
 def test_empty_batch_changes_nothing() -> None:
     adwin = ADWIN()
-    adwin.update_many(np.arange(100.0))
+    adwin.update_many(np.ones(100))
     assert adwin.update_many([]).tolist() == []
     assert adwin.width == 100
 
