@@ -33,8 +33,9 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -143,6 +144,51 @@ class ADWIN:
         found = list(_BatchScan(self, x).detections())
         self.n_detections += len(found)
         return np.asarray(found, dtype=np.int64)
+
+    def to_state(self) -> dict[str, Any]:
+        """The detector as plain JSON-safe data; :meth:`from_state` restores it exactly.
+
+        >>> detector = ADWIN(clock=4)
+        >>> _ = detector.update_many([1.0, 2.0, 3.0] * 10)
+        >>> restored = ADWIN.from_state(detector.to_state())
+        >>> restored.to_state() == detector.to_state()
+        True
+        """
+        return {
+            "params": {
+                "delta": self.delta,
+                "clock": self.clock,
+                "max_buckets": self.max_buckets,
+                "min_window_length": self.min_window_length,
+                "grace_period": self.grace_period,
+            },
+            "n_detections": self.n_detections,
+            "drift_detected": self.drift_detected,
+            "levels": [[[b.size, b.total, b.m2] for b in level] for level in self._levels],
+            "total": self._total,
+            "m2": self._m2,
+            "width": self._width,
+            "tick": self._tick,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ADWIN:
+        """The detector :meth:`to_state` described; InputError when the state is not one."""
+        try:
+            detector = cls(**state["params"])
+            detector.n_detections = int(state["n_detections"])
+            detector.drift_detected = bool(state["drift_detected"])
+            detector._levels = [
+                [_Bucket(int(size), float(total), float(m2)) for size, total, m2 in level]
+                for level in state["levels"]
+            ] or [[]]
+            detector._total = float(state["total"])
+            detector._m2 = float(state["m2"])
+            detector._width = int(state["width"])
+            detector._tick = int(state["tick"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not an ADWIN state: {exc!r}") from None
+        return detector
 
     def __repr__(self) -> str:
         return (
@@ -299,6 +345,8 @@ class _BatchScan:
     def run(self, start: int, stop: int) -> _Bucket:
         """The bucket of the batch's values ``start:stop``, from the prefix sums."""
         size = stop - start
+        if size == 1:
+            return _Bucket(1, float(self.x[start]), 0.0)
         s1 = self.c1[stop] - self.c1[start]
         m2 = self.c2[stop] - self.c2[start] - s1 * s1 / size
         return _Bucket(size, float(s1 + size * self.shift), max(float(m2), 0.0))
@@ -420,8 +468,8 @@ class _Segment:
         s1 = self.s1 + c1[end + 1] - c1[self.start]
         s2 = self.s2 + c2[end + 1] - c2[self.start]
         adwin._levels = self._rebuild(n, end)
-        adwin._width, adwin._total = n, s1 + n * shift
-        adwin._m2 = max(s2 - s1 * s1 / n, 0.0)
+        adwin._width, adwin._total = n, float(s1 + n * shift)
+        adwin._m2 = max(float(s2 - s1 * s1 / n), 0.0)
         adwin._tick = self.tick0 + k
         adwin.drift_detected = detected
         if detected:

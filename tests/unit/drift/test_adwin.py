@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -164,3 +165,26 @@ def test_non_finite_values_are_refused(bad: float) -> None:
 def test_bad_parameters_are_refused(params: dict[str, float]) -> None:
     with pytest.raises(InputError):
         ADWIN(**params)  # type: ignore[arg-type]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), split=st.integers(0, 3000))
+def test_state_round_trip_continues_exactly(seed: int, split: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = np.concatenate([rng.normal(0, 1, 1500), rng.normal(1.5, 1, 1500)])
+    whole = ADWIN()
+    expected = whole.update_many(values).tolist()
+    first = ADWIN()
+    found = first.update_many(values[:split]).tolist()
+    state = json.loads(json.dumps(first.to_state()))
+    second = ADWIN.from_state(state)
+    found += [split + int(i) for i in second.update_many(values[split:])]
+    assert found == expected
+    assert second.width == whole.width
+    assert math.isclose(second.estimation, whole.estimation, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("state", [{}, {"params": {}}, {"params": {"delta": 2.0}}])
+def test_bad_state_is_refused(state: dict[str, object]) -> None:
+    with pytest.raises(InputError):
+        ADWIN.from_state(state)
