@@ -338,9 +338,8 @@ class _BatchScan:
         )
         y = x - self.shift
         self.c1 = np.zeros(len(x) + 1)
-        self.c2 = np.zeros(len(x) + 1)
         np.cumsum(y, out=self.c1[1:])
-        np.cumsum(np.square(y, out=y), out=self.c2[1:])
+        self.y2 = np.square(y, out=y)  # squares are summed only up to each tick, never all
 
     def run(self, start: int, stop: int) -> _Bucket:
         """The bucket of the batch's values ``start:stop``, from the prefix sums."""
@@ -348,7 +347,7 @@ class _BatchScan:
         if size == 1:
             return _Bucket(1, float(self.x[start]), 0.0)
         s1 = self.c1[stop] - self.c1[start]
-        m2 = self.c2[stop] - self.c2[start] - s1 * s1 / size
+        m2 = self.y2[start:stop].sum() - s1 * s1 / size
         return _Bucket(size, float(s1 + size * self.shift), max(float(m2), 0.0))
 
     def detections(self) -> Iterator[int]:
@@ -382,6 +381,7 @@ class _Segment:
         self.s1 = float(self.old_prefix[-1])
         self.s2 = adwin._m2 + (self.s1 * self.s1 / self.old_n if self.old_n else 0.0)
         self.tick0 = adwin._tick
+        self.squared = (0, 0.0)  # (k, shifted sum of squares of the first k new values)
 
     def first_detection(self) -> int | None:
         """Batch index of the first value at which a check fires, or None."""
@@ -431,11 +431,11 @@ class _Segment:
         when ``a b > 0``; a negative ``a b`` makes ``sqrt(m)`` NaN and a zero one makes it
         infinite, and neither ever fires.
         """
-        adwin, c1, c2 = self.adwin, self.scan.c1, self.scan.c2
+        adwin, c1 = self.adwin, self.scan.c1
         spare = adwin.min_window_length - 1
         n = (self.old_n + ks).astype(np.float64)
         s1 = self.s1 + c1[self.start + ks] - c1[self.start]
-        s2 = self.s2 + c2[self.start + ks] - c2[self.start]
+        s2 = self.s2 + self._square_sums(ks)
         root_twice_var = np.sqrt(np.maximum(2.0 * (s2 - s1 * s1 / n) / n, 0.0))
         d_prime = np.log(2.0 * np.log(n) / adwin.delta)
         n0 = _cut_positions(self.old_n + ks, adwin.max_buckets)
@@ -460,13 +460,26 @@ class _Segment:
             fired &= (n0 > spare) & (n - n0 > spare)
         return np.asarray(fired.any(axis=0), dtype=np.bool_)
 
+    def _square_sums(self, ks: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Shifted sums of squares of the first ``k`` new values, for increasing ``ks``.
+
+        Each call sums only the values since the previous call's last ``k``.
+        """
+        done, total = self.squared
+        since = self.scan.y2[self.start + done : self.start + int(ks[-1])]
+        parts = np.add.reduceat(since, np.concatenate([[0], ks[:-1] - done]))
+        sums = np.cumsum(parts)
+        sums += total
+        self.squared = (int(ks[-1]), float(sums[-1]))
+        return sums
+
     def commit(self, end: int, *, detected: bool) -> None:
         """Leave the detector as river's would be after the value at batch index ``end``."""
         adwin, shift, k = self.adwin, self.scan.shift, end - self.start + 1
-        c1, c2 = self.scan.c1, self.scan.c2
+        c1 = self.scan.c1
         n = self.old_n + k
         s1 = self.s1 + c1[end + 1] - c1[self.start]
-        s2 = self.s2 + c2[end + 1] - c2[self.start]
+        s2 = self.s2 + self.scan.y2[self.start : end + 1].sum()
         adwin._levels = self._rebuild(n, end)
         adwin._width, adwin._total = n, float(s1 + n * shift)
         adwin._m2 = max(float(s2 - s1 * s1 / n), 0.0)
