@@ -2,17 +2,22 @@
 
 PSI, two-sample KS, chi-square and ADWIN, verified against scipy and river, plus the
 reference profile they compare against and the multiple-testing corrections that turn
-per-feature tests into a model-level verdict.
+per-feature tests into a model-level verdict. For live traffic, :class:`ModelMonitor`
+cuts one model's rows into windows (:class:`WindowSpec`), runs the tests at every
+window close and ADWIN on every value, and reports each significant result as a
+:class:`Finding`.
 """
 
 from flowops.drift.adwin import ADWIN
 from flowops.drift.chisq import ChiSquareResult, chi2_test
 from flowops.drift.corrections import benjamini_hochberg, bonferroni
+from flowops.drift.detector import Finding, ModelMonitor, MonitorStats
 from flowops.drift.ks import KSResult, ks_2samp
 from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from flowops.drift.psi import PSIResult, categorical_psi, psi, psi_test
 from flowops.drift.reference import Reference
 from flowops.drift.report import DriftReport, FeatureDrift, compare
+from flowops.drift.window import WindowSpec
 
 __all__ = [
     "ADWIN",
@@ -20,11 +25,15 @@ __all__ = [
     "ChiSquareResult",
     "DriftReport",
     "FeatureDrift",
+    "Finding",
     "KSResult",
+    "ModelMonitor",
+    "MonitorStats",
     "NumericProfile",
     "PSIResult",
     "Profile",
     "Reference",
+    "WindowSpec",
     "benjamini_hochberg",
     "bonferroni",
     "categorical_psi",

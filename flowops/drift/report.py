@@ -39,7 +39,7 @@ from flowops.drift.profile import (
 from flowops.drift.psi import categorical_psi, psi_test
 from flowops.errors import EmptyInputError, InputError
 
-__all__ = ["CORRECTIONS", "DriftReport", "FeatureDrift", "compare"]
+__all__ = ["CORRECTIONS", "DriftReport", "FeatureDrift", "combined_pvalue", "compare", "corrector"]
 
 
 def _uncorrected(pvalues: ArrayLike) -> NDArray[np.float64]:
@@ -114,9 +114,7 @@ def compare(
     when a feature has no usable current values. NaN, inf and missing current values
     are left out and counted in each feature's ``excluded``.
     """
-    adjust = _correction(correction)
-    if not 0.0 < alpha < 1.0:
-        raise InputError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
+    adjust = corrector(correction, alpha)
     names = _feature_names(profile, current, features)
     tested = [_test_feature(name, profile.features[name], current[name]) for name in names]
     adjusted = adjust([feature.pvalue for feature in tested]).tolist()
@@ -127,9 +125,19 @@ def compare(
     return DriftReport(results, any(r.drift for r in results), float(alpha), correction)
 
 
-def _correction(name: str) -> Callable[[ArrayLike], NDArray[np.float64]]:
+def corrector(name: str, alpha: float) -> Callable[[ArrayLike], NDArray[np.float64]]:
+    """The correction across features called ``name``, once it and ``alpha`` are checked.
+
+    Raises :class:`~flowops.errors.InputError` for an unknown name or an ``alpha``
+    outside (0, 1).
+
+    >>> corrector("bonferroni", 0.05)([0.01, 0.2]).tolist()
+    [0.02, 0.4]
+    """
     if name not in CORRECTIONS:
         raise InputError(f"correction must be one of {', '.join(CORRECTIONS)}, got {name!r}")
+    if not 0.0 < alpha < 1.0:
+        raise InputError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
     return CORRECTIONS[name]
 
 
@@ -187,7 +195,7 @@ def _test_numeric(name: str, profile: NumericProfile, column: Column) -> Feature
         ks_pvalue=ks.pvalue,
         chi2_statistic=None,
         chi2_pvalue=None,
-        pvalue=_combined(ks.pvalue, psi.pvalue),
+        pvalue=combined_pvalue(ks.pvalue, psi.pvalue),
         adjusted_pvalue=math.nan,  # set by compare, after the correction
         drift=False,
         n_reference=profile.n,
@@ -212,7 +220,7 @@ def _test_categorical(name: str, profile: CategoricalProfile, column: Column) ->
         ks_pvalue=None,
         chi2_statistic=chi2.statistic,
         chi2_pvalue=chi2.pvalue,
-        pvalue=_combined(chi2.pvalue, psi.pvalue),
+        pvalue=combined_pvalue(chi2.pvalue, psi.pvalue),
         adjusted_pvalue=math.nan,  # set by compare, after the correction
         drift=False,
         n_reference=profile.n,
@@ -237,8 +245,12 @@ def _numbers(column: Column) -> NDArray[np.float64]:
     return values
 
 
-def _combined(*pvalues: float) -> float:
-    """Bonferroni over one feature's tests: ``min(1, k * min(p))`` for ``k`` tests."""
+def combined_pvalue(*pvalues: float) -> float:
+    """Bonferroni over one feature's tests: ``min(1, k * min(p))`` for ``k`` tests.
+
+    >>> combined_pvalue(0.02, 0.4)
+    0.04
+    """
     return min(1.0, len(pvalues) * min(pvalues))
 
 

@@ -1,0 +1,103 @@
+"""What drift detectors report, and the protocol they implement.
+
+A :class:`Finding` is one significant result: a window test of one feature in one
+window, or one ADWIN change point. Detectors sit behind :class:`Detector`: streaming
+ones see a numeric feature's new values as a :class:`Chunk`, window ones every
+:class:`ClosedWindow`. :class:`~flowops.drift.detector.ModelMonitor` feeds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+from flowops.drift.profile import Column
+
+__all__ = ["Chunk", "ClosedWindow", "Detector", "Finding", "ReferenceKind", "TestName"]
+
+ReferenceKind: TypeAlias = Literal["profile", "first_window"]
+"""What window tests compare with: a profile given, or the model's first window."""
+TestName: TypeAlias = Literal["psi", "ks", "chi2", "adwin"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One significant drift test of one feature, for one window or ADWIN change point."""
+
+    model: str
+    version: str
+    feature: str
+    test: TestName
+    statistic: float
+    pvalue: float | None  # the adjusted p-value; None for ADWIN
+    threshold: float  # alpha, or ADWIN's delta
+    window_index: int  # the window's index; for ADWIN the change point's row
+    window_start: float
+    window_end: float
+    n_reference: int
+    n_current: int
+    severity: Literal["warning", "critical"]
+    reference: ReferenceKind
+
+    @property
+    def alert_id(self) -> str:
+        """sha256 of the JSON array [model, version, feature, test, window_index], in hex.
+
+        >>> Finding("m", "1", "x", "psi", 0.3, 0.001, 0.05, 4, 0.0, 60.0, 100, 100,
+        ...         "warning", "profile").alert_id[:16]
+        'b8c1e7e00c93109d'
+        """
+        key = [self.model, self.version, self.feature, self.test, self.window_index]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields and ``alert_id`` as JSON-ready builtins."""
+        return {"alert_id": self.alert_id, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """New finite values of one numeric feature, for streaming detectors."""
+
+    feature: str
+    values: NDArray[np.float64]
+    rows: NDArray[np.int64]  # running row index of each value
+    timestamps: NDArray[np.float64]  # timestamp of each value's row
+    reference: ReferenceKind
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A closed window's usable values: finite floats or category lists, by feature."""
+
+    index: int
+    start: float
+    end: float
+    rows: int
+    columns: dict[str, Column]  # only features with at least one usable value
+
+
+class Detector(Protocol):
+    """A drift test behind :class:`ModelMonitor`.
+
+    Streaming detectors look at values as they arrive (:meth:`observe`), window
+    detectors at windows as they close (:meth:`close`); each returns its findings and
+    ignores the other call.
+    """
+
+    def observe(self, chunk: Chunk) -> list[Finding]:
+        """Findings in new values of a numeric feature."""
+        ...
+
+    def close(self, window: ClosedWindow) -> list[Finding]:
+        """Findings in a window that just closed."""
+        ...
+
+    def to_state(self) -> dict[str, Any]:
+        """The detector's state as JSON-safe data."""
+        ...
