@@ -5,11 +5,21 @@ Drift kernels live in :mod:`flowops.drift`.
 """
 
 from flowops._version import __version__
-from flowops.errors import ConfigError, EmptyInputError, FlowOpsError, InputError, ServiceError
+from flowops.errors import (
+    BrokerError,
+    ConfigError,
+    EmptyInputError,
+    EventError,
+    FlowOpsError,
+    InputError,
+    ServiceError,
+)
 
 __all__ = [
+    "BrokerError",
     "ConfigError",
     "EmptyInputError",
+    "EventError",
     "FlowOpsError",
     "InputError",
     "ServiceError",

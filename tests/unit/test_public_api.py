@@ -8,7 +8,22 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["flowops", "flowops.drift", "flowops.errors", "flowops.config", "flowops.data"]
+PACKAGES = [
+    "flowops",
+    "flowops.drift",
+    "flowops.errors",
+    "flowops.config",
+    "flowops.data",
+    "flowops.events",
+    "flowops.events.codec",
+    "flowops.events.headers",
+    "flowops.events.producer",
+    "flowops.events.schema_files",
+    "flowops.events.schemas",
+    "flowops.events.topics",
+    "flowops.events.traffic",
+    "flowops.broker",
+]
 
 
 def _public_names(module: ModuleType) -> set[str]:
@@ -16,13 +31,29 @@ def _public_names(module: ModuleType) -> set[str]:
     re-exports from FlowOps modules. Plain modules' imports are not their surface.
     """
     home = module.__name__ if not hasattr(module, "__path__") else "flowops"
+    return (
+        {
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and not inspect.ismodule(value)
+            and getattr(value, "__module__", "").startswith(home)
+        }
+        | {name for name in module.__all__ if name == "__version__" or _is_alias(module, name)}
+        | _constants(module)
+    )
+
+
+def _constants(module: ModuleType) -> set[str]:
+    """UPPER_CASE values without a home module of their own (numbers, strings, tuples)."""
     return {
         name
         for name, value in vars(module).items()
-        if not name.startswith("_")
-        and not inspect.ismodule(value)
-        and getattr(value, "__module__", "").startswith(home)
-    } | {name for name in module.__all__ if name == "__version__" or _is_alias(module, name)}
+        if name.isupper()
+        and not name.startswith("_")
+        and isinstance(value, int | float | str | tuple)
+        and not isinstance(value, bool)  # TYPE_CHECKING
+    }
 
 
 def _is_alias(module: ModuleType, name: str) -> bool:

@@ -1,0 +1,66 @@
+"""FlowOps events on Kafka: schemas, the traffic codec, topics, headers and producers.
+
+* traffic (:class:`TrafficRow`, :class:`TrafficBatch`), written and read by
+  :func:`encode_traffic`, :func:`decode_traffic` and :func:`decode_traffic_many`;
+* the other events, pydantic models with ``to_json`` / ``from_json``:
+  :class:`DriftAlert`, :class:`ReferenceProfile`, :class:`HealthEvent`,
+  :class:`DeadLetter`;
+* :class:`Topics` and :func:`ensure_topics`; CloudEvents headers
+  (:func:`cloudevent_headers`); :class:`TrafficProducer` and :class:`EventProducer`.
+
+Every decoding error is an :class:`~flowops.errors.EventError` with a ``code``.
+JSON Schemas of all events are in ``docs/events/``; ``docs/streaming.md`` tells the story.
+"""
+
+from flowops.events.codec import (
+    SCHEMA_VERSION,
+    DecodedTraffic,
+    decode_traffic,
+    decode_traffic_many,
+    encode_traffic,
+)
+from flowops.events.headers import (
+    CloudEvent,
+    EventTypes,
+    cloudevent_headers,
+    read_cloudevent_headers,
+)
+from flowops.events.producer import EventProducer, TrafficProducer
+from flowops.events.schemas import DeadLetter, DriftAlert, Event, HealthEvent, ReferenceProfile
+from flowops.events.topics import (
+    TOPICS,
+    TopicInfo,
+    Topics,
+    TopicSpec,
+    describe_topics,
+    ensure_topics,
+)
+from flowops.events.traffic import FeatureValue, TrafficBatch, TrafficRow
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TOPICS",
+    "CloudEvent",
+    "DeadLetter",
+    "DecodedTraffic",
+    "DriftAlert",
+    "Event",
+    "EventProducer",
+    "EventTypes",
+    "FeatureValue",
+    "HealthEvent",
+    "ReferenceProfile",
+    "TopicInfo",
+    "TopicSpec",
+    "Topics",
+    "TrafficBatch",
+    "TrafficProducer",
+    "TrafficRow",
+    "cloudevent_headers",
+    "decode_traffic",
+    "decode_traffic_many",
+    "describe_topics",
+    "encode_traffic",
+    "ensure_topics",
+    "read_cloudevent_headers",
+]

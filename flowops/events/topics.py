@@ -1,0 +1,165 @@
+"""FlowOps' Kafka topics: their names, their settings, and creating them.
+
+============================  ===========  =======================================
+topic                         key          value
+============================  ===========  =======================================
+``flowops.traffic``           model        traffic event (one row or a batch)
+``flowops.references``        model        reference profile (compacted: latest wins)
+``flowops.drift.alerts``      model        drift alert
+``flowops.health``            target       health event
+``flowops.deadletter``        source topic dead letter: the original bytes + reason
+============================  ===========  =======================================
+
+>>> [spec.name for spec in TOPICS if spec.configs.get("cleanup.policy") == "compact"]
+['flowops.references']
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, for_code
+
+from flowops.errors import BrokerError, ConfigError
+
+__all__ = ["TOPICS", "TopicInfo", "TopicSpec", "Topics", "describe_topics", "ensure_topics"]
+
+_TOPIC_ALREADY_EXISTS: Final = 36
+
+
+class Topics:
+    """The topic names, as ``ARCHITECTURE.md`` draws them."""
+
+    TRAFFIC: Final = "flowops.traffic"
+    REFERENCES: Final = "flowops.references"
+    ALERTS: Final = "flowops.drift.alerts"
+    HEALTH: Final = "flowops.health"
+    DEADLETTER: Final = "flowops.deadletter"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic FlowOps creates: its name and the topic configs it needs."""
+
+    name: str
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+TOPICS: Final = (
+    TopicSpec(Topics.TRAFFIC),
+    TopicSpec(Topics.REFERENCES, {"cleanup.policy": "compact"}),
+    TopicSpec(Topics.ALERTS),
+    TopicSpec(Topics.HEALTH),
+    TopicSpec(Topics.DEADLETTER),
+)
+"""Every FlowOps topic, in the order :func:`ensure_topics` creates them."""
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """A topic as the broker describes it; ``configs`` holds what the broker reports."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+async def ensure_topics(
+    bootstrap: str,
+    partitions: int = 3,
+    *,
+    replication: int = 1,
+    topics: Sequence[TopicSpec] = TOPICS,
+    timeout: float = 10.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    Topics that exist are left as they are (their partitions are not changed), so this
+    is safe to run at every start. Raises :class:`~flowops.errors.BrokerError` when the
+    broker cannot be reached or refuses a topic.
+    """
+    _check_counts(partitions, replication)
+    async with _admin(bootstrap, timeout) as admin:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topics if spec.name not in existing]
+        if missing:
+            new = [_new_topic(spec, partitions, replication) for spec in missing]
+            _check_created(bootstrap, await admin.create_topics(new))
+    return [spec.name for spec in missing]
+
+
+async def describe_topics(
+    bootstrap: str, names: Iterable[str], *, timeout: float = 10.0
+) -> dict[str, TopicInfo]:
+    """Partition counts and configs of those of ``names`` that exist, by name.
+
+    Only existing topics are described: a broker that creates topics on a metadata
+    request (Tansu does) would otherwise create the ones asked about.
+    """
+    async with _admin(bootstrap, timeout) as admin:
+        existing = set(await admin.list_topics())
+        found = [name for name in names if name in existing]
+        if not found:
+            return {}
+        metadata = await admin.describe_topics(found)
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in found]
+        configs = _configs(await admin.describe_configs(resources))
+    partitions = {topic["topic"]: len(topic["partitions"]) for topic in metadata}
+    return {name: TopicInfo(name, partitions[name], configs.get(name, {})) for name in found}
+
+
+@asynccontextmanager
+async def _admin(bootstrap: str, timeout: float) -> AsyncIterator[Any]:
+    """A started admin client, closed after; connection errors become BrokerError."""
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="flowops-admin",
+        request_timeout_ms=int(timeout * 1000),
+    )
+    try:
+        await client.start()
+    except KafkaError as exc:
+        await client.close()
+        raise BrokerError(
+            bootstrap,
+            f"cannot reach the Kafka broker ({exc}); is it running? "
+            "`flowops up` starts one, or set kafka.bootstrap (FLOWOPS_KAFKA__BOOTSTRAP)",
+        ) from None
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def _check_counts(partitions: int, replication: int) -> None:
+    if partitions < 1:
+        raise ConfigError("kafka.partitions", f"must be at least 1, got {partitions}")
+    if replication < 1:
+        raise ConfigError("kafka.replication", f"must be at least 1, got {replication}")
+
+
+def _new_topic(spec: TopicSpec, partitions: int, replication: int) -> Any:
+    return NewTopic(spec.name, partitions, replication, topic_configs=dict(spec.configs))
+
+
+def _check_created(bootstrap: str, response: Any) -> None:
+    """Raise BrokerError for a topic the broker refused, unless it exists already."""
+    for topic, code, message, *_ in response.topic_errors:
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            reason = message or for_code(code).__name__
+            raise BrokerError(bootstrap, f"cannot create topic {topic!r}: {reason}")
+
+
+def _configs(responses: Iterable[Any]) -> dict[str, dict[str, str]]:
+    """Topic name -> {config name: value} from DescribeConfigs responses."""
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for code, _message, _kind, name, entries, *_ in response.resources:
+            if code == 0:
+                found[name] = {entry[0]: entry[1] for entry in entries}
+    return found

@@ -1,0 +1,153 @@
+"""Traffic: what a model was asked and what it answered, one row or a columnar batch.
+
+A :class:`TrafficRow` is one request; a :class:`TrafficBatch` holds many requests of one
+model version column by column, which is also how a batch travels on Kafka (see
+:mod:`flowops.events.codec`). Numeric columns that every consumer needs (timestamps,
+latencies, status codes) are numpy arrays; feature columns stay lists because a value may
+be a number, a string or ``None``.
+
+>>> batch = TrafficBatch.from_rows([
+...     TrafficRow("credit", "3", "r-1", 1764291600.25, {"age": 41}, 0.12, 8.5, 200),
+...     TrafficRow("credit", "3", "r-2", 1764291600.31, {"region": "south"}, 0.4, 9.1, 200),
+... ])
+>>> batch.rows, batch.features
+(2, {'age': [41, None], 'region': [None, 'south']})
+>>> batch.slice(1, 2).request_ids
+['r-2']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+from flowops.errors import EventError
+
+__all__ = ["FeatureValue", "TrafficBatch", "TrafficRow"]
+
+FeatureValue: TypeAlias = float | str | None
+"""A feature's value: a number (int or float), a string, or ``None`` when missing."""
+
+# attribute -> its column's name on the wire (see flowops.events.codec)
+_COLUMNS = {
+    "timestamps": "timestamp",
+    "predictions": "prediction",
+    "latency_ms": "latency_ms",
+    "status": "status",
+}
+
+
+@dataclass(frozen=True)
+class TrafficRow:
+    """One request to a model and its answer.
+
+    ``timestamp`` is Unix seconds; ``prediction`` is any JSON value the model returned.
+    """
+
+    model: str
+    version: str
+    request_id: str
+    timestamp: float
+    features: Mapping[str, FeatureValue]
+    prediction: Any
+    latency_ms: float
+    status: int
+
+
+@dataclass(frozen=True, eq=False)
+class TrafficBatch:
+    """Requests to one model version, column by column; every column has ``rows`` values.
+
+    Array columns are converted to their dtype on construction (no copy when they
+    already have it). A column of another length raises :class:`EventError`.
+    """
+
+    model: str
+    version: str
+    request_ids: list[str]
+    timestamps: NDArray[np.float64]
+    features: dict[str, list[FeatureValue]]
+    predictions: list[Any]
+    latency_ms: NDArray[np.float64]
+    status: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "timestamps", np.ascontiguousarray(self.timestamps, dtype=np.float64))
+        set_(self, "latency_ms", np.ascontiguousarray(self.latency_ms, dtype=np.float64))
+        set_(self, "status", np.ascontiguousarray(self.status, dtype=np.int64))
+        rows = len(self.request_ids)
+        for attribute, name in _COLUMNS.items():
+            _check_length(name, len(getattr(self, attribute)), rows)
+        for name, values in self.features.items():
+            _check_length(f"features.{name}", len(values), rows)
+
+    @property
+    def rows(self) -> int:
+        """How many requests the batch holds."""
+        return len(self.request_ids)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[TrafficRow]) -> TrafficBatch:
+        """The rows of one model version as a batch; a feature a row lacks is ``None``.
+
+        Raises :class:`EventError` for no rows or rows of several model versions.
+        """
+        if not rows:
+            raise EventError("no rows", event="traffic", code="bad_batch")
+        model, version = rows[0].model, rows[0].version
+        if any(row.model != model or row.version != version for row in rows):
+            raise EventError(
+                "rows of several models or versions", event="traffic", code="bad_batch"
+            )
+        names = dict.fromkeys(name for row in rows for name in row.features)
+        return cls(
+            model=model,
+            version=version,
+            request_ids=[row.request_id for row in rows],
+            timestamps=np.array([row.timestamp for row in rows], dtype=np.float64),
+            features={name: [row.features.get(name) for row in rows] for name in names},
+            predictions=[row.prediction for row in rows],
+            latency_ms=np.array([row.latency_ms for row in rows], dtype=np.float64),
+            status=np.array([row.status for row in rows], dtype=np.int64),
+        )
+
+    def slice(self, start: int, stop: int) -> TrafficBatch:
+        """Rows ``start`` to ``stop - 1`` as a batch of their own."""
+        return TrafficBatch(
+            model=self.model,
+            version=self.version,
+            request_ids=self.request_ids[start:stop],
+            timestamps=self.timestamps[start:stop],
+            features={name: values[start:stop] for name, values in self.features.items()},
+            predictions=self.predictions[start:stop],
+            latency_ms=self.latency_ms[start:stop],
+            status=self.status[start:stop],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TrafficBatch):
+            return NotImplemented
+        return (
+            (self.model, self.version, self.request_ids, self.features, self.predictions)
+            == (other.model, other.version, other.request_ids, other.features, other.predictions)
+            and np.array_equal(self.timestamps, other.timestamps)
+            and np.array_equal(self.latency_ms, other.latency_ms)
+            and np.array_equal(self.status, other.status)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable lists inside: not hashable
+
+
+def _check_length(name: str, length: int, rows: int) -> None:
+    if length != rows:
+        raise EventError(
+            f"has {length} values, expected {rows} (one per request id)",
+            event="traffic",
+            field=f"batch.{name}",
+            code="bad_batch",
+        )
