@@ -23,6 +23,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "drift",
         "Profile reference data and compare new data with it (PSI, KS, chi-square).",
     ),
+    "streams": (
+        "flowops.cli.streams",
+        "streams",
+        "Run the stream workers that turn traffic into drift alerts.",
+    ),
 }
 
 EXIT_CODES_HELP = """\b

@@ -1,0 +1,164 @@
+"""The stream worker's Prometheus metrics, served on its ``/metrics`` page.
+
+Names follow Prometheus conventions: ``flowops_<thing>``, base units, ``_total`` on
+counters. Each worker has its own registry, so two apps in one process (tests) do not
+collide, and nothing lands in prometheus-client's global one.
+
+============================================  =========  =================================
+metric                                        type       labels
+============================================  =========  =================================
+``flowops_stream_events_total``               counter    (rows handed to the monitors)
+``flowops_stream_rejected_total``             counter    reason (``bad_json``, ...)
+``flowops_stream_excluded_values_total``      counter    model, feature (NaN, inf, None)
+``flowops_stream_windows_closed_total``       counter
+``flowops_drift_psi``                         gauge      model, feature (last window)
+``flowops_drift_ks_pvalue``                   gauge      model, feature (last window)
+``flowops_drift_alerts_total``                counter    model, test
+``flowops_stream_consumer_lag``               gauge      topic, partition (messages)
+``flowops_stream_checkpoint_seconds``         histogram  (state written, offsets committed)
+============================================  =========  =================================
+
+>>> metrics = StreamMetrics()
+>>> metrics.rejected("bad_json")
+>>> b'flowops_stream_rejected_total{reason="bad_json"} 1.0' in metrics.render()
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from flowops.drift import MonitorStats
+
+__all__ = ["CONTENT_TYPE", "StatsDelta", "StreamMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+"""The text exposition format Prometheus scrapes (aiohttp adds the charset)."""
+
+
+class StatsDelta:
+    """Turns a monitor's running :class:`MonitorStats` into increments for counters.
+
+    A restored monitor brings the counts of the worker that saved it; the first
+    :meth:`take` only sets the baseline, so a worker's counters count its own work.
+    """
+
+    __slots__ = ("_excluded", "_windows")
+
+    def __init__(self, stats: MonitorStats) -> None:
+        self._windows = stats.windows_closed
+        self._excluded = dict(stats.excluded)
+
+    def take(self, stats: MonitorStats) -> tuple[int, dict[str, int]]:
+        """Windows closed and values excluded (by feature) since the last call."""
+        windows = stats.windows_closed - self._windows
+        excluded = {
+            feature: count - self._excluded.get(feature, 0)
+            for feature, count in stats.excluded.items()
+            if count != self._excluded.get(feature, 0)
+        }
+        self._windows = stats.windows_closed
+        self._excluded = dict(stats.excluded)
+        return windows, excluded
+
+
+class StreamMetrics:
+    """The worker's metrics in a registry of their own; :meth:`render` serves them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._events = Counter(
+            "flowops_stream_events", "Traffic rows processed by the monitors.", registry=reg
+        )
+        self._rejected = Counter(
+            "flowops_stream_rejected",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        self._excluded = Counter(
+            "flowops_stream_excluded_values",
+            "Feature values left out of the tests (NaN, inf, missing or wrongly typed).",
+            ["model", "feature"],
+            registry=reg,
+        )
+        self._windows = Counter(
+            "flowops_stream_windows_closed", "Windows closed and tested.", registry=reg
+        )
+        self._psi = Gauge(
+            "flowops_drift_psi",
+            "PSI of the last closed window against the reference.",
+            ["model", "feature"],
+            registry=reg,
+        )
+        self._ks = Gauge(
+            "flowops_drift_ks_pvalue",
+            "KS p-value of the last closed window against the reference.",
+            ["model", "feature"],
+            registry=reg,
+        )
+        self._alerts = Counter(
+            "flowops_drift_alerts",
+            "Drift alerts published, by test.",
+            ["model", "test"],
+            registry=reg,
+        )
+        self._lag = Gauge(
+            "flowops_stream_consumer_lag",
+            "Messages in the partition not yet processed (high watermark - position).",
+            ["topic", "partition"],
+            registry=reg,
+        )
+        self._checkpoint = Histogram(
+            "flowops_stream_checkpoint_seconds",
+            "Time to write the monitors' state and commit the offsets it covers.",
+            registry=reg,
+        )
+
+    def events(self, rows: int) -> None:
+        """Count processed traffic rows."""
+        self._events.inc(rows)
+
+    def rejected(self, reason: str, n: int = 1) -> None:
+        """Count dead-lettered messages with their reason code."""
+        self._rejected.labels(reason=reason).inc(n)
+
+    def alert(self, model: str, test: str) -> None:
+        """Count a published alert."""
+        self._alerts.labels(model=model, test=test).inc()
+
+    def monitor(self, model: str, stats: MonitorStats, delta: StatsDelta) -> None:
+        """Bring the model's gauges and counters up to date with its monitor's stats."""
+        windows, excluded = delta.take(stats)
+        if windows:
+            self._windows.inc(windows)
+        for feature, count in excluded.items():
+            self._excluded.labels(model=model, feature=feature).inc(count)
+        _set_all(self._psi, model, stats.last_psi)
+        _set_all(self._ks, model, stats.last_ks_pvalue)
+
+    def lag(self, topic: str, partition: int, messages: int) -> None:
+        """Set the consumer lag of one partition."""
+        self._lag.labels(topic=topic, partition=str(partition)).set(messages)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop the lag series of a partition this worker no longer reads."""
+        with contextlib.suppress(KeyError):
+            self._lag.remove(topic, str(partition))
+
+    def checkpoint(self, seconds: float) -> None:
+        """Record how long a checkpoint took."""
+        self._checkpoint.observe(seconds)
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+def _set_all(gauge: Gauge, model: str, values: Mapping[str, float]) -> None:
+    for feature, value in values.items():
+        gauge.labels(model=model, feature=feature).set(value)

@@ -1,0 +1,266 @@
+"""The monitors of the traffic partitions a worker owns, and what a batch does to them.
+
+No I/O here: :class:`Partition` turns the records the consumer read into findings,
+rejects and counts, and says which monitors changed since their state was last saved.
+The traffic agent (:mod:`streams.agents.traffic`) does the reading and writing.
+
+**Offsets.** ``next_offset`` is the first offset of the partition not yet in the
+monitors. Each saved monitor carries the ``next_offset`` it was saved at; after a
+restore, records below a monitor's saved offset are already in it and are skipped
+(``replay_end`` bounds the records that need that per-model check), so a replayed row is
+never counted twice.
+
+**Batches.** One-row messages are decoded together
+(:func:`~flowops.events.decode_traffic_many`): one batch per model version and one
+``ModelMonitor.add`` call for all of them, which is what makes one-row traffic cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from flowops.drift import Finding, ModelMonitor, Profile
+from flowops.errors import EventError
+from flowops.events import TrafficBatch, decode_traffic, decode_traffic_many
+from streams.metrics import StatsDelta
+
+__all__ = [
+    "MonitorFactory",
+    "Outcome",
+    "Partition",
+    "Record",
+    "Reject",
+    "Tracked",
+]
+
+log = logging.getLogger("flowops.streams")
+
+_NO_VALUE = EventError("a message without a value", event="traffic", code="bad_json")
+
+ModelKey = tuple[str, str]  # (model, version)
+
+
+class Record(Protocol):
+    """What the traffic agent needs of a consumer record (aiokafka's ConsumerRecord)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+MonitorFactory = Callable[[str, str], ModelMonitor]
+"""Makes the monitor of a (model, version) seen for the first time."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A message that goes to the dead-letter topic, and the error that put it there."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes | None
+    error: Exception
+
+    @classmethod
+    def of(cls, record: Record, error: Exception) -> Reject:
+        """The reject of a consumer record."""
+        return cls(record.topic, record.partition, record.offset, record.key, record.value, error)
+
+    @property
+    def code(self) -> str:
+        """The reason as a code: an :class:`EventError` code, or ``exception``."""
+        return self.error.code if isinstance(self.error, EventError) else "exception"
+
+
+@dataclass
+class Outcome:
+    """What processing records gave: findings to publish, rejects, rows counted."""
+
+    findings: list[Finding] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    rows: int = 0
+
+
+@dataclass
+class Tracked:
+    """A monitor with its bookkeeping: changed since saved, rows since last advance."""
+
+    monitor: ModelMonitor
+    delta: StatsDelta
+    dirty: bool = False
+    touched: bool = False
+    profile_token: object = None  # the reference value last given to set_profile
+
+    @classmethod
+    def of(cls, monitor: ModelMonitor, *, dirty: bool = False) -> Tracked:
+        """Track ``monitor``; its current counts are the metrics' baseline."""
+        return cls(monitor, StatsDelta(monitor.stats), dirty=dirty)
+
+
+class Partition:
+    """One traffic partition this worker owns: its monitors and how far it has read."""
+
+    def __init__(
+        self,
+        number: int,
+        factory: MonitorFactory,
+        *,
+        next_offset: int | None = None,
+        monitors: dict[ModelKey, tuple[ModelMonitor, int]] | None = None,
+        catch_up: int | None = None,
+    ) -> None:
+        self.number = number
+        self.next_offset = next_offset
+        self.saved_position = next_offset  # the position last saved in the changelog
+        self.catch_up = catch_up  # time windows close by the clock once read past this
+        self._factory = factory
+        self.monitors: dict[ModelKey, Tracked] = {}
+        self._saved_at: dict[ModelKey, int] = {}
+        for key, (monitor, saved_at) in (monitors or {}).items():
+            self.monitors[key] = Tracked.of(monitor)
+            self._saved_at[key] = saved_at
+        self.replay_end = max(self._saved_at.values(), default=0)
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the records that were in the partition at assignment have been read."""
+        if not self.catch_up:  # unknown, or an empty partition
+            return True
+        return self.next_offset is not None and self.next_offset >= self.catch_up
+
+    def process(self, records: Sequence[Record]) -> Outcome:
+        """Add the records' rows to the monitors; records must be in offset order."""
+        outcome = Outcome()
+        fresh = [r for r in records if self.next_offset is None or r.offset >= self.next_offset]
+        if not fresh:
+            return outcome
+        replayed = [r for r in fresh if r.offset < self.replay_end]
+        if replayed:
+            self._replay(replayed, outcome)
+        self._decode(fresh[len(replayed) :], outcome)
+        self.next_offset = fresh[-1].offset + 1
+        return outcome
+
+    def advance(self, now: float) -> list[Finding]:
+        """Close time windows that ended before ``now``; feed ADWIN the rows buffered.
+
+        Until the partition has caught up with what was in it when it was assigned,
+        windows close only on rows (a replay must not find its window closed by the clock).
+        """
+        clock = now if self.caught_up else -math.inf
+        findings: list[Finding] = []
+        for tracked in self.monitors.values():
+            monitor = tracked.monitor
+            if not (tracked.touched or monitor.spec.kind == "time"):
+                continue
+            closed = monitor.stats.windows_closed
+            found = monitor.advance(clock)
+            if found or tracked.touched or monitor.stats.windows_closed != closed:
+                tracked.dirty = True
+            tracked.touched = False
+            findings += found
+        return findings
+
+    def apply_profile(
+        self, model: str, version: str | None, token: object, profile: Profile
+    ) -> None:
+        """Give the model's monitors (of ``version``, or all) a new reference profile."""
+        for (name, of_version), tracked in self.monitors.items():
+            if name != model or version not in (None, of_version):
+                continue
+            if tracked.profile_token is not token:
+                tracked.monitor.set_profile(profile)
+                tracked.profile_token = token
+                tracked.dirty = True
+
+    def take_dirty(self) -> list[tuple[ModelKey, ModelMonitor]]:
+        """The monitors changed since saved, now marked clean (see :meth:`mark_dirty`)."""
+        dirty = [(key, t.monitor) for key, t in self.monitors.items() if t.dirty]
+        for key, _ in dirty:
+            self.monitors[key].dirty = False
+        return dirty
+
+    def mark_dirty(self, keys: Sequence[ModelKey]) -> None:
+        """Mark monitors changed again, after their state failed to save."""
+        for key in keys:
+            if key in self.monitors:
+                self.monitors[key].dirty = True
+
+    # -- decoding --------------------------------------------------------------------
+
+    def _decode(self, records: Sequence[Record], outcome: Outcome) -> None:
+        """Decode records together, one ``add`` per model version; rejects set aside."""
+        usable = self._with_value(records, outcome)
+        if not usable:
+            return
+        try:
+            decoded = decode_traffic_many([value for _, value in usable])
+        except Exception:  # a decoder bug must not stop the partition: one by one
+            log.exception("decoding a batch failed; decoding its records one by one")
+            self._replay([record for record, _ in usable], outcome)
+            return
+        for index, error in decoded.errors:
+            outcome.rejects.append(Reject.of(usable[index][0], error))
+        for batch in decoded.batches:
+            self._add(batch, outcome, [record for record, _ in usable])
+
+    def _replay(self, records: Sequence[Record], outcome: Outcome) -> None:
+        """Decode records one at a time, skipping rows a restored monitor already has."""
+        for record, value in self._with_value(records, outcome):
+            try:
+                batch = decode_traffic(value)
+            except Exception as exc:  # EventError, or a decoder bug: dead-lettered alike
+                outcome.rejects.append(Reject.of(record, exc))
+                continue
+            if record.offset >= self._saved_at.get((batch.model, batch.version), 0):
+                self._add(batch, outcome, [record])
+
+    def _with_value(
+        self, records: Sequence[Record], outcome: Outcome
+    ) -> list[tuple[Record, bytes]]:
+        """The records with a value; one without (a tombstone) is rejected."""
+        usable = [(record, record.value) for record in records if record.value is not None]
+        if len(usable) != len(records):
+            outcome.rejects += [Reject.of(r, _NO_VALUE) for r in records if r.value is None]
+        return usable
+
+    def _add(self, batch: TrafficBatch, outcome: Outcome, records: Sequence[Record]) -> None:
+        """Rows of one model version into its monitor; an error rejects their records."""
+        key = (batch.model, batch.version)
+        tracked = self.monitors.get(key)
+        if tracked is None:
+            tracked = self.monitors[key] = Tracked.of(self._factory(*key), dirty=True)
+        try:
+            outcome.findings += tracked.monitor.add(batch.timestamps, batch.features)
+        except Exception as exc:
+            log.exception("monitor of %s version %s failed on a batch", *key)
+            outcome.rejects += [Reject.of(r, exc) for r in _of_model(records, key)]
+        else:
+            outcome.rows += batch.rows
+        tracked.dirty = tracked.touched = True
+
+
+def _of_model(records: Sequence[Record], key: ModelKey) -> list[Record]:
+    """The records that hold rows of ``key`` (decoded again: only on the error path)."""
+    found = []
+    for record in records:
+        try:
+            batch = decode_traffic(record.value or b"")
+        except Exception:
+            continue
+        if (batch.model, batch.version) == key:
+            found.append(record)
+    return found

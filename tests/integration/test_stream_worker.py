@@ -1,0 +1,313 @@
+"""`flowops streams worker` against a real Tansu broker, as processes.
+
+End to end (drift in one feature of several), dead-lettering of each kind of bad event,
+``kill -9`` and restart in the middle of a window, and two workers sharing partitions.
+Each test runs workers of its own app id, skips the traffic earlier tests left on the
+shared broker, and reads only its own models' alerts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaProducer
+from stream_worker_process import (
+    Stack,
+    Worker,
+    models_covering,
+    partitions,
+    publish_profiles,
+    read_topic,
+    skip_existing_traffic,
+    traffic,
+    wait_for,
+)
+
+from flowops.events import (
+    DeadLetter,
+    DriftAlert,
+    Topics,
+    TrafficProducer,
+    TrafficRow,
+    encode_traffic,
+    ensure_topics,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+DRIFT = 25.0  # income's mean moves by 5 standard deviations
+WINDOW_TESTS = {"psi", "ks", "chi2"}
+
+
+@pytest.fixture
+def stack(broker: str, tmp_path: Path) -> Iterator[Stack]:
+    """Workers of a fresh app id; every one started is stopped after the test."""
+    stack = Stack(broker, tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+async def start(stack: Stack, config: Path) -> Worker:
+    """The topics, this test's group past old traffic, and a worker with its partitions."""
+    await ensure_topics(stack.bootstrap)
+    await skip_existing_traffic(stack.bootstrap, stack.group)
+    worker = stack.start(config)
+    await worker.assigned()
+    return worker
+
+
+async def send(bootstrap: str, *batches: Any, one_row: int = 0) -> None:
+    """Send batches as 100-row messages; the first ``one_row`` rows of each as single rows."""
+    async with TrafficProducer(bootstrap, source="/tests/streams") as producer:
+        for batch in batches:
+            for row in range(one_row):
+                await producer.send(_row(batch, row))
+            for start in range(one_row, batch.rows, 100):
+                await producer.send(batch.slice(start, min(start + 100, batch.rows)))
+
+
+def _row(batch: Any, i: int) -> TrafficRow:
+    features = {name: values[i] for name, values in batch.features.items()}
+    return TrafficRow(
+        batch.model,
+        batch.version,
+        batch.request_ids[i],
+        float(batch.timestamps[i]),
+        features,
+        batch.predictions[i],
+        float(batch.latency_ms[i]),
+        int(batch.status[i]),
+    )
+
+
+async def alerts_of(
+    stack: Stack, models: set[str], expected: int, timeout: float = 60.0
+) -> list[DriftAlert]:
+    """The alerts of ``models``, once ``expected`` window-test alerts have come."""
+
+    def keep(message: Any) -> DriftAlert | None:
+        alert = DriftAlert.from_json(message.value)
+        return alert if alert.model in models else None
+
+    def done(found: list[DriftAlert]) -> bool:
+        return sum(alert.test in WINDOW_TESTS for alert in found) >= expected
+
+    return await read_topic(
+        stack.bootstrap, Topics.ALERTS, keep, done, workers=stack.workers, timeout=timeout
+    )
+
+
+def window_tests(alerts: list[DriftAlert]) -> list[tuple[str, str, str, int]]:
+    """(model, feature, test, window) of each window-test alert, sorted."""
+    return sorted(
+        (a.model, a.feature, a.test, a.window_index) for a in alerts if a.test in WINDOW_TESTS
+    )
+
+
+def assert_no_duplicates(alerts: list[DriftAlert]) -> None:
+    ids = [alert.alert_id for alert in alerts]
+    assert len(ids) == len(set(ids)), f"duplicate alerts: {ids}"
+
+
+# --- end to end -----------------------------------------------------------------------
+
+
+async def test_drift_in_one_feature_alerts_for_it_and_no_other(stack: Stack) -> None:
+    model, timed = f"credit-{uuid.uuid4().hex[:8]}", f"timed-{uuid.uuid4().hex[:8]}"
+    await publish_profiles(stack.bootstrap, [model, timed])
+    time_window = {"kind": "time", "size": 2.0}
+    worker = await start(stack, stack.config({model: 2_000, timed: time_window}))
+    rng = np.random.default_rng(1)
+    calm = traffic(model, 2_000, rng)
+    drifted = traffic(model, 2_000, rng, shift=DRIFT, start=2_000)
+    past = (time.time() // 2 - 5) * 2  # two 2-second windows that ended seconds ago
+    calm_timed = traffic(timed, 1_000, rng, at=past)
+    drifted_timed = traffic(timed, 1_000, rng, shift=DRIFT, start=1_000, at=past + 2)
+    await send(stack.bootstrap, calm, drifted, calm_timed, drifted_timed, one_row=300)
+
+    alerts = await alerts_of(stack, {model, timed}, expected=4)
+
+    last = int(past // 2 + 1)  # closed by the clock: no row after it
+    assert window_tests(alerts) == sorted(
+        [(model, "income", test, 1) for test in ("ks", "psi")]
+        + [(timed, "income", test, last) for test in ("ks", "psi")]
+    )
+    assert {alert.feature for alert in alerts} == {"income"}  # ADWIN's too
+    assert_no_duplicates(alerts)
+    ks = next(alert for alert in alerts if alert.test == "ks" and alert.model == model)
+    assert (ks.n_current, ks.reference, ks.severity) == (2_000, "profile", "critical")
+    timed_ks = next(a for a in alerts if a.test == "ks" and a.model == timed)
+    assert (timed_ks.window_start, timed_ks.window_end) == (past + 2, past + 4)
+    await wait_for(
+        lambda: worker.metric("flowops_stream_events_total") == 6_000, 10, "events counted"
+    )
+    assert worker.metric("flowops_stream_windows_closed_total") == 4
+    assert worker.metric("flowops_drift_alerts_total", model=model, test="ks") == 1
+    assert (worker.metric("flowops_drift_psi", model=model, feature="income") or 0) > 1
+    assert (worker.metric("flowops_drift_psi", model=model, feature="age") or 1) < 0.1
+    assert (worker.metric("flowops_drift_ks_pvalue", model=model, feature="age") or 0) > 0.01
+
+
+# --- dead letters ----------------------------------------------------------------------
+
+BAD_EVENTS: dict[str, tuple[bytes | None, str]] = {
+    "bad JSON": (b'{"schema_version": 1, "model": ', "bad_json"),
+    "not an object": (b"[1, 2, 3]", "bad_json"),
+    "no value": (None, "bad_json"),
+    "wrong schema version": (
+        b'{"schema_version": 2, "model": "m", "version": "1", "request_id": "r",'
+        b' "timestamp": 1.0, "features": {}, "prediction": 1, "latency_ms": 1.0,'
+        b' "status": 200}',
+        "schema_version",
+    ),
+    "missing features": (
+        b'{"schema_version": 1, "model": "m", "version": "1", "request_id": "r",'
+        b' "timestamp": 1.0, "prediction": 1, "latency_ms": 1.0, "status": 200}',
+        "missing_field",
+    ),
+    "feature of a wrong type": (
+        b'{"schema_version": 1, "model": "m", "version": "1", "request_id": "r",'
+        b' "timestamp": 1.0, "features": {"age": [41]}, "prediction": 1,'
+        b' "latency_ms": 1.0, "status": 200}',
+        "wrong_type",
+    ),
+    "timestamp of a wrong type": (
+        b'{"schema_version": 1, "model": "m", "version": "1", "request_id": "r",'
+        b' "timestamp": "yesterday", "features": {"age": 41}, "prediction": 1,'
+        b' "latency_ms": 1.0, "status": 200}',
+        "wrong_type",
+    ),
+}
+
+
+async def test_every_kind_of_bad_event_is_dead_lettered_with_its_reason(stack: Stack) -> None:
+    model = f"dead-{uuid.uuid4().hex[:8]}"
+    worker = await start(stack, stack.config({model: 1_000}))
+    sent: dict[tuple[int, int], tuple[str, bytes | None, str]] = {}
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for kind, (value, code) in BAD_EVENTS.items():
+            meta = await producer.send_and_wait(Topics.TRAFFIC, value, key=model.encode())
+            sent[meta.partition, meta.offset] = (kind, value, code)
+        good = encode_traffic(traffic(model, 1, np.random.default_rng(2)))
+        await producer.send_and_wait(Topics.TRAFFIC, good, key=model.encode())
+    finally:
+        await producer.stop()
+
+    def keep(message: Any) -> DeadLetter | None:
+        letter = DeadLetter.from_json(message.value)
+        return letter if letter.consumer == stack.group else None
+
+    letters = await read_topic(
+        stack.bootstrap,
+        Topics.DEADLETTER,
+        keep,
+        lambda found: len(found) >= len(sent),
+        workers=stack.workers,
+    )
+
+    got = {(letter.partition, letter.offset): letter for letter in letters}
+    assert sorted(got) == sorted(sent)  # each once
+    for place, (kind, value, code) in sent.items():
+        letter = got[place]
+        assert (letter.error, letter.value_bytes()) == (code, value), kind
+        assert letter.source_topic == Topics.TRAFFIC
+        assert letter.reason, kind
+    assert worker.metric("flowops_stream_rejected_total", reason="bad_json") == 3
+    assert worker.metric("flowops_stream_rejected_total", reason="wrong_type") == 2
+    assert worker.metric("flowops_stream_rejected_total", reason="schema_version") == 1
+    await wait_for(lambda: worker.metric("flowops_stream_events_total") == 1, 10, "good row")
+    assert worker.stop() == 0  # Ctrl-C: a clean stop
+    assert "worker: stopped" in worker.text()
+
+
+# --- crash and restart -------------------------------------------------------------------
+
+
+async def test_kill_9_mid_window_then_restart_counts_every_row_and_alerts_once(
+    stack: Stack,
+) -> None:
+    model = f"crash-{uuid.uuid4().hex[:8]}"
+    await publish_profiles(stack.bootstrap, [model])
+    # checkpoints only at alerts (and revocations): the rows of window 1 read before the
+    # kill are in no saved state and must be read again after the restart
+    config = stack.config({model: 1_000}, checkpoint_interval=3_600)
+    worker = await start(stack, config)
+    rng = np.random.default_rng(3)
+    window0 = traffic(model, 1_000, rng, shift=DRIFT)
+    window1 = traffic(model, 1_000, rng, shift=DRIFT, start=1_000)
+    await send(stack.bootstrap, window0)
+    await alerts_of(stack, {model}, expected=2)  # window 0 closed and saved
+    await send(stack.bootstrap, window1.slice(0, 500))
+    await wait_for(lambda: worker.metric("flowops_stream_events_total") == 1_500, 30, "rows")
+
+    worker.kill9()
+    await send(stack.bootstrap, window1.slice(500, 700))  # while no worker runs
+    restarted = stack.start(config)
+    await restarted.assigned()
+    await send(stack.bootstrap, window1.slice(700, 1_000))
+    alerts = await alerts_of(stack, {model}, expected=4)
+
+    assert window_tests(alerts) == [
+        (model, "income", test, window) for test in ("ks", "psi") for window in (0, 1)
+    ]
+    assert_no_duplicates(alerts)
+    assert {a.n_current for a in alerts if a.test in WINDOW_TESTS} == {1_000}
+    assert sum(monitors for _, monitors in restarted.assignments()) == 1  # restored
+    await wait_for(  # 500 rows read again, 500 new: none counted twice in the window
+        lambda: restarted.metric("flowops_stream_events_total") == 1_000, 10, "rows counted"
+    )
+
+
+# --- two workers -----------------------------------------------------------------------
+
+
+async def test_two_workers_share_the_partitions_and_each_alert_comes_once(
+    stack: Stack,
+) -> None:
+    await ensure_topics(stack.bootstrap)
+    count = await partitions(stack.bootstrap)
+    models = models_covering(f"pair-{uuid.uuid4().hex[:6]}", 6, count)
+    await publish_profiles(stack.bootstrap, models)
+    config = stack.config(dict.fromkeys(models, 1_000))
+    first = await start(stack, config)
+    rng = np.random.default_rng(4)
+    halves = []
+    for model in models:
+        calm = traffic(model, 1_000, rng)
+        drifted = traffic(model, 1_000, rng, shift=DRIFT, start=1_000)
+        await send(stack.bootstrap, calm, drifted.slice(0, 500))
+        halves.append(drifted.slice(500, 1_000))
+    total = 1_500 * len(models)
+    await wait_for(lambda: first.metric("flowops_stream_events_total") == total, 30, "rows")
+
+    second = stack.start(config)  # the group rebalances in the middle of window 1
+    mine = await second.assigned()
+    theirs = await first.assigned(count=2)
+    assert sorted(mine + theirs) == list(range(count))
+    assert mine
+    assert theirs
+    await send(stack.bootstrap, *halves)
+    alerts = await alerts_of(stack, set(models), expected=2 * len(models))
+
+    assert window_tests(alerts) == sorted(
+        (model, "income", test, 1) for model in models for test in ("ks", "psi")
+    )
+    assert_no_duplicates(alerts)
+    assert {a.n_current for a in alerts if a.test in WINDOW_TESTS} == {1_000}
+    by_worker = [
+        {m for m in models if w.metric("flowops_drift_alerts_total", model=m, test="ks")}
+        for w in (first, second)
+    ]
+    assert by_worker[0]
+    assert by_worker[1]
+    assert by_worker[0].isdisjoint(by_worker[1])

@@ -1,0 +1,37 @@
+"""``streams.app.build_app``: the Faust app a worker runs, configured from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowops.config import load_settings
+from flowops.events import Topics
+from streams.app import build, build_app
+
+
+def test_the_app_is_configured_from_the_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "kafka": {"bootstrap": "10.0.0.1:9093,10.0.0.2:9093", "partitions": 6},
+            "streams": {"app_id": "fleet", "metrics_port": 7001, "datadir": str(tmp_path)},
+        }
+    )
+    app = build_app(settings)
+    conf = app.conf
+    assert conf.id == "fleet"
+    assert [str(url) for url in conf.broker] == ["kafka://10.0.0.1:9093", "kafka://10.0.0.2:9093"]
+    assert (conf.web_bind, conf.web_port) == ("127.0.0.1", 7001)
+    assert conf.processing_guarantee.value == "at_least_once"  # no idempotent producer
+    assert str(conf.store) == "memory:"
+    assert conf.topic_partitions == 6
+
+
+def test_the_reference_table_reads_the_references_topic(tmp_path: Path) -> None:
+    settings = load_settings(overrides={"streams": {"datadir": str(tmp_path)}})
+    parts = build(settings)
+    [table] = parts.app.tables.values()
+    assert table.is_global
+    assert table.changelog_topic.get_topic_name() == Topics.REFERENCES
+    assert table._changelog_topic_name() == Topics.REFERENCES  # what the assignor asks
+    assert parts.traffic.group == "flowops-streams-traffic"
+    assert parts.traffic.state_topic == "flowops-streams-monitors-changelog"

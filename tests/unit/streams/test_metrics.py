@@ -1,0 +1,57 @@
+"""``streams.metrics``: names, labels, and counters fed from monitor stats."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flowops.drift import ModelMonitor, MonitorStats, WindowSpec
+from streams.metrics import StatsDelta, StreamMetrics
+
+
+def samples(metrics: StreamMetrics) -> dict[str, float]:
+    found = {}
+    for line in metrics.render().decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def test_every_metric_is_exposed_with_prometheus_names() -> None:
+    metrics = StreamMetrics()
+    metrics.events(3)
+    metrics.rejected("bad_json", 2)
+    metrics.alert("credit", "ks")
+    metrics.lag("flowops.traffic", 1, 7)
+    metrics.checkpoint(0.01)
+    got = samples(metrics)
+    assert got["flowops_stream_events_total"] == 3
+    assert got['flowops_stream_rejected_total{reason="bad_json"}'] == 2
+    assert got['flowops_drift_alerts_total{model="credit",test="ks"}'] == 1
+    assert got['flowops_stream_consumer_lag{partition="1",topic="flowops.traffic"}'] == 7
+    assert got["flowops_stream_checkpoint_seconds_count"] == 1
+    metrics.forget_partition("flowops.traffic", 1)
+    metrics.forget_partition("flowops.traffic", 1)  # twice is fine
+    assert not any("consumer_lag{" in name for name in samples(metrics))
+
+
+def test_monitor_stats_become_increments_from_their_baseline() -> None:
+    monitor = ModelMonitor("credit", "1", WindowSpec("count", 100))
+    rng = np.random.default_rng(0)
+    monitor.add(np.arange(100.0), {"x": rng.normal(0, 1, 100)})
+    delta = StatsDelta(monitor.stats)  # a restored monitor: what it counted is not ours
+    values = [*rng.normal(0, 1, 99), None]
+    monitor.add(np.arange(100.0, 200.0), {"x": values})
+    metrics = StreamMetrics()
+    metrics.monitor("credit", monitor.stats, delta)
+    metrics.monitor("credit", monitor.stats, delta)  # nothing new the second time
+    got = samples(metrics)
+    assert got["flowops_stream_windows_closed_total"] == 1
+    assert got['flowops_stream_excluded_values_total{feature="x",model="credit"}'] == 1
+    assert 'flowops_drift_psi{feature="x",model="credit"}' in got
+    assert 'flowops_drift_ks_pvalue{feature="x",model="credit"}' in got
+
+
+def test_a_fresh_baseline_counts_nothing() -> None:
+    stats = MonitorStats(windows_closed=4, excluded={"x": 2})
+    assert StatsDelta(stats).take(stats) == (0, {})

@@ -1,0 +1,169 @@
+"""``streams.monitors.Partition``: records in, findings and rejects out, offsets kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pytest
+
+from flowops.drift import ModelMonitor, Profile, WindowSpec
+from streams.monitors import Partition
+
+
+@dataclass(frozen=True)
+class Rec:
+    offset: int
+    value: bytes | None
+    topic: str = "flowops.traffic"
+    partition: int = 0
+    key: bytes | None = b"m"
+
+
+def row(model: str = "m", *, ts: float = 1.0, x: object = 1.0, version: str = "1") -> bytes:
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "model": model,
+            "version": version,
+            "request_id": "r",
+            "timestamp": ts,
+            "features": {"x": x},
+            "prediction": 0,
+            "latency_ms": 1.0,
+            "status": 200,
+        }
+    )
+
+
+def counting(size: int = 10) -> Partition:
+    return Partition(
+        0, lambda model, version: ModelMonitor(model, version, WindowSpec("count", size))
+    )
+
+
+def records(values: list[bytes | None], start: int = 0) -> list[Rec]:
+    return [Rec(start + i, value) for i, value in enumerate(values)]
+
+
+def test_one_row_messages_go_to_one_monitor_per_model_version() -> None:
+    part = counting()
+    outcome = part.process(records([row("a"), row("b"), row("a"), row("a", version="2")]))
+    assert (outcome.rows, outcome.rejects) == (4, [])
+    assert {key: t.monitor.stats.rows for key, t in part.monitors.items()} == {
+        ("a", "1"): 2,
+        ("b", "1"): 1,
+        ("a", "2"): 1,
+    }
+    assert part.next_offset == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (b"{", "bad_json"),
+        (None, "bad_json"),
+        (b'{"schema_version": 9}', "schema_version"),
+        (row(x=[1]), "wrong_type"),
+    ],
+)
+def test_a_bad_record_is_rejected_and_the_rest_processed(value: bytes | None, code: str) -> None:
+    part = counting()
+    outcome = part.process(records([row(), value, row()]))
+    assert outcome.rows == 2
+    [reject] = outcome.rejects
+    assert (reject.code, reject.offset, reject.value) == (code, 1, value)
+    assert str(reject.error)
+
+
+def test_records_already_processed_are_skipped() -> None:
+    part = counting()
+    part.process(records([row(), row()]))
+    outcome = part.process(records([row(), row(), row()]))  # offsets 0..2 again
+    assert outcome.rows == 1
+    assert part.monitors["m", "1"].monitor.stats.rows == 3
+
+
+def test_a_count_window_closes_with_its_findings() -> None:
+    part = counting(size=100)
+    rng = np.random.default_rng(0)
+    values = [row(x=float(v)) for v in rng.normal(0, 1, 100)]
+    values += [row(x=float(v)) for v in rng.normal(5, 1, 100)]
+    outcome = part.process(records(values))
+    assert {(f.feature, f.test, f.window_index) for f in outcome.findings} >= {
+        ("x", "ks", 1),
+        ("x", "psi", 1),
+    }
+
+
+def test_replayed_rows_a_restored_monitor_holds_are_not_counted_twice() -> None:
+    saved = ModelMonitor("a", "1", WindowSpec("count", 10))
+    saved.add(np.array([1.0, 1.0]), {"x": [1.0, 2.0]})  # offsets 0 and 2 (b was at 1, 3)
+    part = Partition(
+        0,
+        lambda model, version: ModelMonitor(model, version, WindowSpec("count", 10)),
+        next_offset=None,  # no position saved: everything is read again
+        monitors={("a", "1"): (saved, 3)},
+    )
+    outcome = part.process(records([row("a"), row("b"), row("a"), row("b"), row("a")]))
+    assert outcome.rows == 3  # b's two rows and a's row at offset 4
+    assert part.monitors["a", "1"].monitor.stats.rows == 3
+    assert part.monitors["b", "1"].monitor.stats.rows == 2
+
+
+def test_time_windows_close_by_the_clock_only_once_caught_up() -> None:
+    part = Partition(
+        0,
+        lambda model, version: ModelMonitor(model, version, WindowSpec("time", 10.0)),
+        next_offset=0,
+        catch_up=3,
+    )
+    part.process(records([row(ts=1.0), row(ts=2.0)]))
+    part.advance(now=100.0)
+    monitor = part.monitors["m", "1"].monitor
+    assert monitor.stats.windows_closed == 0  # offset 2 not read yet
+    part.process(records([row(ts=3.0)], start=2))
+    part.advance(now=100.0)
+    assert monitor.stats.windows_closed == 1
+
+
+def test_take_dirty_hands_over_changed_monitors_once() -> None:
+    part = counting()
+    part.process(records([row("a"), row("b")]))
+    part.advance(now=0.0)
+    assert sorted(key for key, _ in part.take_dirty()) == [("a", "1"), ("b", "1")]
+    assert part.take_dirty() == []
+    part.mark_dirty([("a", "1")])
+    assert [key for key, _ in part.take_dirty()] == [("a", "1")]
+
+
+def test_a_new_profile_reaches_the_model_versions_it_is_for() -> None:
+    part = counting()
+    part.process(records([row("a"), row("a", version="2"), row("b")]))
+    part.take_dirty()
+    profile = Profile.from_columns({"x": np.arange(100.0)}, model="a")
+    part.apply_profile("a", "2", object(), profile)
+    assert [key for key, _ in part.take_dirty()] == [("a", "2")]
+    token = object()
+    part.apply_profile("a", None, token, profile)
+    part.apply_profile("a", None, token, profile)  # the same value again: nothing to do
+    assert sorted(key for key, _ in part.take_dirty()) == [("a", "1"), ("a", "2")]
+    assert part.monitors["a", "1"].monitor.reference == "profile"
+
+
+def test_a_monitor_that_fails_rejects_its_records_and_the_others_go_on() -> None:
+    def factory(model: str, version: str) -> ModelMonitor:
+        monitor = ModelMonitor(model, version, WindowSpec("count", 10))
+        if model == "broken":
+            monitor.add = _explode  # type: ignore[method-assign]
+        return monitor
+
+    part = Partition(0, factory)
+    outcome = part.process(records([row("broken"), row("ok"), row("broken")]))
+    assert outcome.rows == 1
+    assert [(r.offset, r.code) for r in outcome.rejects] == [(0, "exception"), (2, "exception")]
+
+
+def _explode(*args: object) -> list[object]:
+    raise RuntimeError("boom")
