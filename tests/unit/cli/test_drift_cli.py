@@ -58,7 +58,9 @@ def run(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), env=env, prog_name="flowops")
 
 
-def compare_json(reference: Path, current: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+def compare_json(
+    reference: Path, current: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     result = run(
         "drift",
         "compare",
@@ -69,6 +71,7 @@ def compare_json(reference: Path, current: Path, *extra: str) -> tuple[int, dict
         "-o",
         "json",
         *extra,
+        env=env,
     )
     assert result.exit_code in (0, 1), result.output
     return result.exit_code, json.loads(result.stdout)
@@ -262,15 +265,9 @@ def test_config_file_sets_alpha_and_correction(sample: Path, tmp_path: Path) -> 
 
 def test_flags_win_over_environment_and_config(sample: Path, tmp_path: Path) -> None:
     config = write(tmp_path / "flowops.yaml", "drift:\n  alpha: 0.01\n")
-    result = run(
-        "drift",
-        "compare",
-        "--reference",
-        str(sample / "reference.csv"),
-        "--current",
-        str(sample / "current.csv"),
-        "-o",
-        "json",
+    _, report = compare_json(
+        sample / "reference.csv",
+        sample / "current.csv",
         "--config",
         str(config),
         "--alpha",
@@ -279,28 +276,21 @@ def test_flags_win_over_environment_and_config(sample: Path, tmp_path: Path) -> 
         "none",
         env={"FLOWOPS_DRIFT__ALPHA": "0.03", "FLOWOPS_DRIFT__CORRECTION": "bonferroni"},
     )
-    report = json.loads(result.stdout)
 
     assert (report["alpha"], report["correction"]) == (0.2, "none")
 
 
 def test_environment_wins_over_config(sample: Path, tmp_path: Path) -> None:
     config = write(tmp_path / "flowops.yaml", "drift:\n  alpha: 0.01\n")
-    result = run(
-        "drift",
-        "compare",
-        "--reference",
-        str(sample / "reference.csv"),
-        "--current",
-        str(sample / "current.csv"),
-        "-o",
-        "json",
+    _, report = compare_json(
+        sample / "reference.csv",
+        sample / "current.csv",
         "--config",
         str(config),
         env={"FLOWOPS_DRIFT__ALPHA": "0.03"},
     )
 
-    assert json.loads(result.stdout)["alpha"] == 0.03
+    assert report["alpha"] == 0.03
 
 
 # -- baseline, and comparing against the profile it writes ----------------------------
