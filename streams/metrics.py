@@ -15,6 +15,7 @@ metric                                        type       labels
 ``flowops_drift_ks_pvalue``                   gauge      model, feature (last window)
 ``flowops_drift_alerts_total``                counter    model, test
 ``flowops_stream_consumer_lag``               gauge      topic, partition (messages)
+``flowops_stream_partitions``                 gauge      topic (partitions this worker reads)
 ``flowops_stream_checkpoint_seconds``         histogram  (state written, offsets committed)
 ============================================  =========  =================================
 
@@ -113,6 +114,12 @@ class StreamMetrics:
             ["topic", "partition"],
             registry=reg,
         )
+        self._partitions = Gauge(
+            "flowops_stream_partitions",
+            "Partitions of the topic assigned to this worker (0 while it waits for its group).",
+            ["topic"],
+            registry=reg,
+        )
         self._checkpoint = Histogram(
             "flowops_stream_checkpoint_seconds",
             "Time to write the monitors' state and commit the offsets it covers.",
@@ -144,6 +151,10 @@ class StreamMetrics:
     def lag(self, topic: str, partition: int, messages: int) -> None:
         """Set the consumer lag of one partition."""
         self._lag.labels(topic=topic, partition=str(partition)).set(messages)
+
+    def partitions(self, topic: str, count: int) -> None:
+        """Set how many partitions of ``topic`` this worker reads."""
+        self._partitions.labels(topic=topic).set(count)
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop the lag series of a partition this worker no longer reads."""

@@ -28,6 +28,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "streams",
         "Run the stream workers that turn traffic into drift alerts.",
     ),
+    "up": (
+        "flowops.cli.up",
+        "up",
+        "Run the whole pipeline on this machine (broker, worker; --demo: a drifting model).",
+    ),
 }
 
 EXIT_CODES_HELP = """\b

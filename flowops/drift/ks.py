@@ -26,18 +26,31 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from typing import Literal, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special, stats
 
 from flowops.drift.reference import Reference, as_sample
+from flowops.errors import InputError
 
-__all__ = ["EXACT_MAX_N", "KSResult", "kolmogorov_sf", "ks_2samp", "ks_statistic"]
+__all__ = [
+    "EXACT_MAX_N",
+    "FAST_EXACT_MIN_P",
+    "KSMethod",
+    "KSResult",
+    "kolmogorov_sf",
+    "ks_2samp",
+    "ks_statistic",
+]
 
 EXACT_MAX_N = 10_000
 """Largest sample size for which scipy's ``method="auto"`` computes the exact p-value."""
+FAST_EXACT_MIN_P = 1e-6
+"""``method="fast"``: below this asymptotic p-value, the exact one is not computed."""
+
+KSMethod: TypeAlias = Literal["auto", "fast"]
 
 # From this N on, kolmogorov_sf's closed forms stay within 0.64% of kstwo.sf (measured
 # for p > 1e-12 over a grid of N and D); below it kstwo.sf itself takes at most ~1.5 ms.
@@ -55,7 +68,9 @@ class KSResult(NamedTuple):
     pvalue: float
 
 
-def ks_2samp(reference: ArrayLike | Reference, current: ArrayLike) -> KSResult:
+def ks_2samp(
+    reference: ArrayLike | Reference, current: ArrayLike, *, method: KSMethod = "auto"
+) -> KSResult:
     """Two-sided two-sample KS test of ``current`` against ``reference``.
 
     Matches ``scipy.stats.ks_2samp(reference, current)``: the same statistic and, up to
@@ -64,18 +79,32 @@ def ks_2samp(reference: ArrayLike | Reference, current: ArrayLike) -> KSResult:
     :class:`Reference` (a profile of more values than it stores) the statistic uses the
     sketch's distribution and the p-value the true reference size.
 
+    ``method="fast"`` (the stream workers') skips scipy's exact p-value when the
+    asymptotic one is below :data:`FAST_EXACT_MIN_P`: there the exact computation costs
+    up to ~120 ms (10,000 against 5,000 values, strongly drifted) and changes no verdict.
+
     >>> ks_2samp([1.0, 2.0, 3.0, 4.0], [3.5, 4.5, 5.5])
     KSResult(statistic=0.75, pvalue=0.22857142857142862)
     """
+    if method not in ("auto", "fast"):
+        raise InputError(f"KS method must be 'auto' or 'fast', got {method!r}")
     cur = as_sample(current, "current")
     if not isinstance(reference, Reference):
         ref = as_sample(reference, "reference")
-        if max(ref.size, cur.size) <= EXACT_MAX_N:
-            return _scipy_exact(ref, cur)
-        return _asymptotic(np.sort(ref), ref.size, np.sort(cur))
-    if max(reference.n, cur.size) <= EXACT_MAX_N:
-        return _scipy_exact(reference.expanded(), cur)
-    return _asymptotic(reference.sorted, reference.n, np.sort(cur))
+        ref_sorted, n1, expanded = np.sort(ref), ref.size, ref
+    else:
+        ref_sorted, n1, expanded = reference.sorted, reference.n, None
+    cur_sorted = np.sort(cur)
+    if max(n1, cur.size) > EXACT_MAX_N:
+        return _asymptotic(ref_sorted, n1, cur_sorted)
+    if method == "fast":
+        quick = _asymptotic(ref_sorted, n1, cur_sorted)
+        if quick.pvalue < FAST_EXACT_MIN_P:
+            return quick
+    if expanded is None:
+        assert isinstance(reference, Reference)
+        expanded = reference.expanded()
+    return _scipy_exact(expanded, cur)
 
 
 def ks_statistic(ref_sorted: NDArray[np.float64], cur_sorted: NDArray[np.float64]) -> float:

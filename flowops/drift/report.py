@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from flowops.drift.chisq import chi2_test
 from flowops.drift.corrections import benjamini_hochberg, bonferroni
-from flowops.drift.ks import ks_2samp
+from flowops.drift.ks import KSMethod, ks_2samp
 from flowops.drift.profile import (
     CategoricalProfile,
     Column,
@@ -104,6 +104,7 @@ def compare(
     features: Sequence[str] | None = None,
     alpha: float = 0.05,
     correction: str = "bh",
+    ks_method: KSMethod = "auto",
 ) -> DriftReport:
     """Test each feature of ``current`` against ``profile`` and correct across features.
 
@@ -112,11 +113,14 @@ def compare(
     missing from the profile or the data, when no profile feature is in the data, or
     for a bad ``alpha`` or ``correction``; :class:`~flowops.errors.EmptyInputError`
     when a feature has no usable current values. NaN, inf and missing current values
-    are left out and counted in each feature's ``excluded``.
+    are left out and counted in each feature's ``excluded``. ``ks_method`` is
+    :func:`~flowops.drift.ks.ks_2samp`'s ``method``.
     """
     adjust = corrector(correction, alpha)
     names = _feature_names(profile, current, features)
-    tested = [_test_feature(name, profile.features[name], current[name]) for name in names]
+    tested = [
+        _test_feature(name, profile.features[name], current[name], ks_method) for name in names
+    ]
     adjusted = adjust([feature.pvalue for feature in tested]).tolist()
     results = [
         replace(feature, adjusted_pvalue=q, drift=q < alpha)
@@ -165,12 +169,12 @@ def _feature_names(
 
 
 def _test_feature(
-    name: str, profile: NumericProfile | CategoricalProfile, column: Column
+    name: str, profile: NumericProfile | CategoricalProfile, column: Column, ks_method: KSMethod
 ) -> FeatureDrift:
     """The feature's tests, before the correction; names the feature in any InputError."""
     try:
         if isinstance(profile, NumericProfile):
-            return _test_numeric(name, profile, column)
+            return _test_numeric(name, profile, column, ks_method)
         return _test_categorical(name, profile, column)
     except InputError as exc:
         if exc.column is not None:
@@ -178,14 +182,16 @@ def _test_feature(
         raise type(exc)(exc.reason, column=name) from None
 
 
-def _test_numeric(name: str, profile: NumericProfile, column: Column) -> FeatureDrift:
+def _test_numeric(
+    name: str, profile: NumericProfile, column: Column, ks_method: KSMethod
+) -> FeatureDrift:
     values = _numbers(column)
     finite = np.isfinite(values)
     usable = values if finite.all() else values[finite]
     if usable.size == 0:
         raise EmptyInputError("no usable current values (all NaN, inf or missing)")
     reference = profile.reference()
-    ks, psi = ks_2samp(reference, usable), psi_test(reference, usable)
+    ks, psi = ks_2samp(reference, usable, method=ks_method), psi_test(reference, usable)
     return FeatureDrift(
         feature=name,
         kind="numeric",

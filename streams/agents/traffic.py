@@ -236,6 +236,7 @@ class TrafficAgent(Service):
             WindowSpec(window.kind, window.size),
             profile,
             alpha=drift.alpha,
+            adwin_delta=drift.adwin_delta,
             correction=drift.correction,
         )
 
@@ -294,6 +295,7 @@ class TrafficAgent(Service):
             await self._restore(new)
             numbers = sorted(self._partitions)
             monitors = sum(len(self._partitions[n].monitors) for n in new)
+            self._metrics.partitions(Topics.TRAFFIC, len(numbers))
             self._say(f"traffic: partitions {numbers} assigned ({monitors} monitors restored)")
 
     async def revoked(self, tps: Sequence[Any]) -> None:
@@ -304,6 +306,7 @@ class TrafficAgent(Service):
             for number in numbers:
                 del self._partitions[number]
                 self._metrics.forget_partition(Topics.TRAFFIC, number)
+            self._metrics.partitions(Topics.TRAFFIC, len(self._partitions))
 
     async def _restore(self, numbers: Sequence[int], *, rewind: bool = False) -> None:
         if not numbers:

@@ -296,6 +296,8 @@ async def test_two_workers_share_the_partitions_and_each_alert_comes_once(
     assert sorted(mine + theirs) == list(range(count))
     assert mine
     assert theirs
+    gauges = [w.metric("flowops_stream_partitions", topic=Topics.TRAFFIC) for w in (first, second)]
+    assert gauges == [len(theirs), len(mine)]
     await send(stack.bootstrap, *halves)
     alerts = await alerts_of(stack, set(models), expected=2 * len(models))
 

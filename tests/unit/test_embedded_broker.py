@@ -191,10 +191,10 @@ def test_stop_kills_a_broker_that_ignores_sigterm(
     monkeypatch.setenv("FAKE_TANSU_IGNORE_TERM", "1")
     broker = EmbeddedBroker(port=free_port(), binary=fake_tansu, stop_timeout=0.3)
     broker.start()
-    process = broker._process
-    assert process is not None
+    child = broker._child
+    assert child is not None
     broker.stop()
-    assert process.returncode == -9  # SIGKILL
+    assert child.returncode == -9  # SIGKILL
 
 
 def test_a_broker_that_exits_at_start_shows_its_log(

@@ -178,3 +178,34 @@ def test_bad_current_samples_raise(current: list[float], error: type[InputError]
 def test_empty_reference_raises() -> None:
     with pytest.raises(EmptyInputError, match="reference"):
         ks_2samp([], [1.0])
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.05, 0.1])
+def test_fast_method_is_scipys_exact_test_where_the_verdict_is_close(shift: float) -> None:
+    rng = np.random.default_rng(11)
+    reference, current = rng.normal(size=10_000), rng.normal(shift, size=5_000)
+    exact = stats.ks_2samp(reference, current)
+    assert exact.pvalue > 1e-6
+    fast = ks_2samp(Reference(reference), current, method="fast")
+    assert fast == ks_2samp(reference, current) == (exact.statistic, exact.pvalue)
+
+
+@pytest.mark.parametrize(("shift", "size"), [(0.5, 5_000), (1.0, 1_000), (0.3, 9_999)])
+def test_fast_method_takes_the_asymptotic_p_value_far_below_any_alpha(
+    shift: float, size: int
+) -> None:
+    rng = np.random.default_rng(12)
+    reference, current = rng.normal(size=10_000), rng.normal(shift, size=size)
+    fast = ks_2samp(reference, current, method="fast")
+    asymptotic = scipy_asymptotic(reference, current)
+    exact = stats.ks_2samp(reference, current)
+    assert fast.statistic == asymptotic.statistic  # exact rounds D to a multiple of 1/lcm
+    assert fast.statistic == pytest.approx(exact.statistic, abs=1e-12)
+    assert fast.pvalue == pytest.approx(asymptotic.pvalue, rel=0.01)
+    assert fast.pvalue < 1e-6
+    assert exact.pvalue < 1e-6  # the same verdict at any alpha
+
+
+def test_an_unknown_method_raises() -> None:
+    with pytest.raises(InputError, match="KS method must be 'auto' or 'fast', got 'exact'"):
+        ks_2samp([1.0, 2.0], [3.0], method="exact")  # type: ignore[arg-type]
