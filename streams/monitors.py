@@ -126,6 +126,10 @@ class Partition:
         self.next_offset = next_offset
         self.saved_position = next_offset  # the position last saved in the changelog
         self.catch_up = catch_up  # time windows close by the clock once read past this
+        # The end offset a broker gives at assignment may be short (Tansu 0.6 answers the
+        # base offset of the last record batch + 1): the first fetch's high watermark
+        # confirms it. An end of 0 is an empty partition either way.
+        self.end_confirmed = not catch_up
         self._factory = factory
         self.monitors: dict[ModelKey, Tracked] = {}
         self._saved_at: dict[ModelKey, int] = {}
@@ -137,9 +141,17 @@ class Partition:
     @property
     def caught_up(self) -> bool:
         """Whether the records that were in the partition at assignment have been read."""
+        if not self.end_confirmed:
+            return False
         if not self.catch_up:  # unknown, or an empty partition
             return True
         return self.next_offset is not None and self.next_offset >= self.catch_up
+
+    def confirm_end(self, highwater: int | None) -> None:
+        """Take a fetch's high watermark as the end to catch up with, if it is further."""
+        if highwater is not None and not self.end_confirmed:
+            self.catch_up = max(self.catch_up or 0, highwater)
+            self.end_confirmed = True
 
     def process(self, records: Sequence[Record]) -> Outcome:
         """Add the records' rows to the monitors; records must be in offset order."""

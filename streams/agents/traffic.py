@@ -176,7 +176,8 @@ class TrafficAgent(Service):
         self._apply_references()
         outcome.rejects += self._references.take_rejects()
         clock = time.time() - self._streams.grace
-        for part in self._partitions.values():
+        for number, part in self._partitions.items():
+            part.confirm_end(self._consumer.highwater(TopicPartition(Topics.TRAFFIC, number)))
             outcome.findings += part.advance(clock)
         try:
             await self._publish(outcome)

@@ -257,10 +257,22 @@ async def skip_existing_traffic(bootstrap: str, group: str) -> None:
     try:
         tps = [TopicPartition(Topics.TRAFFIC, p) for p in range(await partitions(bootstrap))]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.commit(dict(ends))
+        await consumer.commit(await true_ends(consumer, tps))
     finally:
         await consumer.stop()
+
+
+async def true_ends(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> dict[Any, int]:
+    """The end offsets of assigned partitions, from a fetch's high watermark: Tansu 0.6
+    answers ListOffsets(latest) with the base offset of the last record batch + 1."""
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, ends[tp])
+    deadline = time.monotonic() + 10
+    while any(consumer.highwater(tp) is None for tp in tps):
+        assert time.monotonic() < deadline, "no fetch answered for every partition"
+        await consumer.getmany(*tps, timeout_ms=200)
+    return {tp: max(ends[tp], consumer.highwater(tp)) for tp in tps}
 
 
 async def partitions(bootstrap: str, topic: str = Topics.TRAFFIC) -> int:

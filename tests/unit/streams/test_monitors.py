@@ -119,6 +119,7 @@ def test_time_windows_close_by_the_clock_only_once_caught_up() -> None:
         next_offset=0,
         catch_up=3,
     )
+    part.confirm_end(3)
     part.process(records([row(ts=1.0), row(ts=2.0)]))
     part.advance(now=100.0)
     monitor = part.monitors["m", "1"].monitor
@@ -126,6 +127,37 @@ def test_time_windows_close_by_the_clock_only_once_caught_up() -> None:
     part.process(records([row(ts=3.0)], start=2))
     part.advance(now=100.0)
     assert monitor.stats.windows_closed == 1
+
+
+def test_a_short_end_offset_waits_for_the_fetchs_high_watermark() -> None:
+    """Tansu 0.6 gives the base offset of the last record batch + 1 as the end."""
+    part = Partition(
+        0,
+        lambda model, version: ModelMonitor(model, version, WindowSpec("time", 10.0)),
+        next_offset=0,
+        catch_up=2,  # the broker's answer; the partition holds 4 records
+    )
+    part.process(records([row(ts=1.0), row(ts=2.0)]))
+    part.advance(now=100.0)
+    assert not part.caught_up  # no fetch has said where the end is yet
+    part.confirm_end(None)  # a fetch without an answer for this partition
+    assert not part.caught_up
+    part.confirm_end(4)
+    part.confirm_end(99)  # the first answer counts
+    part.advance(now=100.0)
+    monitor = part.monitors["m", "1"].monitor
+    assert monitor.stats.windows_closed == 0  # offsets 2 and 3 not read yet
+    part.process(records([row(ts=3.0), row(ts=4.0)], start=2))
+    part.advance(now=100.0)
+    assert part.caught_up
+    assert monitor.stats.windows_closed == 1
+
+
+def test_an_empty_partition_is_caught_up_at_once() -> None:
+    part = Partition(
+        0, lambda model, version: ModelMonitor(model, version, WindowSpec("time", 10.0)), catch_up=0
+    )
+    assert part.caught_up
 
 
 def test_take_dirty_hands_over_changed_monitors_once() -> None:
