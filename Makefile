@@ -40,6 +40,7 @@ test: lint unit
 bench: install
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
