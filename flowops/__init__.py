@@ -12,6 +12,7 @@ from flowops.errors import (
     EventError,
     FlowOpsError,
     InputError,
+    MlflowError,
     ServiceError,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "EventError",
     "FlowOpsError",
     "InputError",
+    "MlflowError",
     "ServiceError",
     "__version__",
 ]

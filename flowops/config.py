@@ -46,6 +46,7 @@ __all__ = [
     "BrokerSettings",
     "DriftSettings",
     "KafkaSettings",
+    "MlflowSettings",
     "ModelStreamSettings",
     "Settings",
     "StreamsSettings",
@@ -124,6 +125,31 @@ class BrokerSettings(BaseModel):
     )
 
 
+def _mlflow_env_uri() -> str | None:
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+class MlflowSettings(BaseModel):
+    """The MLflow tracking server: where ``flowops drift baseline --mlflow-run`` logs to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str | None = Field(
+        default_factory=_mlflow_env_uri,
+        description="http(s) URL of the tracking server; default: MLFLOW_TRACKING_URI",
+    )
+    timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds to wait for each request to the server"
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _check_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value
+
+
 class WindowSettings(BaseModel):
     """A tumbling window: ``size`` rows (``count``) or seconds aligned to the epoch (``time``)."""
 
@@ -196,6 +222,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -104,14 +104,15 @@ class DemoTraffic:
     async def run(self, producer: TrafficProducer) -> None:
         """Send on a fixed clock (a slow tick is caught up, not dropped) until cancelled."""
         start = time.monotonic()
+        shift_row = int(self.shift_after * self.rate)
         while True:
-            elapsed = time.monotonic() - start
-            if elapsed >= self.shift_after and self.shifted_at is None:
-                self.shifted_at = time.time()
-            due = int(elapsed * self.rate) - self.rows
-            if due > 0:
-                await producer.send(self.batch(due))
-                self.rows += due
+            due = int((time.monotonic() - start) * self.rate)
+            for end in (min(due, shift_row), due):  # rows due before the shift, then after
+                if end > self.rows:
+                    if self.rows >= shift_row and self.shifted_at is None:
+                        self.shifted_at = time.time()
+                    await producer.send(self.batch(end - self.rows))
+                    self.rows = end
             await asyncio.sleep(self.TICK)
 
     def batch(self, rows: int) -> TrafficBatch:

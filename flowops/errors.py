@@ -9,7 +9,9 @@ each into one line on stderr and the exit code drawn here, never a traceback::
     │   ├── EmptyInputError           a file or sample with nothing to compare
     │   └── EventError                an event that cannot be decoded (.event, .field, .code)
     └── ServiceError                  a service FlowOps needs did not answer (.target), exit 3
-        └── BrokerError               the Kafka broker: not found, not started, not answering
+        ├── BrokerError               the Kafka broker: not found, not started, not answering
+        └── MlflowError               the MLflow tracking server: no answer, a refusal, a store
+                                      FlowOps cannot write to (.status: the HTTP status or None)
 
 Errors carry their context as attributes so callers can act on them without parsing the
 message:
@@ -33,6 +35,7 @@ __all__ = [
     "EventErrorCode",
     "FlowOpsError",
     "InputError",
+    "MlflowError",
     "ServiceError",
 ]
 
@@ -142,3 +145,20 @@ class BrokerError(ServiceError):
 
     ``target`` is the broker's address (``127.0.0.1:9092``); the message says what to do.
     """
+
+
+class MlflowError(ServiceError):
+    """The MLflow tracking server did not answer, refused a request, or keeps the run's
+    artifacts where FlowOps cannot write.
+
+    ``target`` is the tracking server's URL; ``status`` the HTTP status of a refusal
+    (None when nothing answered).
+
+    >>> err = MlflowError("http://127.0.0.1:5000", "HTTP 503: unavailable", status=503)
+    >>> str(err), err.exit_code, err.status
+    ('http://127.0.0.1:5000: HTTP 503: unavailable', 3, 503)
+    """
+
+    def __init__(self, target: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(target, reason)
+        self.status = status

@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -39,10 +39,10 @@ from flowops.events import (
     ReferenceProfile,
     Topics,
     TrafficProducer,
-    describe_topics,
     ensure_topics,
 )
 from flowops.process import Child
+from flowops.watch import AlertFilter, tail_alerts
 
 __all__ = ["LocalStack", "UpOptions", "UpSummary"]
 
@@ -100,7 +100,7 @@ class LocalStack:
         self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="flowops-up-"))
         self._stop = asyncio.Event()
         self._traffic: demo.DemoTraffic | None = None
-        self._seen: set[str] = set()
+        self._shift_announced = False
 
     async def run(self) -> UpSummary:
         """Start everything, wait for Ctrl-C, SIGTERM or ``duration``, stop everything."""
@@ -229,24 +229,31 @@ class LocalStack:
             await asyncio.sleep(0.5)
 
     async def _print_alerts(self, bootstrap: str) -> None:
-        async for alert in _tail_alerts(bootstrap):
-            if alert.alert_id in self._seen:
-                continue
-            self._seen.add(alert.alert_id)
-            self.summary.alerts.append(alert)
-            self.show(alert)
-            self._note_detection(alert)
+        kafka = self.settings.kafka.model_copy(update={"bootstrap": bootstrap})
+        stream = tail_alerts(kafka, AlertFilter(), on_skip=self.say)  # drops repeated ids
+        async with aclosing(stream):
+            async for alert in stream:
+                self._record(alert)
+
+    def _record(self, alert: DriftAlert) -> None:
+        self.summary.alerts.append(alert)
+        self.show(alert)
+        self._note_detection(alert)
 
     def _note_detection(self, alert: DriftAlert) -> None:
         shifted = self._traffic.shifted_at if self._traffic is not None else None
         if shifted is None or self.summary.detected_after is not None:
             return
         if alert.model == demo.MODEL and alert.feature == "income" and alert.window_end >= shifted:
-            self.summary.detected_after = alert.detected_at - shifted
-            self.say(
-                f"demo: drift in income detected {self.summary.detected_after:.1f} s after "
-                "the shift"
-            )
+            self._announce_shift()
+            after = self.summary.detected_after = alert.detected_at - shifted
+            took = f"{after * 1000:.0f} ms" if after < 1 else f"{after:.1f} s"
+            self.say(f"demo: drift in income detected {took} after the shift ({alert.test})")
+
+    def _announce_shift(self) -> None:
+        if not self._shift_announced:
+            self._shift_announced = True
+            self.say("demo: incomes have shifted; income alerts should follow")
 
     # -- the demo ------------------------------------------------------------------------
 
@@ -271,15 +278,13 @@ class LocalStack:
             f"{DEMO_WINDOW_ROWS:,} rows); incomes rise ~15% after {options.shift_after:g} s"
         )
         sender = asyncio.create_task(traffic.run(producer))
-        announced = False
         next_progress = time.monotonic() + PROGRESS_EVERY
         try:
             while not sender.done():
                 await asyncio.wait([sender], timeout=0.25)
                 self.summary.rows_sent = traffic.rows
-                if traffic.shifted_at is not None and not announced:
-                    announced = True
-                    self.say("demo: incomes have shifted; income alerts should follow")
+                if traffic.shifted_at is not None:
+                    self._announce_shift()
                 if time.monotonic() >= next_progress:
                     next_progress += PROGRESS_EVERY
                     self.say(f"demo: {traffic.rows:,} rows sent")
@@ -323,21 +328,3 @@ def _assigned_partitions(port: int) -> float:
             ):
                 return sample.value
     return 0
-
-
-async def _tail_alerts(bootstrap: str) -> AsyncIterator[DriftAlert]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = (await describe_topics(bootstrap, [Topics.ALERTS]))[Topics.ALERTS].partitions
-        tps = [TopicPartition(Topics.ALERTS, p) for p in range(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        while True:
-            batches = await consumer.getmany(timeout_ms=500)
-            for message in (m for part in batches.values() for m in part):
-                yield DriftAlert.from_json(message.value)
-    finally:
-        await consumer.stop()

@@ -21,7 +21,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "drift": (
         "flowops.cli.drift",
         "drift",
-        "Profile reference data and compare new data with it (PSI, KS, chi-square).",
+        "Profile reference data, compare new data with it, publish it, watch alerts.",
     ),
     "streams": (
         "flowops.cli.streams",

@@ -1,27 +1,52 @@
-"""``flowops drift``: profile reference data and compare new data with it.
+"""``flowops drift``: profile reference data, compare new data with it, watch alerts.
 
-Thin on purpose: each command parses its flags, calls one function of :mod:`flowops.data`
-and renders with :mod:`flowops.cli.render`. numpy, scipy and rich are imported only when a
-command runs, so ``flowops drift --help`` stays quick.
+Thin on purpose: each command parses its flags, calls the functions that do the work
+(:mod:`flowops.data`, :mod:`flowops.baseline`, :mod:`flowops.watch`) and renders with
+:mod:`flowops.cli.render`. numpy, scipy, rich, aiokafka and pydantic are imported only
+when a command runs, so ``flowops drift --help`` stays quick.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import click
 
-__all__ = ["baseline", "compare", "drift"]
+__all__ = ["baseline", "compare", "drift", "watch"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _EXIT_CODES = """\b
 Exit codes:
-  0  no drift (compare); profile written (baseline)
+  0  no drift (compare); profile written (baseline); stopped (watch)
   1  drift found (compare)
   2  usage, input or configuration error (one line on stderr)
+  3  the Kafka broker or the MLflow server did not answer (one line on stderr)
 """
+
+_WATCH_EXIT_CODES = """\b
+Exit codes:
+  0  stopped: Ctrl-C, SIGTERM, --max or --timeout
+  2  usage or configuration error (one line on stderr)
+  3  the Kafka broker did not answer (one line on stderr)
+"""
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML settings file (also FLOWOPS_CONFIG).",
+)
+_BOOTSTRAP_OPTION = click.option(
+    "--bootstrap",
+    metavar="HOST:PORT",
+    help="Kafka bootstrap servers. [default: 127.0.0.1:9092; kafka.bootstrap]",
+)
 
 _SETTINGS = (
     "Settings: a flag wins over FLOWOPS_DRIFT__<KEY> (e.g. FLOWOPS_DRIFT__ALPHA=0.01), "
@@ -55,13 +80,7 @@ def _shared_options(function: _F) -> _F:
             metavar="N",
             help="Quantile bins for PSI. [default: 10; drift.bins]",
         ),
-        click.option(
-            "--config",
-            "config_file",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="YAML settings file (also FLOWOPS_CONFIG).",
-        ),
+        _CONFIG_OPTION,
     ]
     for option in reversed(options):
         function = option(function)
@@ -70,23 +89,28 @@ def _shared_options(function: _F) -> _F:
 
 @click.group(epilog=_EXIT_CODES)
 def drift() -> None:
-    """Profile reference data and compare new data with it.
+    """Profile reference data, compare new data with it, and watch drift alerts.
 
     Numeric features get PSI and the two-sample Kolmogorov-Smirnov test, categorical
     ones PSI and chi-square; the p-values of all features are corrected together
     (Benjamini-Hochberg by default) into one verdict for the model.
 
     \b
-    Example:
+    Examples:
       flowops drift baseline --data train.csv -o profile.json
       flowops drift compare --reference profile.json --current today.csv
+      flowops drift baseline --data train.csv --model credit --publish
+      flowops drift watch --model credit
 
     Files: .csv (with a header row), .jsonl / .ndjson / .json (one JSON object per
     line), .parquet (pip install 'flowops[parquet]').
     """
 
 
-@drift.command(epilog=f"{_SETTINGS}\n\n{_EXIT_CODES}")
+@drift.command(
+    epilog=f"{_SETTINGS}\n\n{_EXIT_CODES}",
+    short_help="Profile reference data; write, publish or log the profile.",
+)
 @click.option(
     "--data",
     "data_file",
@@ -94,7 +118,13 @@ def drift() -> None:
     metavar="FILE",
     help="Reference data, e.g. the model's training set.",
 )
-@click.option("-o", "--output", metavar="FILE", help="Write the profile to FILE. Default: stdout.")
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write the profile to FILE ('-': stdout). "
+    "Default: stdout, unless --publish or --mlflow-run sends it elsewhere.",
+)
 @click.option(
     "--sample-size",
     type=click.IntRange(min=100),
@@ -102,42 +132,134 @@ def drift() -> None:
     help="Reference values kept per numeric feature for KS. [default: 10000; drift.sample_size]",
 )
 @click.option("--model", metavar="NAME", help="Name of the model, stored in the profile.")
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Put the profile on flowops.references, keyed by --model, for the stream workers.",
+)
+@click.option(
+    "--model-version",
+    metavar="VERSION",
+    help="With --publish: the profile applies to this model version only. Default: all.",
+)
+@_BOOTSTRAP_OPTION
+@click.option(
+    "--mlflow-run",
+    metavar="RUN_ID",
+    help="Log the profile to this MLflow run, as the artifact flowops/profile.json.",
+)
+@click.option(
+    "--mlflow-uri",
+    metavar="URL",
+    help="MLflow tracking server. [default: mlflow.tracking_uri, else MLFLOW_TRACKING_URI]",
+)
 @_shared_options
 def baseline(
     data_file: str,
     output: str | None,
     sample_size: int | None,
     model: str | None,
+    publish: bool,
+    model_version: str | None,
+    bootstrap: str | None,
+    mlflow_run: str | None,
+    mlflow_uri: str | None,
     features: list[str] | None,
     bins: int | None,
     config_file: str | None,
 ) -> None:
-    """Profile reference data and write the profile as JSON.
+    """Profile reference data; write the profile, publish it, log it to MLflow.
 
     The profile keeps, per numeric feature, PSI bin edges and counts, summary
     statistics and a sample for KS; per categorical feature, the category counts.
-    Missing, NaN and inf values are left out and counted. What it prints goes to
-    stdout unless -o is given; a summary goes to stderr.
+    Missing, NaN and inf values are left out and counted. A summary goes to stderr.
+
+    --publish puts the profile on the compacted topic flowops.references, keyed by
+    the model: the stream workers test the model's windows that close after it
+    against it. --mlflow-run logs it to an MLflow run (the server must proxy its
+    artifacts: `mlflow server --serve-artifacts`, the default). Both can go with -o.
 
     \b
-    Example:
+    Examples:
       flowops drift baseline --data train.csv --model credit -o profile.json
+      flowops drift baseline --data train.csv --model credit --publish
+      flowops drift baseline --data train.parquet --model credit --publish \\
+          --bootstrap kafka:9092 --mlflow-run 3f2a... --mlflow-uri http://mlflow:5000
     """
     from flowops.cli import render
     from flowops.config import load_settings
     from flowops.data import build_profile
 
+    _check_baseline_flags(model, publish, model_version, bootstrap, mlflow_run, mlflow_uri)
     settings = load_settings(
-        config_file, {"drift": {"bins": bins, "sample_size": sample_size}}
-    ).drift
+        config_file,
+        {
+            "drift": {"bins": bins, "sample_size": sample_size},
+            "kafka": {"bootstrap": bootstrap},
+            "mlflow": {"tracking_uri": mlflow_uri},
+        },
+    )
+    if mlflow_run is not None and settings.mlflow.tracking_uri is None:
+        raise click.UsageError(
+            "--mlflow-run needs a tracking server: --mlflow-uri URL, mlflow.tracking_uri "
+            "(FLOWOPS_MLFLOW__TRACKING_URI) or MLFLOW_TRACKING_URI"
+        )
     profile = build_profile(
         data_file,
         features=features,
-        bins=settings.bins,
-        sample_size=settings.sample_size,
+        bins=settings.drift.bins,
+        sample_size=settings.drift.sample_size,
         model=model,
     )
-    render.write_profile(profile, output, source=data_file)
+    if output is not None or not (publish or mlflow_run):
+        render.write_profile(profile, None if output == "-" else output, source=data_file)
+    else:
+        render.note(render.profile_summary(profile, data_file))
+    if publish:
+        from flowops.baseline import publish_profile
+
+        assert model is not None  # _check_baseline_flags
+        _quiet_kafka_client()
+        event = publish_profile(profile, settings.kafka, model=model, version=model_version)
+        for_version = f" (version {event.version})" if event.version is not None else ""
+        render.note(
+            f"published the profile of {event.model}{for_version} to {event.TOPIC} "
+            f"at {settings.kafka.bootstrap}"
+        )
+    if mlflow_run is not None:
+        from flowops.baseline import log_profile
+
+        uri = log_profile(profile, settings.mlflow, mlflow_run)
+        render.note(f"logged the profile to MLflow run {mlflow_run}: {uri}")
+
+
+def _check_baseline_flags(
+    model: str | None,
+    publish: bool,
+    model_version: str | None,
+    bootstrap: str | None,
+    mlflow_run: str | None,
+    mlflow_uri: str | None,
+) -> None:
+    """Flags that mean nothing without another are usage errors, not silently ignored."""
+    if publish and not model:
+        raise click.UsageError(
+            "--publish needs --model NAME: profiles are keyed by model on flowops.references"
+        )
+    for flag, value, needs, given in (
+        ("--model-version", model_version, "--publish", publish),
+        ("--bootstrap", bootstrap, "--publish", publish),
+        ("--mlflow-uri", mlflow_uri, "--mlflow-run", mlflow_run),
+    ):
+        if value is not None and not given:
+            raise click.UsageError(f"{flag} goes with {needs}")
+
+
+def _quiet_kafka_client() -> None:
+    """aiokafka logs each failed connection; the command says what failed, once."""
+    logger = logging.getLogger("aiokafka")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
 
 
 @drift.command(
@@ -219,3 +341,94 @@ def compare(
     )
     render.write_report(report, output_format)
     ctx.exit(1 if report.drift else 0)
+
+
+@drift.command(epilog=_WATCH_EXIT_CODES, short_help="Show drift alerts as they arrive.")
+@click.option("--model", metavar="NAME", help="Only this model's alerts. Default: every model's.")
+@_BOOTSTRAP_OPTION
+@click.option(
+    "--from-beginning",
+    is_flag=True,
+    help="Start with the oldest alert the topic holds. Default: the next one.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people; JSON lines (one alert a line, flushed) for programs.",
+)
+@click.option(
+    "--max", "max_alerts", type=click.IntRange(min=1), metavar="N", help="Stop after N alerts."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop after SECONDS of watching.",
+)
+@_CONFIG_OPTION
+def watch(
+    model: str | None,
+    bootstrap: str | None,
+    from_beginning: bool,
+    output_format: Literal["table", "json"],
+    max_alerts: int | None,
+    timeout: float | None,
+    config_file: str | None,
+) -> None:
+    """Show drift alerts as the stream workers publish them, until Ctrl-C.
+
+    Reads flowops.drift.alerts (no consumer group: every watcher sees every alert, and
+    nothing is committed) and shows each alert once: a worker that restarts may publish
+    an alert again, with the same alert_id, and the copy is dropped. The table's rows
+    are printed as alerts arrive; -o json prints each alert as one line of JSON, the
+    event as it is on the topic (docs/events/drift-alert.v1.json).
+
+    \b
+    Examples:
+      flowops drift watch
+      flowops drift watch --model credit --bootstrap kafka:9092
+      flowops drift watch --from-beginning -o json --max 10 --timeout 30 | jq .feature
+    """
+    from flowops.cli import render
+    from flowops.config import load_settings
+    from flowops.watch import watch as watch_alerts
+
+    settings = load_settings(config_file, {"kafka": {"bootstrap": bootstrap}})
+    _quiet_kafka_client()
+    options: dict[str, Any] = {
+        "model": model,
+        "from_beginning": from_beginning,
+        "max_alerts": max_alerts,
+        "timeout": timeout,
+        "say": render.note,
+    }
+    try:
+        if output_format == "json":
+            stats = watch_alerts(settings.kafka, show=_echo_json, **options)
+        else:
+            table = render.AlertTable(render.stdout_console())
+            stats = watch_alerts(settings.kafka, show=table.add, **options)
+    except BrokenPipeError:
+        _drop_stdout()  # the reader went away (`| head`): nothing is wrong
+        return
+    dropped = f", {stats.duplicates} duplicate{'s' * (stats.duplicates != 1)} dropped"
+    render.note(
+        f"{stats.alerts} alert{'s' * (stats.alerts != 1)}{dropped if stats.duplicates else ''}"
+    )
+
+
+def _echo_json(alert: Any) -> None:
+    from flowops.cli import render
+
+    click.echo(render.alert_line(alert))  # click.echo flushes: a reader sees each line at once
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's last flush at exit does not fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -6,20 +6,35 @@ Data goes to stdout; progress and summaries meant for a person go to stderr.
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import click
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from flowops.errors import InputError
 
 if TYPE_CHECKING:
     from flowops.drift import DriftReport, FeatureDrift, Profile
+    from flowops.events import DriftAlert
 
-__all__ = ["note", "report_json", "report_table", "summary", "write_profile", "write_report"]
+__all__ = [
+    "AlertTable",
+    "alert_line",
+    "alert_row",
+    "note",
+    "profile_summary",
+    "report_json",
+    "report_table",
+    "stdout_console",
+    "summary",
+    "write_profile",
+    "write_report",
+]
 
 _CORRECTIONS = {"bh": "Benjamini-Hochberg", "bonferroni": "Bonferroni", "none": "no correction"}
 
@@ -41,16 +56,18 @@ def write_profile(profile: Profile, output: str | None, *, source: str) -> None:
             raise InputError(
                 f"cannot write the profile: {exc.strerror or exc}", path=output
             ) from None
-    note(_profile_summary(profile, source, output or "stdout"))
+    note(profile_summary(profile, source, output or "stdout"))
 
 
-def _profile_summary(profile: Profile, source: str, target: str) -> str:
+def profile_summary(profile: Profile, source: str, target: str | None = None) -> str:
+    """What was profiled, in one line: features, rows, values left out, where it went."""
     rows = max(feature.n + feature.excluded for feature in profile.features.values())
     excluded = [f"{name} {f.excluded:,}" for name, f in profile.features.items() if f.excluded]
     left_out = f"; left out as missing, NaN or inf: {', '.join(excluded)}" if excluded else ""
     count = len(profile.features)
     features = f"{count} feature{'s' * (count != 1)}"
-    return f"profiled {features} of {source} ({rows:,} rows{left_out}) -> {target}"
+    to = f" -> {target}" if target is not None else ""
+    return f"profiled {features} of {source} ({rows:,} rows{left_out}){to}"
 
 
 def write_report(report: DriftReport, output: Literal["table", "json"]) -> None:
@@ -58,8 +75,12 @@ def write_report(report: DriftReport, output: Literal["table", "json"]) -> None:
     if output == "json":
         click.echo(report_json(report).decode())
         return
-    console = Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 120)
-    report_table(report, console)
+    report_table(report, stdout_console())
+
+
+def stdout_console() -> Console:
+    """A console on stdout: the terminal's width, or 120 columns into a pipe or file."""
+    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def report_json(report: DriftReport) -> bytes:
@@ -124,3 +145,75 @@ def summary(report: DriftReport) -> str:
     if not drifted:
         return f"No drift in {total} feature{'s' * (total != 1)}: no {how}."
     return f"DRIFT in {len(drifted)} of {total} features ({', '.join(drifted)}): {how}."
+
+
+# -- drift alerts (`flowops drift watch`) ------------------------------------------------
+
+# (header, width, justify): fixed widths, so that rows printed one at a time line up;
+# with the gaps between them, all the columns fill 116 characters, the narrow set 73
+_ALERT_COLUMNS: Final[tuple[tuple[str, int, Literal["left", "right"]], ...]] = (
+    ("time", 8, "left"),
+    ("model", 12, "left"),
+    ("version", 7, "left"),
+    ("feature", 12, "left"),
+    ("test", 5, "left"),
+    ("statistic", 9, "right"),
+    ("p", 7, "right"),
+    ("threshold", 9, "right"),
+    ("window", 9, "right"),
+    ("severity", 8, "left"),
+    ("reference", 10, "left"),
+)
+_NARROW_COLUMNS: Final = ("time", "model", "feature", "test", "statistic", "p", "severity")
+_WIDE: Final = sum(width + 2 for _, width, _ in _ALERT_COLUMNS) - 2
+_SEVERITY_STYLES: Final = {"critical": "bold red", "warning": "yellow"}
+
+
+def alert_line(alert: DriftAlert) -> str:
+    """One alert as one line of JSON: the event as it is on the topic."""
+    return alert.to_json().decode()
+
+
+def alert_row(alert: DriftAlert) -> dict[str, str | Text]:
+    """The cells of an alert's row, by column header."""
+    window = f"row {alert.window_index}" if alert.test == "adwin" else f"#{alert.window_index}"
+    return {
+        "time": datetime.fromtimestamp(alert.detected_at).strftime("%H:%M:%S"),
+        "model": alert.model,
+        "version": alert.version,
+        "feature": alert.feature,
+        "test": alert.test,
+        "statistic": f"{alert.statistic:.4g}",
+        "p": _p(alert.pvalue),
+        "threshold": f"{alert.threshold:g}",
+        "window": window,
+        "severity": Text(alert.severity, style=_SEVERITY_STYLES[alert.severity]),
+        "reference": "profile" if alert.reference == "profile" else "1st window",
+    }
+
+
+class AlertTable:
+    """Alerts as the rows of a table that grows as they arrive.
+
+    Each row is printed when its alert arrives, the header above the first, so rows stay
+    in the terminal's scrollback (and in a file) as ``tail -f`` would leave them. A
+    console narrower than the table gets the essential columns only.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.count = 0
+        wide = console.width >= _WIDE
+        self._columns = [c for c in _ALERT_COLUMNS if wide or c[0] in _NARROW_COLUMNS]
+
+    def add(self, alert: DriftAlert) -> None:
+        """Print the alert's row (and the header, before the first)."""
+        table = Table(box=None, show_header=self.count == 0, header_style="bold", pad_edge=False)
+        for header, width, justify in self._columns:
+            table.add_column(
+                header, width=width, justify=justify, no_wrap=True, overflow="ellipsis"
+            )
+        cells = alert_row(alert)
+        table.add_row(*(cells[header] for header, _, _ in self._columns))
+        self.console.print(table)
+        self.count += 1

@@ -7,6 +7,7 @@ Thin: parses flags into settings and :class:`~flowops.up.UpOptions`, runs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -137,26 +138,19 @@ def up(
         settings,
         options,
         say=lambda line: click.echo(f"flowops up: {line}", err=True),
-        show=_json_line if output == "json" else _text_line,
+        show=_alert_printer(output),
     )
     summary = asyncio.run(stack.run())
     _finish(summary, options)
 
 
-def _text_line(alert: DriftAlert) -> None:
-    import time
+def _alert_printer(output: Literal["text", "json"]) -> Callable[[DriftAlert], None]:
+    """Each alert as a row of the growing alert table, or as a JSON line."""
+    from flowops.cli.render import AlertTable, alert_line, stdout_console
 
-    when = time.strftime("%H:%M:%S", time.localtime(alert.detected_at))
-    p = "" if alert.pvalue is None else f" p={alert.pvalue:.3g}"
-    click.echo(
-        f"{when} ALERT {alert.model} v{alert.version} {alert.feature}: {alert.test} "
-        f"{alert.statistic:.4g}{p} window {alert.window_index} ({alert.n_current:,} rows) "
-        f"{alert.severity}"
-    )
-
-
-def _json_line(alert: DriftAlert) -> None:
-    click.echo(alert.to_json().decode())
+    if output == "json":
+        return lambda alert: click.echo(alert_line(alert))
+    return AlertTable(stdout_console()).add
 
 
 def _finish(summary: UpSummary, options: UpOptions) -> None:

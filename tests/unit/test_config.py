@@ -130,3 +130,37 @@ def test_kafka_and_broker_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
 def test_broker_port_flag_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWOPS_BROKER__PORT", "19092")
     assert load_settings(overrides={"broker": {"port": 29092}}).broker.port == 29092
+
+
+def test_mlflow_tracking_uri_defaults_to_mlflows_own_variable(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLOWOPS_MLFLOW__TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert load_settings().mlflow.tracking_uri is None
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert load_settings().mlflow.tracking_uri == "http://mlflow:5000"
+
+    config_file.write_text("mlflow:\n  tracking_uri: http://from-file:5000\n")
+    assert load_settings(config_file).mlflow.tracking_uri == "http://from-file:5000"
+
+    monkeypatch.setenv("FLOWOPS_MLFLOW__TRACKING_URI", "https://from-env")
+    assert load_settings(config_file).mlflow.tracking_uri == "https://from-env"
+    flag = {"mlflow": {"tracking_uri": "http://flag:1"}}
+    assert load_settings(config_file, flag).mlflow.tracking_uri == "http://flag:1"
+
+
+def test_an_mlflow_variable_flowops_cannot_use_does_not_stop_other_commands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FLOWOPS_MLFLOW__TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "databricks")  # used by the mlflow client only
+    assert load_settings().drift.bins == 10
+
+
+def test_a_tracking_uri_set_for_flowops_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("FLOWOPS_MLFLOW__TRACKING_URI", "sqlite:///mlflow.db")
+    with pytest.raises(ConfigError, match=r"mlflow.tracking_uri: .*http:// or https://"):
+        load_settings()

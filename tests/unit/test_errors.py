@@ -11,6 +11,7 @@ from flowops.errors import (
     EventError,
     FlowOpsError,
     InputError,
+    MlflowError,
     ServiceError,
 )
 
@@ -38,6 +39,7 @@ from flowops.errors import (
         ),
         (EventError("not JSON", event="traffic"), "traffic event: not JSON", 2),
         (BrokerError("127.0.0.1:9092", "port taken"), "127.0.0.1:9092: port taken", 3),
+        (MlflowError("http://m:5000", "HTTP 503", status=503), "http://m:5000: HTTP 503", 3),
     ],
 )
 def test_message_and_exit_code(error: FlowOpsError, message: str, exit_code: int) -> None:

@@ -23,6 +23,9 @@ PACKAGES = [
     "flowops.events.topics",
     "flowops.events.traffic",
     "flowops.broker",
+    "flowops.baseline",
+    "flowops.mlflow",
+    "flowops.watch",
 ]
 
 
