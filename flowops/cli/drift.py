@@ -16,6 +16,8 @@ from typing import Any, Literal, TypeVar
 
 import click
 
+from flowops.cli.options import bootstrap_option, config_option, output_option
+
 __all__ = ["baseline", "compare", "drift", "watch"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -35,18 +37,6 @@ Exit codes:
   3  the Kafka broker did not answer (one line on stderr)
 """
 
-_CONFIG_OPTION = click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="YAML settings file (also FLOWOPS_CONFIG).",
-)
-_BOOTSTRAP_OPTION = click.option(
-    "--bootstrap",
-    metavar="HOST:PORT",
-    help="Kafka bootstrap servers. [default: 127.0.0.1:9092; kafka.bootstrap]",
-)
 
 _SETTINGS = (
     "Settings: a flag wins over FLOWOPS_DRIFT__<KEY> (e.g. FLOWOPS_DRIFT__ALPHA=0.01), "
@@ -80,7 +70,7 @@ def _shared_options(function: _F) -> _F:
             metavar="N",
             help="Quantile bins for PSI. [default: 10; drift.bins]",
         ),
-        _CONFIG_OPTION,
+        config_option,
     ]
     for option in reversed(options):
         function = option(function)
@@ -142,7 +132,7 @@ def drift() -> None:
     metavar="VERSION",
     help="With --publish: the profile applies to this model version only. Default: all.",
 )
-@_BOOTSTRAP_OPTION
+@bootstrap_option()
 @click.option(
     "--mlflow-run",
     metavar="RUN_ID",
@@ -290,15 +280,7 @@ def _quiet_kafka_client() -> None:
     type=click.Choice(["bh", "bonferroni", "none"]),
     help="Multiple-testing correction across features. [default: bh; drift.correction]",
 )
-@click.option(
-    "-o",
-    "--output",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Table for people, JSON for programs.",
-)
+@output_option(["table", "json"], "Table for people, JSON for programs.")
 @_shared_options
 @click.pass_context
 def compare(
@@ -345,20 +327,14 @@ def compare(
 
 @drift.command(epilog=_WATCH_EXIT_CODES, short_help="Show drift alerts as they arrive.")
 @click.option("--model", metavar="NAME", help="Only this model's alerts. Default: every model's.")
-@_BOOTSTRAP_OPTION
+@bootstrap_option()
 @click.option(
     "--from-beginning",
     is_flag=True,
     help="Start with the oldest alert the topic holds. Default: the next one.",
 )
-@click.option(
-    "-o",
-    "--output",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people; JSON lines (one alert a line, flushed) for programs.",
+@output_option(
+    ["table", "json"], "A table for people; JSON lines (one alert a line, flushed) for programs."
 )
 @click.option(
     "--max", "max_alerts", type=click.IntRange(min=1), metavar="N", help="Stop after N alerts."
@@ -369,7 +345,7 @@ def compare(
     metavar="SECONDS",
     help="Stop after SECONDS of watching.",
 )
-@_CONFIG_OPTION
+@config_option
 def watch(
     model: str | None,
     bootstrap: str | None,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import click
 
+from flowops.cli.options import bootstrap_option, config_option, metrics_port_option
+
 __all__ = ["streams", "worker"]
 
 _EXIT_CODES = """\b
@@ -24,24 +26,9 @@ def streams() -> None:
 
 
 @streams.command(epilog=_EXIT_CODES)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="YAML settings file (also FLOWOPS_CONFIG).",
-)
-@click.option(
-    "--bootstrap",
-    metavar="HOST:PORT",
-    help="Kafka bootstrap servers. [default: 127.0.0.1:9092; kafka.bootstrap]",
-)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(1, 65535),
-    metavar="N",
-    help="Port of /metrics on 127.0.0.1. [default: 6066; streams.metrics_port]",
-)
+@config_option
+@bootstrap_option()
+@metrics_port_option
 def worker(config_file: str | None, bootstrap: str | None, metrics_port: int | None) -> None:
     """Run one stream worker until Ctrl-C.
 

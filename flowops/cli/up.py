@@ -13,6 +13,13 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
+from flowops.cli.options import (
+    bootstrap_option,
+    config_option,
+    metrics_port_option,
+    output_option,
+)
+
 if TYPE_CHECKING:
     from flowops.events import DriftAlert
     from flowops.up import UpOptions, UpSummary
@@ -30,31 +37,18 @@ Exit codes:
 
 @click.command(epilog=_EXIT_CODES)
 @click.option("--demo", is_flag=True, help="Also run a demo model whose traffic drifts.")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="YAML settings file (also FLOWOPS_CONFIG).",
-)
+@config_option
 @click.option(
     "--broker-port",
     type=click.IntRange(1, 65535),
     metavar="N",
     help="Port of the embedded broker on 127.0.0.1. [default: 9092; broker.port]",
 )
-@click.option(
-    "--bootstrap",
-    metavar="HOST:PORT",
-    help="Use this Kafka instead of starting the embedded broker "
-    "(kafka.bootstrap with broker.embedded: false).",
+@bootstrap_option(
+    "Use this Kafka instead of starting the embedded broker "
+    "(kafka.bootstrap with broker.embedded: false)."
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(1, 65535),
-    metavar="N",
-    help="Port of the worker's /metrics on 127.0.0.1. [default: 6066; streams.metrics_port]",
-)
+@metrics_port_option
 @click.option(
     "--duration",
     type=click.FloatRange(min=1),
@@ -83,13 +77,8 @@ Exit codes:
     metavar="SECONDS",
     help="--demo: when the incomes drift.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Alerts on stdout as lines, or as JSON lines (one alert event each).",
+@output_option(
+    ["table", "json"], "Alerts on stdout as rows of a table, or as JSON lines (one event each)."
 )
 def up(
     demo: bool,
@@ -101,7 +90,7 @@ def up(
     workdir: Path | None,
     rate: int,
     shift_after: float,
-    output: Literal["text", "json"],
+    output_format: Literal["table", "json"],
 ) -> None:
     """Run FlowOps on this machine: broker, topics, a stream worker, until Ctrl-C.
 
@@ -138,13 +127,13 @@ def up(
         settings,
         options,
         say=lambda line: click.echo(f"flowops up: {line}", err=True),
-        show=_alert_printer(output),
+        show=_alert_printer(output_format),
     )
     summary = asyncio.run(stack.run())
     _finish(summary, options)
 
 
-def _alert_printer(output: Literal["text", "json"]) -> Callable[[DriftAlert], None]:
+def _alert_printer(output: Literal["table", "json"]) -> Callable[[DriftAlert], None]:
     """Each alert as a row of the growing alert table, or as a JSON line."""
     from flowops.cli.render import AlertTable, alert_line, stdout_console
 
