@@ -64,10 +64,14 @@ async def start(stack: Stack, config: Path) -> Worker:
     return worker
 
 
-async def send(bootstrap: str, *batches: Any, one_row: int = 0) -> None:
-    """Send batches as 100-row messages; the first ``one_row`` rows of each as single rows."""
+async def send(bootstrap: str, *batches: Any, one_row: int = 0, whole: bool = False) -> None:
+    """Send batches as 100-row messages (``whole``: one message each); the first
+    ``one_row`` rows of each as single rows."""
     async with TrafficProducer(bootstrap, source="/tests/streams") as producer:
         for batch in batches:
+            if whole:
+                await producer.send(batch)
+                continue
             for row in range(one_row):
                 await producer.send(_row(batch, row))
             for start in range(one_row, batch.rows, 100):
@@ -131,7 +135,10 @@ async def test_drift_in_one_feature_alerts_for_it_and_no_other(stack: Stack) -> 
     past = (time.time() // 2 - 5) * 2  # two 2-second windows that ended seconds ago
     calm_timed = traffic(timed, 1_000, rng, at=past)
     drifted_timed = traffic(timed, 1_000, rng, shift=DRIFT, start=1_000, at=past + 2)
-    await send(stack.bootstrap, calm, drifted, calm_timed, drifted_timed, one_row=300)
+    await send(stack.bootstrap, calm, drifted, one_row=300)
+    # Each time window whole in one message: those windows ended seconds ago, so the clock
+    # closes one as soon as the worker has read to the partition's end.
+    await send(stack.bootstrap, calm_timed, drifted_timed, whole=True)
 
     alerts = await alerts_of(stack, {model, timed}, expected=4)
 
@@ -145,7 +152,11 @@ async def test_drift_in_one_feature_alerts_for_it_and_no_other(stack: Stack) -> 
     ks = next(alert for alert in alerts if alert.test == "ks" and alert.model == model)
     assert (ks.n_current, ks.reference, ks.severity) == (2_000, "profile", "critical")
     timed_ks = next(a for a in alerts if a.test == "ks" and a.model == timed)
-    assert (timed_ks.window_start, timed_ks.window_end) == (past + 2, past + 4)
+    assert (timed_ks.window_start, timed_ks.window_end, timed_ks.n_current) == (
+        past + 2,
+        past + 4,
+        1_000,
+    )
     await wait_for(
         lambda: worker.metric("flowops_stream_events_total") == 6_000, 10, "events counted"
     )
@@ -200,6 +211,8 @@ async def test_every_kind_of_bad_event_is_dead_lettered_with_its_reason(stack: S
             sent[meta.partition, meta.offset] = (kind, value, code)
         good = encode_traffic(traffic(model, 1, np.random.default_rng(2)))
         await producer.send_and_wait(Topics.TRAFFIC, good, key=model.encode())
+        unread = TrafficRow(model, "1", "u", 1.0, {}, None, 1.0, 200, parse_error="not JSON")
+        await producer.send_and_wait(Topics.TRAFFIC, encode_traffic(unread), key=model.encode())
     finally:
         await producer.stop()
 
@@ -226,6 +239,9 @@ async def test_every_kind_of_bad_event_is_dead_lettered_with_its_reason(stack: S
     assert worker.metric("flowops_stream_rejected_total", reason="wrong_type") == 2
     assert worker.metric("flowops_stream_rejected_total", reason="schema_version") == 1
     await wait_for(lambda: worker.metric("flowops_stream_events_total") == 1, 10, "good row")
+    unparsable = "flowops_stream_unparsable_total"  # counted, not dead-lettered, not drift
+    await wait_for(lambda: worker.metric(unparsable, model=model) == 1, 10, "unparsable row")
+    assert worker.metric("flowops_stream_events_total") == 1
     assert worker.stop() == 0  # Ctrl-C: a clean stop
     assert "worker: stopped" in worker.text()
 
