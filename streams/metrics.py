@@ -9,6 +9,7 @@ metric                                        type       labels
 ============================================  =========  =================================
 ``flowops_stream_events_total``               counter    (rows handed to the monitors)
 ``flowops_stream_rejected_total``             counter    reason (``bad_json``, ...)
+``flowops_stream_unparsable_total``           counter    model (rows with a parse_error)
 ``flowops_stream_excluded_values_total``      counter    model, feature (NaN, inf, None)
 ``flowops_stream_windows_closed_total``       counter
 ``flowops_drift_psi``                         gauge      model, feature (last window)
@@ -81,6 +82,13 @@ class StreamMetrics:
             ["reason"],
             registry=reg,
         )
+        self._unparsable = Counter(
+            "flowops_stream_unparsable",
+            "Traffic rows left out of drift because their request could not be read"
+            " (they have a parse_error and no features), by model.",
+            ["model"],
+            registry=reg,
+        )
         self._excluded = Counter(
             "flowops_stream_excluded_values",
             "Feature values left out of the tests (NaN, inf, missing or wrongly typed).",
@@ -133,6 +141,10 @@ class StreamMetrics:
     def rejected(self, reason: str, n: int = 1) -> None:
         """Count dead-lettered messages with their reason code."""
         self._rejected.labels(reason=reason).inc(n)
+
+    def unparsable(self, model: str, rows: int) -> None:
+        """Count rows left out because their request could not be read."""
+        self._unparsable.labels(model=model).inc(rows)
 
     def alert(self, model: str, test: str) -> None:
         """Count a published alert."""

@@ -13,6 +13,10 @@ never counted twice.
 **Batches.** One-row messages are decoded together
 (:func:`~flowops.events.decode_traffic_many`): one batch per model version and one
 ``ModelMonitor.add`` call for all of them, which is what makes one-row traffic cheap.
+
+**Unparsable requests.** A row with a ``parse_error`` (a gateway could not read the
+request's features) carries no features: it is counted per model in
+``Outcome.unparsable`` and not given to a monitor.
 """
 
 from __future__ import annotations
@@ -87,11 +91,16 @@ class Reject:
 
 @dataclass
 class Outcome:
-    """What processing records gave: findings to publish, rejects, rows counted."""
+    """What processing records gave: findings to publish, rejects, rows counted.
+
+    ``rows`` counts the rows given to monitors; ``unparsable`` the rows left out because
+    they have a ``parse_error``, by model.
+    """
 
     findings: list[Finding] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     rows: int = 0
+    unparsable: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -250,7 +259,16 @@ class Partition:
         return usable
 
     def _add(self, batch: TrafficBatch, outcome: Outcome, records: Sequence[Record]) -> None:
-        """Rows of one model version into its monitor; an error rejects their records."""
+        """Rows of one model version into its monitor; an error rejects their records.
+
+        Unparsable rows are counted and left out; a batch of nothing else makes no monitor.
+        """
+        if batch.unparsable:
+            unparsable = outcome.unparsable
+            unparsable[batch.model] = unparsable.get(batch.model, 0) + batch.unparsable
+            batch = batch.parsed()
+            if not batch.rows:
+                return
         key = (batch.model, batch.version)
         tracked = self.monitors.get(key)
         if tracked is None:

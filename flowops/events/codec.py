@@ -12,10 +12,13 @@ A message holds one request, or a columnar batch of requests to one model versio
                "features": {"age": [41, 37], "income": [52000.0, null], ...},
                "prediction": [0.12, 0.4], "latency_ms": [8.5, 9.1], "status": [200, 200]}}
 
-Both decode to a :class:`TrafficBatch`. Decoding checks every value's type, but a batch
-is checked column by column in C (``map(type, column)``) and never becomes per-row
-Python objects. Anything wrong raises :class:`~flowops.errors.EventError` naming the
-field and a ``code`` fit for a dead letter:
+Both decode to a :class:`TrafficBatch`. Two fields are optional, in a row and as batch
+columns: ``variant`` (the A/B arm or shadow that answered) and ``parse_error`` (why the
+request's features could not be read), each a string or null; the encoder leaves them
+out when they are null, so a message without them is what it was before they existed.
+Decoding checks every value's type, but a batch is checked column by column in C
+(``map(type, column)``) and never becomes per-row Python objects. Anything wrong raises
+:class:`~flowops.errors.EventError` naming the field and a ``code`` fit for a dead letter:
 
 >>> batch = decode_traffic(encode_traffic(
 ...     TrafficRow("credit", "3", "r-1", 1764291600.25, {"age": 41}, 0.12, 8.5, 200)))
@@ -60,12 +63,15 @@ _NUMBER: frozenset[type] = frozenset({int, float})
 _INT: frozenset[type] = frozenset({int})
 _STR: frozenset[type] = frozenset({str})
 _FEATURE: frozenset[type] = frozenset({int, float, str, type(None)})
+_TEXT: frozenset[type] = frozenset({str, type(None)})
 _HEAD = frozenset({"schema_version", "model", "version"})
 _ROW_FIELDS = frozenset(
     {"request_id", "timestamp", "features", "prediction", "latency_ms", "status"}
 )
+_OPTIONAL = frozenset({"variant", "parse_error"})
 _ROW_KEYS = _HEAD | _ROW_FIELDS
 _BATCH_KEYS = _HEAD | {"batch"}
+_NONE: frozenset[str] = frozenset()
 _JSON_NAMES = {
     bool: "a boolean",
     int: "a number",
@@ -75,7 +81,7 @@ _JSON_NAMES = {
     list: "an array",
     dict: "an object",
 }
-_EXPECTED = {_NUMBER: "a number", _INT: "an integer", _STR: "a string"}
+_EXPECTED = {_NUMBER: "a number", _INT: "an integer", _STR: "a string", _TEXT: "a string or null"}
 _EXPECTED_FEATURE = "a number, a string or null"
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _MISSING: Final = object()
@@ -179,6 +185,7 @@ class _Columns(NamedTuple):
 
     For a one-row message ``features`` maps names to values, not to lists of one value
     (``single`` is true): a dict of one-element lists would cost more than the parse.
+    ``variants`` and ``parse_errors`` are ``None`` when the message leaves them out.
     """
 
     model: str
@@ -190,6 +197,8 @@ class _Columns(NamedTuple):
     latency_ms: list[float]
     status: list[int]
     single: bool
+    variants: list[str | None] | None
+    parse_errors: list[str | None] | None
 
 
 def _parse(payload: bytes | bytearray | memoryview | str) -> _Columns:
@@ -197,7 +206,7 @@ def _parse(payload: bytes | bytearray | memoryview | str) -> _Columns:
     if "batch" in data:
         _check_keys(data, _BATCH_KEYS, None)
         return _parse_batch(data)
-    _check_keys(data, _ROW_KEYS, None)
+    _check_keys(data, _ROW_KEYS, None, _OPTIONAL)
     return _parse_row(data)
 
 
@@ -206,6 +215,7 @@ def _parse_row(data: dict[str, Any]) -> _Columns:
     model, version, features = data["model"], data["version"], data["features"]
     request_id, timestamp = data["request_id"], data["timestamp"]
     latency_ms, status = data["latency_ms"], data["status"]
+    variant, parse_error = data.get("variant"), data.get("parse_error")
     if (
         type(model) is str
         and model
@@ -217,6 +227,8 @@ def _parse_row(data: dict[str, Any]) -> _Columns:
         and _INT64_MIN <= status <= _INT64_MAX
         and type(features) is dict
         and _FEATURE.issuperset(map(type, features.values()))
+        and type(variant) in _TEXT
+        and type(parse_error) in _TEXT
     ):
         return _Columns(
             model,
@@ -228,6 +240,8 @@ def _parse_row(data: dict[str, Any]) -> _Columns:
             [latency_ms],
             [status],
             True,
+            None if variant is None else [variant],
+            None if parse_error is None else [parse_error],
         )
     raise _row_error(data)
 
@@ -242,13 +256,15 @@ def _row_error(data: dict[str, Any]) -> EventError:
     _scalar(data["timestamp"], _NUMBER, "timestamp")
     _scalar(data["latency_ms"], _NUMBER, "latency_ms")
     _scalar(data["status"], _INT, "status")
+    for field in sorted(_OPTIONAL):
+        _scalar(data.get(field), _TEXT, field)
     return _error("out of the 64-bit range", "status", "wrong_type")
 
 
 def _parse_batch(data: dict[str, Any]) -> _Columns:
     model, version = _head(data)
     columns = _mapping(data["batch"], "batch")
-    _check_keys(columns, _ROW_FIELDS, "batch")
+    _check_keys(columns, _ROW_FIELDS, "batch", _OPTIONAL)
     request_ids = _column(columns["request_id"], _STR, "batch.request_id", None)
     rows = len(request_ids)
     if rows == 0:
@@ -269,7 +285,15 @@ def _parse_batch(data: dict[str, Any]) -> _Columns:
         _column(columns["latency_ms"], _NUMBER, "batch.latency_ms", rows),
         status,
         False,
+        _optional_column(columns, "variant", rows),
+        _optional_column(columns, "parse_error", rows),
     )
+
+
+def _optional_column(columns: dict[str, Any], name: str, rows: int) -> list[str | None] | None:
+    """The column ``name`` if the batch has it (an array, never null), else ``None``."""
+    values = columns.get(name, _MISSING)
+    return None if values is _MISSING else _column(values, _TEXT, f"batch.{name}", rows)
 
 
 class _Group:
@@ -298,6 +322,8 @@ class _Group:
                 [value for part in parts for value in part.latency_ms],
                 [value for part in parts for value in part.status],
                 False,
+                _merge_optional([(part.variants, len(part.request_ids)) for part in parts]),
+                _merge_optional([(part.parse_errors, len(part.request_ids)) for part in parts]),
             )
         )
 
@@ -319,6 +345,18 @@ def _merge_features(parts: list[_Columns]) -> dict[str, list[FeatureValue]]:
     return merged
 
 
+def _merge_optional(
+    parts: list[tuple[list[str | None] | None, int]],
+) -> list[str | None] | None:
+    """An optional column of all parts end to end; ``None`` if no part has it."""
+    if all(values is None for values, _ in parts):
+        return None
+    merged: list[str | None] = []
+    for values, rows in parts:
+        merged.extend(values if values is not None else [None] * rows)
+    return merged
+
+
 def _to_batch(columns: _Columns) -> TrafficBatch:
     features = columns.features
     if columns.single:
@@ -332,6 +370,8 @@ def _to_batch(columns: _Columns) -> TrafficBatch:
         predictions=columns.predictions,
         latency_ms=np.array(columns.latency_ms, dtype=np.float64),
         status=np.array(columns.status, dtype=np.int64),
+        variants=columns.variants,
+        parse_errors=columns.parse_errors,
     )
 
 
@@ -342,10 +382,16 @@ def _head(data: dict[str, Any]) -> tuple[str, str]:
     return model, _scalar(data["version"], _STR, "version")
 
 
-def _check_keys(data: Mapping[str, Any], keys: frozenset[str], where: str | None) -> None:
+def _check_keys(
+    data: Mapping[str, Any],
+    keys: frozenset[str],
+    where: str | None,
+    optional: frozenset[str] = _NONE,
+) -> None:
+    """Every one of ``keys`` is in ``data``, and nothing else but ``optional`` keys."""
     if len(data) == len(keys) and keys.issuperset(data):
         return
-    unknown = data.keys() - keys
+    unknown = data.keys() - keys - optional
     if unknown:
         raise _error(f"unknown field {min(unknown)!r}", where, "unknown_field")
     missing = keys - data.keys()
@@ -412,7 +458,7 @@ def _row_message(row: TrafficRow) -> dict[str, Any]:
     if not _FEATURE.issuperset(map(type, row.features.values())):
         for name, value in row.features.items():
             _check_feature_values((value,), f"features.{name}")
-    return {
+    message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model": row.model,
         "version": row.version,
@@ -423,6 +469,11 @@ def _row_message(row: TrafficRow) -> dict[str, Any]:
         "latency_ms": row.latency_ms,
         "status": row.status,
     }
+    for field in ("variant", "parse_error"):
+        value = getattr(row, field)
+        if value is not None:
+            message[field] = _scalar(value, _STR, field)
+    return message
 
 
 def _batch_message(batch: TrafficBatch) -> dict[str, Any]:
@@ -436,7 +487,7 @@ def _batch_message(batch: TrafficBatch) -> dict[str, Any]:
             raise _error("must hold finite numbers only", f"batch.{field}", "wrong_type")
     for name, values in batch.features.items():
         _check_feature_values(values, f"batch.features.{name}")
-    columns = {
+    columns: dict[str, Any] = {
         "request_id": batch.request_ids,
         "timestamp": batch.timestamps,
         "features": batch.features,
@@ -444,6 +495,9 @@ def _batch_message(batch: TrafficBatch) -> dict[str, Any]:
         "latency_ms": batch.latency_ms,
         "status": batch.status,
     }
+    for field, column in (("variant", batch.variants), ("parse_error", batch.parse_errors)):
+        if column is not None:
+            columns[field] = _column(column, _TEXT, f"batch.{field}", None)
     return {
         "schema_version": SCHEMA_VERSION,
         "model": batch.model,

@@ -8,7 +8,9 @@ the committed files are what this module writes)::
 The traffic decoder (:mod:`flowops.events.codec`) is hand-written for speed; the
 pydantic models below describe the same wire format for the schema, and the unit tests
 check that both accept and reject the same messages. One rule is beyond JSON Schema: in a
-batch, every column holds one value per ``request_id``.
+batch, every column holds one value per ``request_id``. The traffic event's ``variant``
+and ``parse_error`` are optional, so version 1 readers and writers of messages without
+them are unaffected.
 
 >>> sorted(event_schemas())
 ['dead-letter.v1.json', 'drift-alert.v1.json', 'health.v1.json', \
@@ -43,6 +45,13 @@ __all__ = [
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _INT64 = Field(ge=-(2**63), le=2**63 - 1)
 _FeatureValue = float | str | None
+_VARIANT = "the A/B arm, or shadow, that answered; null or absent when the route has no split"
+_COLUMN = "optional, one value per request (left out when every one is null): "
+_PARSE_ERROR = (
+    "why the request's features could not be read (its body was not JSON, or not an "
+    "inference payload); the features are then empty and drift leaves the request out. "
+    "null or absent when they could be read"
+)
 
 
 class _Wire(BaseModel):
@@ -68,6 +77,8 @@ class TrafficRowMessage(_Wire):
     prediction: Any = Field(description="any JSON value the model returned")
     latency_ms: float
     status: Annotated[int, _INT64]
+    variant: str | None = Field(None, description=_VARIANT)
+    parse_error: str | None = Field(None, description=_PARSE_ERROR)
 
 
 class TrafficColumns(_Wire):
@@ -79,6 +90,8 @@ class TrafficColumns(_Wire):
     prediction: list[Any]
     latency_ms: list[float]
     status: list[Annotated[int, _INT64]]
+    variant: list[str | None] = Field(default_factory=list, description=_COLUMN + _VARIANT)
+    parse_error: list[str | None] = Field(default_factory=list, description=_COLUMN + _PARSE_ERROR)
 
 
 class TrafficBatchMessage(_Wire):

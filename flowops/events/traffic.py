@@ -14,6 +14,19 @@ be a number, a string or ``None``.
 (2, {'age': [41, None], 'region': [None, 'south']})
 >>> batch.slice(1, 2).request_ids
 ['r-2']
+
+Two optional fields say more about a request when a gateway recorded it: ``variant``,
+the A/B arm (or ``"shadow"``) that answered, and ``parse_error``, why the request's
+features could not be read. A row with a ``parse_error`` carries no features; drift
+leaves it out (:meth:`TrafficBatch.parsed`) and counts it:
+
+>>> batch = TrafficBatch.from_rows([
+...     TrafficRow("credit", "3", "r-1", 1764291600.25, {"age": 41}, 0.12, 8.5, 200, "a"),
+...     TrafficRow("credit", "3", "r-2", 1764291600.31, {}, None, 9.1, 200, "b",
+...                parse_error="the body is not JSON"),
+... ])
+>>> batch.variants, batch.unparsable, batch.parsed().request_ids
+(['a', 'b'], 1, ['r-1'])
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ _COLUMNS = {
     "latency_ms": "latency_ms",
     "status": "status",
 }
+_OPTIONAL_COLUMNS = {"variants": "variant", "parse_errors": "parse_error"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,9 @@ class TrafficRow:
     """One request to a model and its answer.
 
     ``timestamp`` is Unix seconds; ``prediction`` is any JSON value the model returned.
+    ``variant`` names the A/B arm or shadow that answered (``None``: no split);
+    ``parse_error`` says why the request's features could not be read (``None``: they
+    could), and such a row has no features.
     """
 
     model: str
@@ -56,6 +73,8 @@ class TrafficRow:
     prediction: Any
     latency_ms: float
     status: int
+    variant: str | None = None
+    parse_error: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +83,8 @@ class TrafficBatch:
 
     Array columns are converted to their dtype on construction (no copy when they
     already have it). A column of another length raises :class:`EventError`.
+    ``variants`` and ``parse_errors`` are ``None`` when no row has one (a column of
+    nothing but ``None`` is stored as ``None``).
     """
 
     model: str
@@ -74,6 +95,8 @@ class TrafficBatch:
     predictions: list[Any]
     latency_ms: NDArray[np.float64]
     status: NDArray[np.int64]
+    variants: list[str | None] | None = None
+    parse_errors: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -85,11 +108,30 @@ class TrafficBatch:
             _check_length(name, len(getattr(self, attribute)), rows)
         for name, values in self.features.items():
             _check_length(f"features.{name}", len(values), rows)
+        for attribute, name in _OPTIONAL_COLUMNS.items():
+            values = getattr(self, attribute)
+            if values is not None:
+                _check_length(name, len(values), rows)
+                set_(self, attribute, _none_if_empty(values))
 
     @property
     def rows(self) -> int:
         """How many requests the batch holds."""
         return len(self.request_ids)
+
+    @property
+    def unparsable(self) -> int:
+        """How many rows have a ``parse_error`` (and so no features)."""
+        errors = self.parse_errors
+        return 0 if errors is None else sum(error is not None for error in errors)
+
+    def parsed(self) -> TrafficBatch:
+        """The rows without a ``parse_error``: what drift can use (``self`` if all)."""
+        errors = self.parse_errors
+        if errors is None:
+            return self
+        keep = [index for index, error in enumerate(errors) if error is None]
+        return self._take(keep)
 
     @classmethod
     def from_rows(cls, rows: Sequence[TrafficRow]) -> TrafficBatch:
@@ -114,6 +156,8 @@ class TrafficBatch:
             predictions=[row.prediction for row in rows],
             latency_ms=np.array([row.latency_ms for row in rows], dtype=np.float64),
             status=np.array([row.status for row in rows], dtype=np.int64),
+            variants=[row.variant for row in rows],
+            parse_errors=[row.parse_error for row in rows],
         )
 
     def slice(self, start: int, stop: int) -> TrafficBatch:
@@ -127,6 +171,27 @@ class TrafficBatch:
             predictions=self.predictions[start:stop],
             latency_ms=self.latency_ms[start:stop],
             status=self.status[start:stop],
+            variants=None if self.variants is None else self.variants[start:stop],
+            parse_errors=None if self.parse_errors is None else self.parse_errors[start:stop],
+        )
+
+    def _take(self, rows: list[int]) -> TrafficBatch:
+        """The rows at these indexes, in this order, as a batch of their own."""
+
+        def pick(values: Sequence[Any]) -> list[Any]:
+            return [values[index] for index in rows]
+
+        return TrafficBatch(
+            model=self.model,
+            version=self.version,
+            request_ids=pick(self.request_ids),
+            timestamps=self.timestamps[rows],
+            features={name: pick(values) for name, values in self.features.items()},
+            predictions=pick(self.predictions),
+            latency_ms=self.latency_ms[rows],
+            status=self.status[rows],
+            variants=None if self.variants is None else pick(self.variants),
+            parse_errors=None if self.parse_errors is None else pick(self.parse_errors),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -135,12 +200,18 @@ class TrafficBatch:
         return (
             (self.model, self.version, self.request_ids, self.features, self.predictions)
             == (other.model, other.version, other.request_ids, other.features, other.predictions)
+            and (self.variants, self.parse_errors) == (other.variants, other.parse_errors)
             and np.array_equal(self.timestamps, other.timestamps)
             and np.array_equal(self.latency_ms, other.latency_ms)
             and np.array_equal(self.status, other.status)
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable lists inside: not hashable
+
+
+def _none_if_empty(values: list[str | None]) -> list[str | None] | None:
+    """``values``, or ``None`` when every one is ``None`` (the column is left out)."""
+    return values if any(value is not None for value in values) else None
 
 
 def _check_length(name: str, length: int, rows: int) -> None:

@@ -207,6 +207,8 @@ class TrafficAgent(Service):
         metrics = self._metrics
         if outcome.rows:
             metrics.events(outcome.rows)
+        for model, rows in outcome.unparsable.items():
+            metrics.unparsable(model, rows)
         for reject in outcome.rejects:
             metrics.rejected(reject.code)
         for number, part in self._partitions.items():
@@ -388,3 +390,5 @@ def _merge(total: Outcome, part: Outcome) -> None:
     total.findings += part.findings
     total.rejects += part.rejects
     total.rows += part.rows
+    for model, rows in part.unparsable.items():
+        total.unparsable[model] = total.unparsable.get(model, 0) + rows

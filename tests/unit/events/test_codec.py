@@ -374,3 +374,117 @@ def test_many_equals_one_by_one_for_one_model(parts: list[TrafficBatch]) -> None
     for name, column in merged.features.items():
         expected = [v for p in same for v in p.features.get(name, [None] * p.rows)]
         assert column == expected
+
+
+# --- the optional fields: variant and parse_error -----------------------------------------
+
+
+def test_a_message_without_the_optional_fields_decodes_as_before() -> None:
+    for message in (ROW, BATCH):
+        batch = decode_traffic(dumps(message))
+        assert (batch.variants, batch.parse_errors, batch.unparsable) == (None, None, 0)
+
+
+def test_a_row_with_a_variant_and_a_parse_error_decodes_them() -> None:
+    message = ROW | {"variant": "b", "parse_error": "the body is not JSON", "features": {}}
+    batch = decode_traffic(dumps(message))
+    assert (batch.variants, batch.parse_errors, batch.unparsable) == (
+        ["b"],
+        ["the body is not JSON"],
+        1,
+    )
+
+
+def test_explicit_nulls_in_a_row_are_the_same_as_leaving_them_out() -> None:
+    batch = decode_traffic(dumps(ROW | {"variant": None, "parse_error": None}))
+    assert batch == decode_traffic(dumps(ROW))
+
+
+def test_batch_columns_for_the_optional_fields() -> None:
+    columns = BATCH["batch"] | {"variant": ["a", None], "parse_error": [None, "no JSON"]}
+    batch = decode_traffic(dumps(BATCH | {"batch": columns}))
+    assert (batch.variants, batch.parse_errors) == (["a", None], [None, "no JSON"])
+    assert batch.parsed().request_ids == ["r-1"]
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "code"),
+    [
+        (ROW | {"variant": 1}, "variant", "wrong_type"),
+        (ROW | {"parse_error": ["x"]}, "parse_error", "wrong_type"),
+        (ROW | {"parse_error": True}, "parse_error", "wrong_type"),
+        (ROW | {"variants": "a"}, None, "unknown_field"),
+        (changed(BATCH, "batch.variant", ["a"]), "batch.variant", "bad_batch"),
+        (changed(BATCH, "batch.variant", None), "batch.variant", "wrong_type"),
+        (changed(BATCH, "batch.parse_error", [None, 2]), "batch.parse_error[1]", "wrong_type"),
+        (changed(BATCH, "variant", ["a", "b"]), None, "unknown_field"),
+    ],
+)
+def test_bad_optional_fields_are_named(
+    message: dict[str, Any], field: str | None, code: str
+) -> None:
+    with pytest.raises(EventError) as caught:
+        decode_traffic(dumps(message))
+    assert (caught.value.field, caught.value.code) == (field, code)
+
+
+def test_the_encoder_leaves_out_null_optional_fields() -> None:
+    row = TrafficRow("credit", "3", "r-1", 1.5, {}, None, 2.0, 200)
+    assert "variant" not in orjson.loads(encode_traffic(row))
+    batch = TrafficBatch.from_rows([row, row])
+    assert set(orjson.loads(encode_traffic(batch))["batch"]) == {
+        "request_id",
+        "timestamp",
+        "features",
+        "prediction",
+        "latency_ms",
+        "status",
+    }
+
+
+def test_the_optional_fields_round_trip_in_rows_and_batches() -> None:
+    rows = [
+        TrafficRow("m", "1", "a", 1.0, {"x": 1.0}, 0, 2.0, 200, variant="shadow"),
+        TrafficRow("m", "1", "b", 1.0, {}, None, 2.0, 200, parse_error="not JSON"),
+        TrafficRow("m", "1", "c", 1.0, {"x": 2.0}, 1, 2.0, 200),
+    ]
+    assert orjson.loads(encode_traffic(rows[0]))["variant"] == "shadow"
+    one_by_one = decode_traffic_many([encode_traffic(row) for row in rows]).batches
+    assert one_by_one == [TrafficBatch.from_rows(rows)]
+    assert decode_traffic(encode_traffic(TrafficBatch.from_rows(rows))) == one_by_one[0]
+    assert one_by_one[0].variants == ["shadow", None, None]
+    assert one_by_one[0].parse_errors == [None, "not JSON", None]
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        (TrafficRow("m", "1", "r", 1.0, {}, None, 1.0, 200, variant=1), "variant"),  # type: ignore[arg-type]
+        (TrafficRow("m", "1", "r", 1.0, {}, None, 1.0, 200, parse_error=b"x"), "parse_error"),  # type: ignore[arg-type]
+    ],
+)
+def test_encoding_refuses_optional_fields_that_are_not_strings(row: TrafficRow, field: str) -> None:
+    with pytest.raises(EventError) as caught:
+        encode_traffic(row)
+    assert caught.value.field == field
+
+
+def test_encoding_refuses_a_bad_variant_column() -> None:
+    batch = TrafficBatch.from_rows([TrafficRow("m", "1", "r", 1.0, {}, None, 1.0, 200, "a")])
+    object.__setattr__(batch, "variants", [3])
+    with pytest.raises(EventError) as caught:
+        encode_traffic(batch)
+    assert caught.value.field == "batch.variant[0]"
+
+
+@given(st.lists(st.tuples(st.none() | st.text(max_size=3), st.none() | st.text(max_size=3))))
+def test_optional_columns_merge_with_none_where_a_message_lacks_them(
+    values: list[tuple[str | None, str | None]],
+) -> None:
+    rows = [
+        TrafficRow("m", "1", str(i), 1.0, {}, None, 1.0, 200, variant, error)
+        for i, (variant, error) in enumerate([*values, (None, None)])
+    ]
+    [batch] = decode_traffic_many([encode_traffic(row) for row in rows]).batches
+    assert batch == TrafficBatch.from_rows(rows)
+    assert batch.unparsable == sum(error is not None for _, error in values)

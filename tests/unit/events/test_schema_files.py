@@ -131,6 +131,18 @@ MESSAGES = [
     with_(BATCH, batch=[]),
     [ROW],
     "row",
+    # the optional fields
+    with_(ROW, variant="a", parse_error="the body is not JSON"),
+    with_(ROW, variant=None, parse_error=None),
+    with_(ROW, variant=1),
+    with_(ROW, parse_error=[]),
+    with_(ROW, parse_error=False),
+    with_columns(variant=["a", None], parse_error=[None, "not JSON"]),
+    with_columns(variant=[None, None]),
+    with_columns(variant=None),
+    with_columns(variant="a"),
+    with_columns(parse_error=[None, 1]),
+    with_(BATCH, variant="a"),
 ]
 
 
@@ -161,7 +173,15 @@ def test_the_documented_examples_are_accepted() -> None:
     assert schema_accepts(BATCH)
 
 
-def test_unequal_columns_are_beyond_the_schema() -> None:
-    ragged = with_columns(status=[200])
+@pytest.mark.parametrize("column", ["status", "variant", "parse_error"])
+def test_unequal_columns_are_beyond_the_schema(column: str) -> None:
+    ragged = with_columns(**{column: [200] if column == "status" else ["x"]})
     assert schema_accepts(ragged)
     assert not decoder_accepts(ragged)
+
+
+def test_the_optional_fields_are_not_required() -> None:
+    schema = event_schemas()["traffic.v1.json"]["$defs"]
+    for name in ("TrafficRowMessage", "TrafficColumns"):
+        assert {"variant", "parse_error"} <= set(schema[name]["properties"])
+        assert not {"variant", "parse_error"} & set(schema[name]["required"])

@@ -25,6 +25,8 @@ def test_every_metric_is_exposed_with_prometheus_names() -> None:
     metrics.lag("flowops.traffic", 1, 7)
     metrics.checkpoint(0.01)
     metrics.partitions("flowops.traffic", 4)
+    metrics.unparsable("credit", 2)
+    metrics.unparsable("credit", 1)
     got = samples(metrics)
     assert got["flowops_stream_events_total"] == 3
     assert got['flowops_stream_rejected_total{reason="bad_json"}'] == 2
@@ -32,6 +34,7 @@ def test_every_metric_is_exposed_with_prometheus_names() -> None:
     assert got['flowops_stream_consumer_lag{partition="1",topic="flowops.traffic"}'] == 7
     assert got["flowops_stream_checkpoint_seconds_count"] == 1
     assert got['flowops_stream_partitions{topic="flowops.traffic"}'] == 4
+    assert got['flowops_stream_unparsable_total{model="credit"}'] == 3
     metrics.forget_partition("flowops.traffic", 1)
     metrics.forget_partition("flowops.traffic", 1)  # twice is fine
     assert not any("consumer_lag{" in name for name in samples(metrics))

@@ -199,3 +199,46 @@ def test_a_monitor_that_fails_rejects_its_records_and_the_others_go_on() -> None
 
 def _explode(*args: object) -> list[object]:
     raise RuntimeError("boom")
+
+
+def unparsable(model: str = "m", *, ts: float = 1.0) -> bytes:
+    message = orjson.loads(row(model, ts=ts))
+    return orjson.dumps(message | {"features": {}, "parse_error": "the body is not JSON"})
+
+
+def test_unparsable_rows_are_counted_and_kept_from_the_monitors() -> None:
+    part = counting()
+    outcome = part.process(records([row("a"), unparsable("a"), unparsable("a"), row("a")]))
+    assert (outcome.rows, outcome.unparsable, outcome.rejects) == (2, {"a": 2}, [])
+    assert part.monitors["a", "1"].monitor.stats.rows == 2
+    assert part.next_offset == 4
+
+
+def test_a_model_with_only_unparsable_rows_gets_no_monitor() -> None:
+    part = counting()
+    outcome = part.process(records([unparsable("b"), row("a")]))
+    assert (outcome.rows, outcome.unparsable) == (1, {"b": 1})
+    assert list(part.monitors) == [("a", "1")]
+
+
+def test_a_batch_message_with_unparsable_rows_adds_the_others() -> None:
+    message = {
+        "schema_version": 1,
+        "model": "m",
+        "version": "1",
+        "batch": {
+            "request_id": ["a", "b", "c"],
+            "timestamp": [1.0, 2.0, 3.0],
+            "features": {"x": [1.0, None, 3.0]},
+            "prediction": [0, None, 1],
+            "latency_ms": [1.0, 1.0, 1.0],
+            "status": [200, 200, 200],
+            "variant": ["a", "b", "a"],
+            "parse_error": [None, "not JSON", None],
+        },
+    }
+    part = counting()
+    outcome = part.process(records([orjson.dumps(message)]))
+    assert (outcome.rows, outcome.unparsable) == (2, {"m": 1})
+    stats = part.monitors["m", "1"].monitor.stats
+    assert (stats.rows, dict(stats.excluded)) == (2, {})
