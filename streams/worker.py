@@ -8,7 +8,6 @@ writes them to stderr); Faust's own log goes to stderr at ``log_level``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ from prometheus_client import disable_created_metrics
 
 from flowops.config import Settings
 from flowops.events import ensure_topics
+from flowops.logs import LOG_FORMAT, log_to
 from streams.app import build
 
 __all__ = ["run_worker"]
@@ -83,9 +83,4 @@ def _hook_logging(settings: Settings) -> None:
     Faust's logging setup puts its handler on the root logger at Faust's (quieter) level;
     FlowOps' logger has a handler of its own and does not propagate to it.
     """
-    logger = logging.getLogger("flowops")
-    logger.setLevel(getattr(logging, settings.log_level.upper()))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] %(name)s: %(message)s"))
-    logger.handlers[:] = [handler]
-    logger.propagate = False
+    log_to("flowops", sys.stderr, settings.log_level, LOG_FORMAT)

@@ -8,7 +8,6 @@ when a command runs, so ``flowops drift --help`` stays quick.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -207,9 +206,10 @@ def baseline(
         render.note(render.profile_summary(profile, data_file))
     if publish:
         from flowops.baseline import publish_profile
+        from flowops.logs import quiet_kafka_client
 
         assert model is not None  # _check_baseline_flags
-        _quiet_kafka_client()
+        quiet_kafka_client()
         event = publish_profile(profile, settings.kafka, model=model, version=model_version)
         for_version = f" (version {event.version})" if event.version is not None else ""
         render.note(
@@ -243,13 +243,6 @@ def _check_baseline_flags(
     ):
         if value is not None and not given:
             raise click.UsageError(f"{flag} goes with {needs}")
-
-
-def _quiet_kafka_client() -> None:
-    """aiokafka logs each failed connection; the command says what failed, once."""
-    logger = logging.getLogger("aiokafka")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
 
 
 @drift.command(
@@ -371,10 +364,11 @@ def watch(
     """
     from flowops.cli import render
     from flowops.config import load_settings
+    from flowops.logs import quiet_kafka_client
     from flowops.watch import watch as watch_alerts
 
     settings = load_settings(config_file, {"kafka": {"bootstrap": bootstrap}})
-    _quiet_kafka_client()
+    quiet_kafka_client()
     options: dict[str, Any] = {
         "model": model,
         "from_beginning": from_beginning,
