@@ -5,11 +5,23 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 DEMO   := build/demo
 
-.PHONY: install demo test lint unit bench clean
+.PHONY: install debian demo test lint unit bench clean
 
-install: $(STAMP)
+install: $(STAMP) debian
 
-# Debian tools the tests need are added here as the components that need them land.
+# Debian programs the tests start (each its own process on a free loopback port), as
+# command:package pairs; apt-get runs only when one is missing.
+DEBIAN := redis-server:redis-server
+debian:
+	@missing=$$(for pair in $(DEBIAN); do \
+		command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install $$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

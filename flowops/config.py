@@ -223,6 +223,10 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    gateway: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`flowops gateway`; checked when the gateway starts (flowops.gateway.config)",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -23,6 +23,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "drift",
         "Profile reference data, compare new data with it, publish it, watch alerts.",
     ),
+    "gateway": (
+        "flowops.cli.gateway",
+        "gateway",
+        "Run the gateway in front of model servers; it publishes their traffic to Kafka.",
+    ),
     "streams": (
         "flowops.cli.streams",
         "streams",

@@ -1,0 +1,66 @@
+"""``flowops gateway``: the API gateway in front of model servers.
+
+Thin: reads the settings and calls :func:`flowops.gateway.server.run_gateway`; aiohttp
+and the gateway's modules are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import click
+
+from flowops.cli.options import bootstrap_option, config_option
+
+__all__ = ["gateway"]
+
+_EXIT_CODES = """\b
+Exit codes:
+  0  stopped by Ctrl-C or SIGTERM, cleanly
+  2  configuration error, or the listen address is taken (one line on stderr)
+"""
+
+
+@click.command(epilog=_EXIT_CODES)
+@config_option
+@click.option(
+    "--listen", metavar="HOST:PORT", help="Serve here. [default: 127.0.0.1:8080; gateway.listen]"
+)
+@bootstrap_option("Kafka for the traffic events. [default: 127.0.0.1:9092; kafka.bootstrap]")
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="One JSON line per request on stdout.",
+)
+def gateway(
+    config_file: str | None, listen: str | None, bootstrap: str | None, access_log: bool
+) -> None:
+    """Run the gateway: route, balance, limit and authenticate requests to model
+    servers, and publish every request and response to Kafka as a traffic event.
+
+    Routes come from the config file's gateway section; a slow or down Kafka never
+    delays or fails a request (events queue up to gateway.publish.queue_size, then are
+    dropped and counted). /healthz, /readyz, /metrics and /admin/upstreams are the
+    gateway's own. See docs/gateway.md.
+
+    \b
+    Example config (flowops.yaml):
+      gateway:
+        listen: 127.0.0.1:8080
+        routes:
+          - name: iris
+            prefix: /models/iris
+            upstreams: [http://127.0.0.1:9001, http://127.0.0.1:9002]
+    \b
+      flowops gateway --config flowops.yaml
+    """
+    from flowops.config import load_settings
+    from flowops.gateway.server import run_gateway
+
+    settings = load_settings(
+        config_file, {"gateway": {"listen": listen}, "kafka": {"bootstrap": bootstrap}}
+    )
+    run_gateway(
+        settings,
+        say=lambda line: click.echo(f"flowops gateway: {line}", err=True),
+        access_log=access_log,
+    )

@@ -1,0 +1,1 @@
+"""The API gateway in front of model servers (`flowops gateway`)."""

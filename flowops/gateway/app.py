@@ -1,0 +1,158 @@
+"""The gateway's aiohttp application: its own endpoints, the proxy, and their lifecycle.
+
+:class:`Gateway` owns what lives as long as the server: the one upstream client session
+(connection pooling), the routes' pools and health checkers, the rate-limit stores, the
+traffic publisher and the metrics. Its own endpoints:
+
+* ``GET /healthz``: 200 while the process serves;
+* ``GET /readyz``: 200 when every route has an upstream it may send to, else 503 naming
+  the routes that have none;
+* ``GET /metrics``: Prometheus text format (:mod:`flowops.gateway.metrics`);
+* ``GET /admin/upstreams``: every upstream's state as JSON, for an identity listed in
+  ``gateway.admin_identities`` as ``key:<name>`` or ``jwt:<subject>`` (401 without
+  credentials, 403 for anyone else).
+
+Every other path goes to :class:`~flowops.gateway.proxy.Proxy`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Final
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from flowops.config import Settings
+from flowops.events import TrafficRow
+from flowops.gateway.auth import Authenticator, AuthFailure
+from flowops.gateway.config import gateway_settings
+from flowops.gateway.health import HealthChecker
+from flowops.gateway.metrics import GatewayMetrics
+from flowops.gateway.proxy import Proxy
+from flowops.gateway.publisher import TrafficPublisher
+from flowops.gateway.ratelimit import RateLimiters
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("flowops.gateway")
+
+METRICS_TYPE: Final = "text/plain; version=0.0.4"
+CONNECTIONS_PER_HOST: Final = 256
+
+
+class Gateway:
+    """Builds the application from settings; :meth:`start` and :meth:`stop` its parts."""
+
+    def __init__(self, settings: Settings, *, say: Callable[[str], None] = log.info) -> None:
+        self.settings = settings
+        self.gateway = gateway_settings(settings)
+        self.say = say
+        self.metrics = GatewayMetrics()
+        self.limiters = RateLimiters()
+        self.publisher = TrafficPublisher.for_kafka(settings.kafka, self.gateway.publish)
+        self.session: aiohttp.ClientSession | None = None
+        self.proxy: Proxy | None = None
+        self.checkers: list[HealthChecker] = []
+        self.authenticator: Authenticator | None = None
+
+    async def start(self) -> web.Application:
+        """Load credentials, open the client session, start checks and the publisher.
+
+        Raises :class:`~flowops.errors.ConfigError` for credentials it cannot load.
+        """
+        self.authenticator = await Authenticator.from_settings(self.gateway.auth)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST)
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
+        self.proxy = Proxy(
+            self.gateway,
+            session=self.session,
+            authenticator=self.authenticator,
+            limiters=self.limiters,
+            metrics=self.metrics,
+            publish=self._publish,
+        )
+        self.metrics.watch([route.pool for route in self.proxy.routes], self.publisher)
+        for route in self.proxy.routes:
+            checker = HealthChecker(route.pool, route.settings.health_check, self.session)
+            checker.start()
+            self.checkers.append(checker)
+        await self.publisher.start()
+        return self.application()
+
+    async def stop(self) -> None:
+        """Stop checks, deliver what the publisher holds (bounded), close connections."""
+        for checker in self.checkers:
+            await checker.stop()
+        unsent = await self.publisher.stop()
+        if unsent:
+            self.say(f"publisher: {unsent} traffic events not delivered at shutdown")
+        await self.limiters.close()
+        if self.session is not None:
+            await self.session.close()
+
+    def application(self) -> web.Application:
+        """The aiohttp application: the gateway's endpoints, then the proxy for the rest."""
+        assert self.proxy is not None, "start() first"
+        app = web.Application(client_max_size=self.gateway.max_body_bytes + 1)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/admin/upstreams", self._admin_upstreams)
+        app.router.add_route("*", "/{tail:.*}", self.proxy.handle)
+        return app
+
+    def _publish(self, rows: list[TrafficRow]) -> None:
+        for row in rows:
+            self.publisher.offer(row)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        assert self.proxy is not None
+        down = [route.settings.name for route in self.proxy.routes if not route.pool.available()]
+        if down:
+            return _json({"status": "unready", "routes_without_upstream": down}, status=503)
+        return _json({"status": "ready"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_TYPE})
+
+    async def _admin_upstreams(self, request: web.Request) -> web.Response:
+        assert self.proxy is not None
+        assert self.authenticator is not None
+        try:
+            identity = self.authenticator.authenticate(request.headers)
+        except AuthFailure as failure:
+            return _refused(failure)
+        if identity.key not in self.gateway.admin_identities:
+            return _json(
+                {"error": "forbidden", "reason": "not in gateway.admin_identities"},
+                status=403,
+            )
+        routes = {
+            route.settings.name: [asdict(status) for status in route.pool.snapshot()]
+            for route in self.proxy.routes
+        }
+        return _json({"routes": routes, "publisher": asdict(self.publisher.stats())})
+
+
+def _refused(failure: AuthFailure) -> web.Response:
+    response = _json({"error": failure.code, "reason": failure.reason}, status=failure.status)
+    if failure.www_authenticate:
+        response.headers["WWW-Authenticate"] = failure.www_authenticate
+    return response
+
+
+def _json(body: object, *, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )

@@ -1,0 +1,203 @@
+"""The ``gateway`` section of the settings: where it listens, its routes, its policies.
+
+Each policy's model lives beside the code that applies it (``upstreams.py``,
+``breaker.py``, ``retry.py``, ``health.py``, ``auth.py``, ``ratelimit.py``,
+``publisher.py``); this module puts them together. The smallest useful file::
+
+    kafka:
+      bootstrap: 127.0.0.1:9092
+    gateway:
+      listen: 127.0.0.1:8080
+      routes:
+        - name: iris
+          prefix: /models/iris
+          upstreams: [http://127.0.0.1:9001, http://127.0.0.1:9002]
+          balancing: round_robin
+          retryable: true    # POST may be retried on another upstream
+
+>>> route = RouteSettings(name="iris", prefix="/models/iris", upstreams=["http://127.0.0.1:9001"])
+>>> route.model_name, route.balancing.policy, route.timeout.total
+('iris', 'round_robin', 30.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from flowops.config import Settings
+from flowops.errors import ConfigError
+from flowops.gateway.auth import AuthSettings
+from flowops.gateway.breaker import BreakerSettings
+from flowops.gateway.health import HealthCheckSettings
+from flowops.gateway.publisher import PublishSettings
+from flowops.gateway.ratelimit import RateLimitSettings
+from flowops.gateway.retry import RetrySettings
+from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, UpstreamSettings
+
+__all__ = ["GatewaySettings", "RouteSettings", "TimeoutSettings", "gateway_settings"]
+
+_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+RESERVED_PREFIXES: Final = ("/healthz", "/readyz", "/metrics", "/admin")
+"""Paths the gateway answers itself; no route may claim them."""
+
+
+class TimeoutSettings(BaseModel):
+    """How long a request may take at an upstream (``routes[].timeout``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float = Field(2.0, gt=0, le=600, description="seconds to connect to an upstream")
+    per_try: float = Field(10.0, gt=0, le=3600, description="seconds one try may take in all")
+    total: float = Field(30.0, gt=0, le=3600, description="seconds for all tries together")
+
+
+class RouteSettings(BaseModel):
+    """One route: a path prefix, the model servers behind it, and its policies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME, description="the route's name, in metrics and logs")
+    prefix: str = Field(description="path prefix it serves, e.g. /models/iris")
+    strip_prefix: bool = Field(False, description="forward the path without the prefix")
+    upstreams: list[UpstreamSettings] = Field(min_length=1, description="the model servers")
+    balancing: BalancingSettings = Field(default_factory=BalancingSettings)
+    retryable: bool = Field(
+        False, description="retry any method (POST included), not only idempotent ones"
+    )
+    timeout: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    outlier: OutlierSettings = Field(default_factory=OutlierSettings)
+    health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
+    rate_limit: RateLimitSettings | None = Field(None, description="none: no limit")
+    auth: bool = Field(False, description="require an identity (gateway.auth) on this route")
+    model: str | None = Field(
+        None, pattern=_NAME, description="model name in traffic events; default: the name"
+    )
+    version: str = Field("1", min_length=1, description="model version in traffic events")
+    features: list[str] | None = Field(
+        None, description="feature names for payloads that carry none (lists of values)"
+    )
+    publish: bool = Field(True, description="publish this route's traffic to Kafka")
+
+    @property
+    def model_name(self) -> str:
+        """The model name its traffic events carry."""
+        return self.model or self.name
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"a prefix starts with '/', got {value!r}")
+        trimmed = value.rstrip("/") or "/"
+        if any(_covers(reserved, trimmed) for reserved in RESERVED_PREFIXES):
+            raise ValueError(f"{trimmed} is the gateway's own ({', '.join(RESERVED_PREFIXES)})")
+        return trimmed
+
+
+class GatewaySettings(BaseModel):
+    """``flowops gateway``: the listen address, the routes, auth, traffic publishing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = Field("127.0.0.1:8080", description="host:port the gateway serves on")
+    workers: int = Field(
+        1, ge=1, le=64, description="processes serving the port together (SO_REUSEPORT)"
+    )
+    uvloop: bool = Field(True, description="run on uvloop's event loop when it is installed")
+    routes: list[RouteSettings] = Field(default_factory=list, description="longest prefix wins")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, le=2**31, description="larger request bodies get 413"
+    )
+    capture_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        le=2**31,
+        description="response bytes kept to read the prediction; larger ones are not parsed",
+    )
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
+    admin_identities: list[str] = Field(
+        default_factory=list,
+        description=(
+            "who may read /admin/upstreams: 'key:<API key name>' or 'jwt:<token subject>'"
+        ),
+    )
+
+    @field_validator("admin_identities")
+    @classmethod
+    def _check_admins(cls, value: list[str]) -> list[str]:
+        for identity in value:
+            kind, sep, name = identity.partition(":")
+            if not (sep and name and kind in ("key", "jwt")):
+                raise ValueError(
+                    f"expected 'key:<API key name>' or 'jwt:<subject>', got {identity!r}"
+                )
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> GatewaySettings:
+        _unique("name", [route.name for route in self.routes])
+        _unique("prefix", [route.prefix for route in self.routes])
+        return self
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``."""
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+
+def gateway_settings(settings: Settings) -> GatewaySettings:
+    """The ``gateway`` section, checked; a bad value is a ConfigError naming its key.
+
+    The section stays a plain mapping in :class:`~flowops.config.Settings` so that
+    commands other than the gateway neither import its policies nor fail on them.
+
+    >>> from flowops.config import load_settings
+    >>> gateway_settings(load_settings(overrides={"gateway": {"listen": "8080"}}))
+    Traceback (most recent call last):
+    ...
+    flowops.errors.ConfigError: config: gateway.listen: Value error, expected host:port, got '8080'
+    """
+    try:
+        return GatewaySettings.model_validate(settings.gateway)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(["gateway", *(str(part) for part in first["loc"])])
+        raise ConfigError(key, first["msg"]) from None
+
+
+def _covers(prefix: str, path: str) -> bool:
+    """Whether ``prefix`` matches ``path`` on a segment boundary."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def _unique(what: str, values: list[Any]) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"two routes have the {what} {value!r}")
+        seen.add(value)

@@ -1,0 +1,466 @@
+"""The request path: route, authenticate, limit, forward with retries, stream back, record.
+
+:class:`Proxy` handles every request that is not the gateway's own (``/healthz``,
+``/metrics``, ...). For one request:
+
+1. the route whose prefix is the longest match of the path (404 when none);
+2. the caller's identity when the route requires one (401, 403), a token from the
+   route's rate limit (429 with ``Retry-After`` and ``RateLimit-*``; 503 when a shared
+   store is down and the limit is set to deny then);
+3. the body, read whole up to ``max_body_bytes`` (413 past it): the traffic event needs
+   it, and a retry sends it again;
+4. tries: an upstream from the pool (another one for each retry), the request with
+   hop-by-hop headers removed and ``X-Forwarded-For``, ``X-Forwarded-Proto`` and
+   ``X-Request-ID`` set, within the per-try and total timeouts. A connect error or a
+   retried status goes to :class:`~flowops.gateway.retry.RetryPolicy`; when no
+   upstream is left the client gets a 503 with a JSON body at once;
+5. the response streamed back as it arrives, its first ``capture_bytes`` kept;
+6. after the response is sent: the traffic event(s) handed to ``publish``, which only
+   queues them (it never waits for Kafka).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from flowops.events import TrafficRow
+from flowops.gateway.auth import (
+    ANONYMOUS,
+    CREDENTIAL_HEADERS,
+    Authenticator,
+    AuthFailure,
+    Identity,
+)
+from flowops.gateway.config import GatewaySettings, RouteSettings
+from flowops.gateway.metrics import GatewayMetrics
+from flowops.gateway.payloads import extract
+from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
+from flowops.gateway.retry import RetryPolicy
+from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
+
+__all__ = ["HOP_BY_HOP", "Proxy", "RouteState"]
+
+log = logging.getLogger("flowops.gateway")
+access_log = logging.getLogger("flowops.gateway.access")
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+"""Headers that concern one connection only (RFC 9110 §7.6.1): never forwarded."""
+_NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"}
+_CHUNK: Final = 64 * 1024
+_CONNECT_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ClientConnectionResetError)
+
+
+@dataclass
+class RouteState:
+    """A route's settings with the live objects its policies need."""
+
+    settings: RouteSettings
+    pool: Pool
+    retry: RetryPolicy
+    limiter: RateLimiter | None
+
+
+@dataclass
+class _Exchange:
+    """What one request became, for the access log, the metrics and the traffic event."""
+
+    route: RouteState
+    request_id: str
+    started: float
+    identity: Identity = ANONYMOUS
+    body: bytes = b""
+    status: int = 0
+    upstream: str | None = None
+    tries: int = 0
+    captured: bytearray | None = None
+    response_type: str | None = None
+    headers_at: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Proxy:
+    """Forwards requests to the routes' pools; ``publish`` takes each request's events."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        session: aiohttp.ClientSession,
+        authenticator: Authenticator,
+        limiters: RateLimiters,
+        metrics: GatewayMetrics,
+        publish: Callable[[list[TrafficRow]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self.publish = publish
+        self.routes = [self._route_state(route, limiters) for route in settings.routes]
+        # longest prefix first: the first match is the most specific
+        self._by_prefix = sorted(self.routes, key=lambda r: len(r.settings.prefix), reverse=True)
+
+    def _route_state(self, route: RouteSettings, limiters: RateLimiters) -> RouteState:
+        pool = Pool(
+            route.name,
+            route.upstreams,
+            balancing=route.balancing,
+            outlier=route.outlier,
+            breaker=route.breaker,
+            on_event=self._upstream_event,
+        )
+        limiter = (
+            None if route.rate_limit is None else limiters.limiter(route.name, route.rate_limit)
+        )
+        return RouteState(route, pool, RetryPolicy(route.retry, retryable=route.retryable), limiter)
+
+    def _upstream_event(self, event: UpstreamEvent) -> None:
+        detail = f" ({event.detail})" if event.detail else ""
+        log.warning("route %s: upstream %s %s%s", event.route, event.upstream, event.kind, detail)
+        self.metrics.upstream_event(event)
+
+    def match(self, path: str) -> RouteState | None:
+        """The route whose prefix is the longest match of ``path`` on a segment boundary."""
+        for route in self._by_prefix:
+            prefix = route.settings.prefix
+            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+                return route
+        return None
+
+    # -- one request ----------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler of every proxied request."""
+        route = self.match(request.path)
+        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        if route is None:
+            return _error(404, "no_route", f"no route serves {request.path}", request_id)
+        exchange = _Exchange(route, request_id, time.monotonic())
+        try:
+            response = await self._serve(request, exchange)
+        except _Refusal as refusal:
+            response = refusal.response(request_id)
+            exchange.status = response.status
+        self._finish(request, exchange)
+        return response
+
+    async def _serve(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+        route = exchange.route
+        exchange.identity = self._identify(request, route)
+        await self._limit(request, exchange)
+        exchange.body = await _read_body(request, self.settings.max_body_bytes)
+        route.retry.on_request()
+        return await self._forward(request, exchange)
+
+    def _identify(self, request: web.Request, route: RouteState) -> Identity:
+        settings = route.settings
+        try:
+            return self.authenticator.check(
+                request.headers, settings.name, settings.model_name, required=settings.auth
+            )
+        except AuthFailure as failure:
+            self.metrics.auth_failure(settings.name, failure.code)
+            headers = (
+                {"WWW-Authenticate": failure.www_authenticate} if failure.www_authenticate else {}
+            )
+            raise _Refusal(failure.status, failure.code, failure.reason, headers) from None
+
+    async def _limit(self, request: web.Request, exchange: _Exchange) -> None:
+        limiter = exchange.route.limiter
+        if limiter is None:
+            return
+        identity = None if exchange.identity.anonymous else exchange.identity.key
+        key = limiter.key_for(identity=identity, address=request.remote, headers=request.headers)
+        decision = await limiter.acquire(key)
+        if not decision.allowed and decision.degraded:  # the shared store is down: not 429
+            raise _Refusal(
+                503,
+                "rate_limit_unavailable",
+                "the rate limit's store cannot be reached; try again shortly",
+                rate_limit_headers(decision),
+            )
+        if not decision.allowed:
+            self.metrics.rate_limited(exchange.route.settings.name)
+            raise _Refusal(
+                429,
+                "rate_limited",
+                "too many requests; see Retry-After",
+                rate_limit_headers(decision),
+            )
+
+    async def _forward(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+        route = exchange.route
+        timeout = route.settings.timeout
+        deadline = exchange.started + timeout.total
+        headers = _upstream_headers(request, exchange.request_id, strip=route.settings.auth)
+        path = _upstream_path(request, route.settings)
+        tried: list[Any] = []
+        while True:
+            lease = route.pool.acquire(exclude=tried)
+            if lease is None:
+                raise _Refusal(
+                    503, "no_upstream", f"no upstream of route {route.settings.name} is available"
+                )
+            tried.append(lease.upstream)
+            exchange.tries += 1
+            exchange.upstream = lease.upstream.url
+            remaining = deadline - time.monotonic()
+            outcome, upstream_response = await self._try(
+                request, lease, path, headers, exchange, min(timeout.per_try, remaining)
+            )
+            status = upstream_response.status if upstream_response is not None else None
+            if upstream_response is not None and status not in route.settings.retry.statuses:
+                return await self._relay(request, lease, upstream_response, exchange, deadline)
+            decision = route.retry.should_retry(
+                method=request.method,
+                attempt=exchange.tries,
+                outcome=outcome,
+                status=status,
+                remaining=deadline - time.monotonic(),
+            )
+            if not decision.retry:
+                if upstream_response is not None:  # a 5xx not retried: the client gets it
+                    return await self._relay(request, lease, upstream_response, exchange, deadline)
+                lease.finish(outcome)
+                raise _failure_refusal(outcome, route.settings.name)
+            self.metrics.retry(route.settings.name, outcome)
+            if upstream_response is not None:
+                upstream_response.release()
+            lease.finish(outcome)
+            await asyncio.sleep(decision.delay)
+
+    async def _try(
+        self,
+        request: web.Request,
+        lease: Lease,
+        path: str,
+        headers: Mapping[str, str],
+        exchange: _Exchange,
+        budget: float,
+    ) -> tuple[Outcome, aiohttp.ClientResponse | None]:
+        """One try, up to the response's headers: its outcome, and the response if any."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=exchange.route.settings.timeout.connect, sock_read=None
+        )
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                response = await self.session.request(
+                    request.method,
+                    lease.upstream.url + path,
+                    headers=headers,
+                    data=exchange.body or None,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    timeout=timeout,
+                )
+        except TimeoutError:
+            return "timeout", None
+        except _CONNECT_ERRORS:
+            return "connect_error", None
+        except aiohttp.ClientError:
+            return "reset", None
+        exchange.headers_at = time.monotonic()
+        return outcome_of_status(response.status), response
+
+    async def _relay(
+        self,
+        request: web.Request,
+        lease: Lease,
+        upstream: aiohttp.ClientResponse,
+        exchange: _Exchange,
+        deadline: float,
+    ) -> web.StreamResponse:
+        """Stream the upstream's response to the client, keeping its first bytes."""
+        latency = (exchange.headers_at or time.monotonic()) - lease.started_at
+        lease.finish(outcome_of_status(upstream.status), latency)
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in _downstream_headers(upstream.headers):
+            response.headers.add(name, value)
+        response.headers["X-Request-ID"] = exchange.request_id
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        exchange.status = upstream.status
+        exchange.response_type = upstream.headers.get("Content-Type")
+        capture = self.settings.capture_bytes
+        keep = "Content-Encoding" not in upstream.headers and capture > 0
+        exchange.captured = bytearray() if keep else None
+        try:
+            await response.prepare(request)
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                async for chunk in upstream.content.iter_chunked(_CHUNK):
+                    await response.write(chunk)
+                    if exchange.captured is not None:
+                        room = capture - len(exchange.captured)
+                        if room < len(chunk):
+                            exchange.captured = None  # too large to parse: not kept
+                        else:
+                            exchange.captured += chunk
+            await response.write_eof()
+        except (aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
+            exchange.notes.append(f"response cut short: {type(exc).__name__}")
+            exchange.captured = None
+        finally:
+            upstream.release()
+        return response
+
+    # -- after the response -----------------------------------------------------------
+
+    def _finish(self, request: web.Request, exchange: _Exchange) -> None:
+        elapsed = time.monotonic() - exchange.started
+        route = exchange.route.settings.name
+        self.metrics.request(route, exchange.status, exchange.upstream, elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(_access_line(request, exchange, elapsed))
+        if self.publish is not None and exchange.route.settings.publish and exchange.upstream:
+            self.publish(self._events(request, exchange, elapsed))
+
+    def _events(
+        self, request: web.Request, exchange: _Exchange, elapsed: float
+    ) -> list[TrafficRow]:
+        settings = exchange.route.settings
+        response = bytes(exchange.captured) if exchange.captured is not None else None
+        found = extract(
+            exchange.body,
+            request.headers.get("Content-Type"),
+            response,
+            exchange.response_type,
+            settings.features or (),
+        )
+        return found.traffic_rows(
+            model=settings.model_name,
+            version=settings.version,
+            request_id=exchange.request_id,
+            timestamp=time.time(),
+            latency_ms=elapsed * 1000,
+            status=exchange.status,
+        )
+
+
+# -- refusals ---------------------------------------------------------------------------
+
+
+class _Refusal(Exception):  # noqa: N818 - not an error: an answer the gateway gives itself
+    """An answer the gateway gives without (or instead of) an upstream's."""
+
+    def __init__(
+        self, status: int, code: str, reason: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason = status, code, reason
+        self.headers = dict(headers or {})
+
+    def response(self, request_id: str) -> web.Response:
+        return _error(self.status, self.code, self.reason, request_id, self.headers)
+
+
+def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:
+    if outcome == "timeout":
+        return _Refusal(
+            504, "upstream_timeout", f"the upstream of route {route} did not answer in time"
+        )
+    return _Refusal(
+        502, "upstream_unreachable", f"the upstream of route {route} could not be reached"
+    )
+
+
+def _error(
+    status: int, code: str, reason: str, request_id: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = orjson.dumps({"error": code, "reason": reason, "request_id": request_id})
+    response = web.Response(status=status, body=body, content_type="application/json")
+    response.headers.update(headers or {})
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+# -- headers, paths, bodies -------------------------------------------------------------
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body; 413 as soon as it is known to pass ``limit``."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _Refusal(413, "body_too_large", f"the body may hold at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise _Refusal(413, "body_too_large", f"the body may hold at most {limit} bytes")
+    return bytes(body)
+
+
+def _upstream_path(request: web.Request, route: RouteSettings) -> str:
+    """The path (and query) the upstream gets: unchanged, or without the route's prefix."""
+    path = request.raw_path
+    if route.strip_prefix and route.prefix != "/":
+        path = path[len(route.prefix) :] or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+    return path
+
+
+def _upstream_headers(request: web.Request, request_id: str, *, strip: bool) -> CIMultiDict[str]:
+    """The client's headers less hop-by-hop ones (and its credentials, on a route whose
+    auth the gateway checked), plus the forwarding headers."""
+    dropped = _NOT_FORWARDED | _named_in_connection(request.headers)
+    if strip:
+        dropped = dropped | CREDENTIAL_HEADERS
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
+    client = request.remote or "unknown"
+    earlier = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{earlier}, {client}" if earlier else client
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Request-ID"] = request_id
+    return headers
+
+
+def _downstream_headers(headers: CIMultiDictProxy[str]) -> Iterable[tuple[str, str]]:
+    dropped = _NOT_FORWARDED | _named_in_connection(headers)
+    return ((k, v) for k, v in headers.items() if k.lower() not in dropped)
+
+
+def _named_in_connection(headers: Mapping[str, str]) -> frozenset[str]:
+    """Headers a ``Connection`` header names, which are hop-by-hop too."""
+    value = headers.get("Connection", "")
+    return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
+
+
+def _access_line(request: web.Request, exchange: _Exchange, elapsed: float) -> str:
+    entry: dict[str, Any] = {
+        "ts": round(time.time(), 3),
+        "request_id": exchange.request_id,
+        "method": request.method,
+        "path": request.path,
+        "route": exchange.route.settings.name,
+        "status": exchange.status,
+        "upstream": exchange.upstream,
+        "tries": exchange.tries,
+        "ms": round(elapsed * 1000, 2),
+        "identity": exchange.identity.key,
+        "client": request.remote,
+    }
+    if exchange.notes:
+        entry["notes"] = exchange.notes
+    return orjson.dumps(entry).decode()
