@@ -160,6 +160,31 @@ class TrafficBatch:
             parse_errors=[row.parse_error for row in rows],
         )
 
+    def to_rows(self) -> list[TrafficRow]:
+        """The batch row by row (the inverse of :meth:`from_rows`).
+
+        >>> row = TrafficRow("m", "1", "r", 1.0, {"x": 2.0}, 1, 3.0, 200, variant="b")
+        >>> TrafficBatch.from_rows([row]).to_rows() == [row]
+        True
+        """
+        variants = self.variants or [None] * self.rows
+        errors = self.parse_errors or [None] * self.rows
+        return [
+            TrafficRow(
+                self.model,
+                self.version,
+                self.request_ids[i],
+                float(self.timestamps[i]),
+                {name: values[i] for name, values in self.features.items()},
+                self.predictions[i],
+                float(self.latency_ms[i]),
+                int(self.status[i]),
+                variants[i],
+                errors[i],
+            )
+            for i in range(self.rows)
+        ]
+
     def slice(self, start: int, stop: int) -> TrafficBatch:
         """Rows ``start`` to ``stop - 1`` as a batch of their own."""
         return TrafficBatch(

@@ -4,7 +4,7 @@
 (connection pooling), the routes' pools and health checkers, the rate-limit stores, the
 traffic publisher and the metrics. Its own endpoints:
 
-* ``GET /healthz``: 200 while the process serves;
+* ``GET /healthz``: 200 while the process serves, with its pid (which worker answered);
 * ``GET /readyz``: 200 when every route has an upstream it may send to, else 503 naming
   the routes that have none;
 * ``GET /metrics``: Prometheus text format (:mod:`flowops.gateway.metrics`);
@@ -18,6 +18,7 @@ Every other path goes to :class:`~flowops.gateway.proxy.Proxy`.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Final
@@ -77,11 +78,13 @@ class Gateway:
             metrics=self.metrics,
             publish=self._publish,
         )
-        self.metrics.watch([route.pool for route in self.proxy.routes], self.publisher)
+        pools = [pool for route in self.proxy.routes for pool in route.pools]
+        self.metrics.watch(pools, self.publisher)
         for route in self.proxy.routes:
-            checker = HealthChecker(route.pool, route.settings.health_check, self.session)
-            checker.start()
-            self.checkers.append(checker)
+            for pool in route.pools:
+                checker = HealthChecker(pool, route.settings.health_check, self.session)
+                checker.start()
+                self.checkers.append(checker)
         await self.publisher.start()
         return self.application()
 
@@ -89,6 +92,8 @@ class Gateway:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
         for checker in self.checkers:
             await checker.stop()
+        if self.proxy is not None:
+            await self.proxy.close()
         unsent = await self.publisher.stop()
         if unsent:
             self.say(f"publisher: {unsent} traffic events not delivered at shutdown")
@@ -112,11 +117,11 @@ class Gateway:
             self.publisher.offer(row)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        return _json({"status": "ok", "pid": os.getpid()})
 
     async def _readyz(self, request: web.Request) -> web.Response:
         assert self.proxy is not None
-        down = [route.settings.name for route in self.proxy.routes if not route.pool.available()]
+        down = [route.settings.name for route in self.proxy.routes if not route.available()]
         if down:
             return _json({"status": "unready", "routes_without_upstream": down}, status=503)
         return _json({"status": "ready"})
@@ -137,8 +142,9 @@ class Gateway:
                 status=403,
             )
         routes = {
-            route.settings.name: [asdict(status) for status in route.pool.snapshot()]
+            pool.route: [asdict(status) for status in pool.snapshot()]
             for route in self.proxy.routes
+            for pool in route.pools
         }
         return _json({"routes": routes, "publisher": asdict(self.publisher.stats())})
 

@@ -37,13 +37,20 @@ from flowops.config import Settings
 from flowops.errors import ConfigError
 from flowops.gateway.auth import AuthSettings
 from flowops.gateway.breaker import BreakerSettings
+from flowops.gateway.callers import CallerKey, ModelSelector
 from flowops.gateway.health import HealthCheckSettings
 from flowops.gateway.publisher import PublishSettings
 from flowops.gateway.ratelimit import RateLimitSettings
 from flowops.gateway.retry import RetrySettings
+from flowops.gateway.split import ShadowSettings, VariantSettings
 from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, UpstreamSettings
 
-__all__ = ["GatewaySettings", "RouteSettings", "TimeoutSettings", "gateway_settings"]
+__all__ = [
+    "GatewaySettings",
+    "RouteSettings",
+    "TimeoutSettings",
+    "gateway_settings",
+]
 
 _NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 RESERVED_PREFIXES: Final = ("/healthz", "/readyz", "/metrics", "/admin")
@@ -68,7 +75,19 @@ class RouteSettings(BaseModel):
     name: str = Field(pattern=_NAME, description="the route's name, in metrics and logs")
     prefix: str = Field(description="path prefix it serves, e.g. /models/iris")
     strip_prefix: bool = Field(False, description="forward the path without the prefix")
-    upstreams: list[UpstreamSettings] = Field(min_length=1, description="the model servers")
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=list, description="the model servers (or variants: an A/B split)"
+    )
+    variants: list[VariantSettings] = Field(
+        default_factory=list, description="an A/B split between model versions, by weight"
+    )
+    sticky: str | None = Field(
+        None, description="api_key, client or header:<name>: a caller keeps its variant"
+    )
+    shadow: ShadowSettings | None = Field(None, description="a candidate that gets copies")
+    match_model: str | None = Field(
+        None, description="serve only requests naming this model (gateway.model_from)"
+    )
     balancing: BalancingSettings = Field(default_factory=BalancingSettings)
     retryable: bool = Field(
         False, description="retry any method (POST included), not only idempotent ones"
@@ -93,6 +112,22 @@ class RouteSettings(BaseModel):
     def model_name(self) -> str:
         """The model name its traffic events carry."""
         return self.model or self.name
+
+    @field_validator("sticky")
+    @classmethod
+    def _check_sticky(cls, value: str | None) -> str | None:
+        if value is not None:
+            CallerKey.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _upstreams_or_variants(self) -> RouteSettings:
+        if bool(self.upstreams) == bool(self.variants):
+            raise ValueError("give either upstreams or variants (an A/B split), not both")
+        if self.sticky is not None and not self.variants:
+            raise ValueError("sticky applies to variants; this route has none")
+        _unique("name", [variant.name for variant in self.variants], among="variants")
+        return self
 
     @field_validator("prefix")
     @classmethod
@@ -125,6 +160,11 @@ class GatewaySettings(BaseModel):
         le=2**31,
         description="response bytes kept to read the prediction; larger ones are not parsed",
     )
+    model_from: str | None = Field(
+        None,
+        description="where requests name their model, for routes' match_model: "
+        "header:<name> or body:<field>",
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     admin_identities: list[str] = Field(
@@ -153,10 +193,24 @@ class GatewaySettings(BaseModel):
             raise ValueError(f"expected host:port, got {value!r}")
         return value
 
+    @field_validator("model_from")
+    @classmethod
+    def _check_model_from(cls, value: str | None) -> str | None:
+        if value is not None:
+            ModelSelector.parse(value)
+        return value
+
     @model_validator(mode="after")
     def _unique_routes(self) -> GatewaySettings:
         _unique("name", [route.name for route in self.routes])
-        _unique("prefix", [route.prefix for route in self.routes])
+        _unique("prefix and match_model", [(r.prefix, r.match_model) for r in self.routes])
+        if self.model_from is None:
+            for route in self.routes:
+                if route.match_model is not None:
+                    raise ValueError(
+                        f"route {route.name} has match_model: set model_from "
+                        "(header:<name> or body:<field>) to say where requests name it"
+                    )
         return self
 
     @property
@@ -195,9 +249,9 @@ def _covers(prefix: str, path: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
-def _unique(what: str, values: list[Any]) -> None:
+def _unique(what: str, values: list[Any], among: str = "routes") -> None:
     seen: set[Any] = set()
     for value in values:
         if value in seen:
-            raise ValueError(f"two routes have the {what} {value!r}")
+            raise ValueError(f"two {among} have the {what} {value!r}")
         seen.add(value)

@@ -13,6 +13,8 @@ metric                                        type       labels
 ``flowops_gateway_auth_failures_total``       counter    route, code
 ``flowops_gateway_rate_limited_total``        counter    route
 ``flowops_gateway_upstream_events_total``     counter    route, upstream, kind
+``flowops_gateway_shadow_requests_total``     counter    route, outcome (2xx, 5xx, timeout,
+                                                         skipped, no_upstream, ...)
 ``flowops_gateway_upstream_available``        gauge      route, upstream (1 or 0)
 ``flowops_gateway_upstream_healthy``          gauge      route, upstream (active checks)
 ``flowops_gateway_upstream_outstanding``      gauge      route, upstream
@@ -100,6 +102,12 @@ class GatewayMetrics:
             ["route", "upstream", "kind"],
             registry=reg,
         )
+        self._shadow = Counter(
+            "flowops_gateway_shadow_requests",
+            "Copies sent to a route's shadow, by outcome (skipped: too many under way).",
+            ["route", "outcome"],
+            registry=reg,
+        )
         self._state = _StateCollector()
         reg.register(self._state)
 
@@ -119,6 +127,10 @@ class GatewayMetrics:
     def rate_limited(self, route: str) -> None:
         """Count a 429."""
         self._limited.labels(route).inc()
+
+    def shadow(self, route: str, outcome: str) -> None:
+        """Count a copy sent to a shadow (or skipped)."""
+        self._shadow.labels(route, outcome).inc()
 
     def upstream_event(self, event: UpstreamEvent) -> None:
         """Count an upstream's change of state."""

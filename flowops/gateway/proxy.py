@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -42,14 +43,16 @@ from flowops.gateway.auth import (
     AuthFailure,
     Identity,
 )
+from flowops.gateway.callers import CallerKey, ModelSelector
 from flowops.gateway.config import GatewaySettings, RouteSettings
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
 from flowops.gateway.retry import RetryPolicy
+from flowops.gateway.split import SHADOW, Split
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
 
-__all__ = ["HOP_BY_HOP", "Proxy", "RouteState"]
+__all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant"]
 
 log = logging.getLogger("flowops.gateway")
 access_log = logging.getLogger("flowops.gateway.access")
@@ -67,9 +70,21 @@ HOP_BY_HOP: Final = frozenset(
     }
 )
 """Headers that concern one connection only (RFC 9110 §7.6.1): never forwarded."""
+VARIANT_HEADER: Final = "X-FlowOps-Variant"
+"""Tells the client which side of an A/B split answered."""
 _NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"}
 _CHUNK: Final = 64 * 1024
 _CONNECT_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ClientConnectionResetError)
+
+
+@dataclass
+class Variant:
+    """Upstreams that answer as one model version: a route's only ones, a side of an A/B
+    split (``name`` set), or its shadow."""
+
+    name: str | None
+    version: str
+    pool: Pool
 
 
 @dataclass
@@ -77,9 +92,22 @@ class RouteState:
     """A route's settings with the live objects its policies need."""
 
     settings: RouteSettings
-    pool: Pool
+    split: Split[Variant]
     retry: RetryPolicy
     limiter: RateLimiter | None
+    sticky: CallerKey | None = None
+    shadow: Variant | None = None
+    shadows_in_flight: int = 0
+
+    @property
+    def pools(self) -> list[Pool]:
+        """Every pool of the route, its shadow's last."""
+        pools = [variant.pool for variant in self.split.items]
+        return pools if self.shadow is None else [*pools, self.shadow.pool]
+
+    def available(self) -> bool:
+        """Whether a request could be answered now (by any variant)."""
+        return any(variant.pool.available() for variant in self.split.items)
 
 
 @dataclass
@@ -87,6 +115,7 @@ class _Exchange:
     """What one request became, for the access log, the metrics and the traffic event."""
 
     route: RouteState
+    variant: Variant
     request_id: str
     started: float
     identity: Identity = ANONYMOUS
@@ -119,32 +148,60 @@ class Proxy:
         self.metrics = metrics
         self.publish = publish
         self.routes = [self._route_state(route, limiters) for route in settings.routes]
-        # longest prefix first: the first match is the most specific
-        self._by_prefix = sorted(self.routes, key=lambda r: len(r.settings.prefix), reverse=True)
+        # longest prefix first, and a route for one model before one for any
+        self._by_prefix = sorted(
+            self.routes,
+            key=lambda r: (len(r.settings.prefix), r.settings.match_model is not None),
+            reverse=True,
+        )
+        self._model_from = (
+            None if settings.model_from is None else ModelSelector.parse(settings.model_from)
+        )
+        self._shadows: set[asyncio.Task[None]] = set()
 
     def _route_state(self, route: RouteSettings, limiters: RateLimiters) -> RouteState:
-        pool = Pool(
-            route.name,
-            route.upstreams,
-            balancing=route.balancing,
-            outlier=route.outlier,
-            breaker=route.breaker,
-            on_event=self._upstream_event,
-        )
+        def variant(name: str | None, version: str, upstreams: Any) -> Variant:
+            pool = Pool(
+                route.name if name is None else f"{route.name}/{name}",
+                upstreams,
+                balancing=route.balancing,
+                outlier=route.outlier,
+                breaker=route.breaker,
+                on_event=self._upstream_event,
+            )
+            return Variant(name, version, pool)
+
+        if route.variants:
+            split = Split(
+                [(variant(v.name, v.model_version, v.upstreams), v.weight) for v in route.variants]
+            )
+        else:
+            split = Split([(variant(None, route.version, route.upstreams), 1.0)])
         limiter = (
             None if route.rate_limit is None else limiters.limiter(route.name, route.rate_limit)
         )
-        return RouteState(route, pool, RetryPolicy(route.retry, retryable=route.retryable), limiter)
+        shadow = route.shadow
+        return RouteState(
+            route,
+            split,
+            RetryPolicy(route.retry, retryable=route.retryable),
+            limiter,
+            sticky=None if route.sticky is None else CallerKey.parse(route.sticky),
+            shadow=None if shadow is None else variant(SHADOW, shadow.version, shadow.upstreams),
+        )
 
     def _upstream_event(self, event: UpstreamEvent) -> None:
         detail = f" ({event.detail})" if event.detail else ""
         log.warning("route %s: upstream %s %s%s", event.route, event.upstream, event.kind, detail)
         self.metrics.upstream_event(event)
 
-    def match(self, path: str) -> RouteState | None:
-        """The route whose prefix is the longest match of ``path`` on a segment boundary."""
+    def match(self, path: str, model: str | None = None) -> RouteState | None:
+        """The route whose prefix is the longest match of ``path`` on a segment boundary,
+        among those serving ``model`` (a route with no ``match_model`` serves any)."""
         for route in self._by_prefix:
-            prefix = route.settings.prefix
+            prefix, wanted = route.settings.prefix, route.settings.match_model
+            if wanted is not None and wanted != model:
+                continue
             if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
                 return route
         return None
@@ -153,26 +210,56 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler of every proxied request."""
-        route = self.match(request.path)
         request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        body: bytes | None = None
+        model: str | None = None
+        if self._model_from is not None:
+            if self._model_from.needs_body:  # the route depends on it: read it first
+                try:
+                    body = await _read_body(request, self.settings.max_body_bytes)
+                except _Refusal as refusal:
+                    return refusal.response(request_id)
+            model = self._model_from.of(request.headers, body or b"")
+        route = self.match(request.path, model)
         if route is None:
-            return _error(404, "no_route", f"no route serves {request.path}", request_id)
-        exchange = _Exchange(route, request_id, time.monotonic())
+            named = "" if self._model_from is None else f" for model {model!r}"
+            return _error(404, "no_route", f"no route serves {request.path}{named}", request_id)
+        exchange = _Exchange(route, route.split.items[0], request_id, time.monotonic())
         try:
-            response = await self._serve(request, exchange)
+            response = await self._serve(request, exchange, body)
         except _Refusal as refusal:
             response = refusal.response(request_id)
             exchange.status = response.status
         self._finish(request, exchange)
+        if route.shadow is not None and exchange.upstream is not None:
+            self._mirror(request, exchange)
         return response
 
-    async def _serve(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, exchange: _Exchange, body: bytes | None
+    ) -> web.StreamResponse:
         route = exchange.route
         exchange.identity = self._identify(request, route)
         await self._limit(request, exchange)
-        exchange.body = await _read_body(request, self.settings.max_body_bytes)
+        exchange.body = (
+            await _read_body(request, self.settings.max_body_bytes) if body is None else body
+        )
+        exchange.variant = self._variant(request, exchange)
         route.retry.on_request()
         return await self._forward(request, exchange)
+
+    def _variant(self, request: web.Request, exchange: _Exchange) -> Variant:
+        """The side of the route's split that answers this request."""
+        route = exchange.route
+        if len(route.split.items) == 1:
+            return route.split.items[0]
+        caller = None
+        if route.sticky is not None:
+            identity = None if exchange.identity.anonymous else exchange.identity.key
+            caller = route.sticky.of(
+                identity=identity, address=request.remote, headers=request.headers
+            )
+        return route.split.choose(Split.point(route.settings.name, caller))
 
     def _identify(self, request: web.Request, route: RouteState) -> Identity:
         settings = route.settings
@@ -218,10 +305,12 @@ class Proxy:
         path = _upstream_path(request, route.settings)
         tried: list[Any] = []
         while True:
-            lease = route.pool.acquire(exclude=tried)
+            lease = exchange.variant.pool.acquire(exclude=tried)
             if lease is None:
                 raise _Refusal(
-                    503, "no_upstream", f"no upstream of route {route.settings.name} is available"
+                    503,
+                    "no_upstream",
+                    f"no upstream of route {exchange.variant.pool.route} is available",
                 )
             tried.append(lease.upstream)
             exchange.tries += 1
@@ -299,6 +388,8 @@ class Proxy:
         for name, value in _downstream_headers(upstream.headers):
             response.headers.add(name, value)
         response.headers["X-Request-ID"] = exchange.request_id
+        if exchange.variant.name is not None:
+            response.headers[VARIANT_HEADER] = exchange.variant.name
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         exchange.status = upstream.status
@@ -350,12 +441,145 @@ class Proxy:
         )
         return found.traffic_rows(
             model=settings.model_name,
-            version=settings.version,
+            version=exchange.variant.version,
             request_id=exchange.request_id,
             timestamp=time.time(),
             latency_ms=elapsed * 1000,
             status=exchange.status,
+            variant=exchange.variant.name,
         )
+
+    # -- shadow traffic ---------------------------------------------------------------
+
+    def _mirror(self, request: web.Request, exchange: _Exchange) -> None:
+        """Send a copy of the request to the route's shadow, in the background."""
+        route = exchange.route
+        settings = route.settings.shadow
+        assert settings is not None
+        assert route.shadow is not None
+        if settings.percent < 100 and random.random() * 100 >= settings.percent:
+            return
+        if route.shadows_in_flight >= settings.max_in_flight:
+            self.metrics.shadow(route.settings.name, "skipped")
+            return
+        route.shadows_in_flight += 1
+        copy = _Copy(
+            request.method,
+            _upstream_path(request, route.settings),
+            _upstream_headers(request, exchange.request_id, strip=route.settings.auth),
+            exchange.body,
+            request.headers.get("Content-Type"),
+            exchange.request_id,
+        )
+        task = asyncio.create_task(self._shadow(route, copy), name=f"shadow-{copy.request_id}")
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(self, route: RouteState, copy: _Copy) -> None:
+        """One copy at the shadow: its answer becomes traffic (variant ``shadow``), its
+        failure a count; the client has long had its answer."""
+        assert route.shadow is not None
+        assert route.settings.shadow is not None
+        name = route.settings.name
+        try:
+            lease = route.shadow.pool.acquire()
+            if lease is None:
+                self.metrics.shadow(name, "no_upstream")
+                return
+            outcome, status, captured, response_type = await self._shadow_try(
+                route, lease, copy, route.settings.shadow.timeout
+            )
+            self.metrics.shadow(name, outcome if status is None else _status_class(status))
+            if status is not None and self.publish is not None and route.settings.publish:
+                found = extract(
+                    copy.body,
+                    copy.content_type,
+                    captured,
+                    response_type,
+                    route.settings.features or (),
+                )
+                self.publish(
+                    found.traffic_rows(
+                        model=route.settings.model_name,
+                        version=route.shadow.version,
+                        request_id=copy.request_id,
+                        timestamp=time.time(),
+                        latency_ms=(time.monotonic() - lease.started_at) * 1000,
+                        status=status,
+                        variant=SHADOW,
+                    )
+                )
+        finally:
+            route.shadows_in_flight -= 1
+
+    async def _shadow_try(
+        self, route: RouteState, lease: Lease, copy: _Copy, budget: float
+    ) -> tuple[Outcome, int | None, bytes | None, str | None]:
+        """The copy sent: its outcome, and its status, first bytes and type if it answered."""
+        timeout = aiohttp.ClientTimeout(total=None, connect=route.settings.timeout.connect)
+        try:
+            async with asyncio.timeout(budget):
+                async with self.session.request(
+                    copy.method,
+                    lease.upstream.url + copy.path,
+                    headers=copy.headers,
+                    data=copy.body or None,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    timeout=timeout,
+                ) as response:
+                    latency = time.monotonic() - lease.started_at
+                    kept = await _bounded_read(response, self.settings.capture_bytes)
+        except asyncio.CancelledError:
+            lease.finish("cancelled")
+            raise
+        except TimeoutError:
+            lease.finish("timeout")
+            return "timeout", None, None, None
+        except _CONNECT_ERRORS:
+            lease.finish("connect_error")
+            return "connect_error", None, None, None
+        except aiohttp.ClientError:
+            lease.finish("reset")
+            return "reset", None, None, None
+        outcome = outcome_of_status(response.status)
+        lease.finish(outcome, latency)
+        return outcome, response.status, kept, response.headers.get("Content-Type")
+
+    async def close(self) -> None:
+        """Cancel the shadow copies still under way (the gateway is stopping)."""
+        for task in list(self._shadows):
+            task.cancel()
+        await asyncio.gather(*self._shadows, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """What a shadow copy needs of the request, kept past the request's handler."""
+
+    method: str
+    path: str
+    headers: CIMultiDict[str]
+    body: bytes
+    content_type: str | None
+    request_id: str
+
+
+async def _bounded_read(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body when it holds at most ``limit`` bytes, else None (read all the
+    same, so the connection goes back to the pool)."""
+    kept: bytearray | None = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        if kept is not None:
+            kept += chunk
+            if len(kept) > limit:
+                kept = None
+    return None if kept is None else bytes(kept)
+
+
+def _status_class(status: int) -> str:
+    """``2xx``, ``4xx``, ``5xx``...: a shadow's answers, counted by class."""
+    return f"{status // 100}xx"
 
 
 # -- refusals ---------------------------------------------------------------------------

@@ -44,9 +44,7 @@ Two stores sit behind one interface (:class:`BucketStore`):
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -65,6 +63,7 @@ from pydantic import (
 )
 
 from flowops.errors import ConfigError, ServiceError
+from flowops.gateway.callers import CallerKey
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_redis import RedisStore
@@ -91,8 +90,6 @@ bucket of 3 at 3/s must admit 3), and never adds up, since ``tat`` itself stays 
 
 _SWEEP: Final = 2
 """Full buckets the memory store drops per new bucket: more than one, so it keeps up."""
-
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,9 +263,6 @@ class StoreStats:
     available: bool = True
 
 
-KeySource: TypeAlias = Literal["api_key", "client", "header"]
-
-
 class RateLimiter:
     """One route's limit: a bucket per caller, in ``store`` (shared between routes).
 
@@ -292,7 +286,7 @@ class RateLimiter:
         self.store = store
         self.on_store_error = on_store_error
         self.degraded_total = 0
-        self._source, self._header = _parse_key(key)
+        self._caller = CallerKey.parse(key)
         self._prefix = quote(route, safe="") + ":"
 
     def __repr__(self) -> str:
@@ -322,12 +316,7 @@ class RateLimiter:
     def key_for(
         self, *, identity: str | None, address: str | None, headers: Mapping[str, str]
     ) -> str:
-        """The caller's key, by the route's ``key`` setting.
-
-        ``api_key``: the identity auth found (an API key's name, a JWT subject), else
-        the address; ``client``: the address; ``header:<name>``: a digest of that
-        header's value (it may be a credential), else the address. ``headers`` should
-        be case-insensitive (aiohttp's are). The kinds never collide:
+        """The caller's key, by the route's ``key`` setting (see :mod:`~flowops.gateway.callers`).
 
         >>> limiter = RateLimiter("iris", Limit(1, 1), MemoryStore())
         >>> limiter.key_for(identity="alice", address="10.0.0.7", headers={})
@@ -335,30 +324,13 @@ class RateLimiter:
         >>> limiter.key_for(identity=None, address="10.0.0.7", headers={})
         'ip:10.0.0.7'
         """
-        if self._source == "api_key" and identity:
-            return "id:" + identity
-        if self._header is not None:
-            value = headers.get(self._header)
-            if value:
-                return "h:" + hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
-        return "ip:" + (address or "unknown")
+        return self._caller.of(identity=identity, address=address, headers=headers)
 
     def _fallback(self, retry_after: float) -> Decision:
         burst = self.limit.burst
         if self.on_store_error == "allow":
             return Decision(True, burst, burst, 0.0, degraded=True)
         return Decision(False, burst, 0, retry_after, retry_after, degraded=True)
-
-
-def _parse_key(key: str) -> tuple[KeySource, str | None]:
-    if key == "api_key":
-        return "api_key", None
-    if key == "client":
-        return "client", None
-    name = key.removeprefix("header:")
-    if name != key and _HEADER_NAME.match(name):
-        return "header", name
-    raise ValueError(f"expected api_key, client or header:<name>, got {key!r}")
 
 
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
@@ -449,7 +421,7 @@ class RateLimitSettings(BaseModel):
     @field_validator("key")
     @classmethod
     def _check_key(cls, value: str) -> str:
-        _parse_key(value)
+        CallerKey.parse(value)
         return value
 
     @field_validator("redis_url")

@@ -18,7 +18,6 @@ from gateway_servers import ModelServer, model_servers, running_gateway
 
 from flowops.events import (
     Topics,
-    TrafficBatch,
     TrafficRow,
     decode_traffic_many,
     describe_topics,
@@ -305,26 +304,8 @@ async def traffic_of(
             batches = await consumer.getmany(timeout_ms=300)
             messages = [m for part in batches.values() for m in part if m.key == model.encode()]
             for batch in decode_traffic_many([m.value for m in messages]).batches:
-                rows.extend(_rows(batch))
+                rows.extend(batch.to_rows())
     finally:
         await consumer.stop()
     assert len(rows) >= expected, f"only {len(rows)} of {expected} rows of {model} arrived"
     return rows
-
-
-def _rows(batch: TrafficBatch) -> list[TrafficRow]:
-    errors = batch.parse_errors or [None] * batch.rows
-    return [
-        TrafficRow(
-            batch.model,
-            batch.version,
-            batch.request_ids[i],
-            float(batch.timestamps[i]),
-            {name: values[i] for name, values in batch.features.items()},
-            batch.predictions[i],
-            float(batch.latency_ms[i]),
-            int(batch.status[i]),
-            parse_error=errors[i],
-        )
-        for i in range(batch.rows)
-    ]
