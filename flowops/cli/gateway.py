@@ -31,8 +31,18 @@ Exit codes:
     show_default=True,
     help="One JSON line per request on stdout.",
 )
+@click.option(
+    "--new-key",
+    metavar="NAME",
+    help="Print a new API key for NAME and the gateway.auth.api_keys entry (its hash), "
+    "then exit: give the key to the client, put the entry in the config.",
+)
 def gateway(
-    config_file: str | None, listen: str | None, bootstrap: str | None, access_log: bool
+    config_file: str | None,
+    listen: str | None,
+    bootstrap: str | None,
+    access_log: bool,
+    new_key: str | None,
 ) -> None:
     """Run the gateway: route, balance, limit and authenticate requests to model
     servers, and publish every request and response to Kafka as a traffic event.
@@ -52,7 +62,11 @@ def gateway(
             upstreams: [http://127.0.0.1:9001, http://127.0.0.1:9002]
     \b
       flowops gateway --config flowops.yaml
+      flowops gateway --new-key ci-pipeline   # an API key and its config entry
     """
+    if new_key is not None:
+        _print_new_key(new_key)
+        return
     from flowops.config import load_settings
     from flowops.gateway.server import run_gateway
 
@@ -64,3 +78,23 @@ def gateway(
         say=lambda line: click.echo(f"flowops gateway: {line}", err=True),
         access_log=access_log,
     )
+
+
+def _print_new_key(name: str) -> None:
+    """The key on stdout (for a script to capture), the config entry on stderr."""
+    import yaml
+    from pydantic import ValidationError
+
+    from flowops.gateway.auth import ApiKeySettings, generate_api_key, hash_api_key
+
+    key = generate_api_key()
+    try:
+        entry = ApiKeySettings(name=name, sha256=hash_api_key(key))
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise click.BadParameter(f"{name!r}: {reason}", param_hint="--new-key") from None
+    click.echo(key)
+    snippet = yaml.safe_dump(
+        {"gateway": {"auth": {"api_keys": [entry.model_dump(exclude_none=True)]}}}, sort_keys=False
+    )
+    click.echo(f"\nAdd to the config (the key itself is not stored anywhere):\n{snippet}", err=True)
