@@ -2,9 +2,13 @@
 
 :class:`LocalStack` starts, in order: the embedded Tansu broker (unless
 ``broker.embedded`` is false, when it uses the Kafka at ``kafka.bootstrap``), the
-topics, and a stream worker as a child process; it prints each drift alert as it comes.
-With ``demo`` it also publishes the demo model's reference profile and sends its traffic
-(:mod:`flowops.demo`), whose incomes drift ``shift_after`` seconds in.
+topics, a stream worker, and the gateway (``flowops gateway``) when it has routes to
+serve, each as a child process; it prints each drift alert as it comes. The routes are
+the config's ``gateway.routes``; ``demo`` adds one, ``/models/credit-demo``, in front of
+the demo model server (:mod:`flowops.demo_model`, another child), publishes the demo
+model's reference profile and sends its traffic through the gateway as HTTP requests
+(:mod:`flowops.demo`); incomes drift ``shift_after`` seconds in. Without routes and
+without ``demo`` no gateway runs.
 
 Ctrl-C (or SIGTERM, or the end of ``duration``) stops everything in reverse order; each
 child gets SIGTERM, then SIGKILL after a bounded wait. A child that dies on its own
@@ -24,33 +28,40 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from flowops import demo
-from flowops.broker import HOST, EmbeddedBroker, port_in_use
+from flowops.broker import HOST, EmbeddedBroker, free_port, port_in_use
 from flowops.config import ModelStreamSettings, Settings, WindowSettings
 from flowops.errors import ConfigError, ServiceError
-from flowops.events import (
-    DriftAlert,
-    EventProducer,
-    ReferenceProfile,
-    Topics,
-    TrafficProducer,
-    ensure_topics,
-)
+from flowops.events import DriftAlert, EventProducer, ReferenceProfile, Topics, ensure_topics
+from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.process import Child
 from flowops.watch import AlertFilter, tail_alerts
 
-__all__ = ["LocalStack", "UpOptions", "UpSummary"]
+__all__ = ["DEMO_PREFIX", "LocalStack", "UpOptions", "UpSummary", "curl_example"]
 
 READY_TIMEOUT: Final = 90.0
 """Longest wait for the worker to join its group (Faust starts, then the traffic reader)."""
+SERVER_READY_TIMEOUT: Final = 30.0
+"""Longest wait for the gateway or the demo model to answer HTTP."""
 WORKER_STOP_TIMEOUT: Final = 20.0
+GATEWAY_STOP_TIMEOUT: Final = 20.0
+"""The gateway finishes requests in flight (10 s) and delivers its queued events (5 s)."""
+MODEL_STOP_TIMEOUT: Final = 5.0
 PROGRESS_EVERY: Final = 5.0
 DEMO_WINDOW_ROWS: Final = 4_000
+DEMO_PREFIX: Final = f"/models/{demo.MODEL}"
+"""The gateway route of the demo model; it serves ``{DEMO_PREFIX}/invocations``."""
+_CONFIG_HEADER: Final = (
+    "# Written by `flowops up`: the merged settings (file, FLOWOPS_*, flags).\n"
+    "# The stream worker and the gateway it started read this file.\n"
+)
+_ANY_HOST: Final = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 
 
 @dataclass(frozen=True)
@@ -61,11 +72,15 @@ class UpOptions:
     duration: float | None = None
     """Stop by itself after this many seconds (None: at Ctrl-C)."""
     workdir: Path | None = None
-    """Where the worker's config, state and logs go (None: a new temporary folder)."""
+    """Where the config, the worker's state and the logs go (None: a new temporary folder)."""
     rate: int = 2_000
     """The demo's traffic, rows a second."""
     shift_after: float = 15.0
     """Seconds into the demo's traffic when incomes drift."""
+    gateway_port: int | None = None
+    """The gateway's port (None: the port of ``gateway.listen``, 8080 by default)."""
+    model_port: int | None = None
+    """The demo model server's port on 127.0.0.1 (None: a free one)."""
 
 
 @dataclass
@@ -74,12 +89,31 @@ class UpSummary:
 
     alerts: list[DriftAlert] = field(default_factory=list)
     rows_sent: int = 0
+    """Rows of the demo's requests the gateway answered (with the model's predictions)."""
+    rows_failed: int = 0
+    """Rows of the demo's requests that failed."""
     detected_after: float | None = None
     """Seconds from the demo's shift to the first income alert (None: not detected)."""
+    gateway_url: str | None = None
+    """Where the gateway served (None: no gateway ran)."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What :meth:`LocalStack.run` starts besides the broker and the worker."""
+
+    gateway: dict[str, Any] | None = None
+    """The gateway section to write to the config (None: no gateway)."""
+    routes: str = ""
+    """The routes, for the progress line."""
+    listen: str | None = None
+    model_port: int | None = None
+    """The demo model server's port (None: no demo)."""
 
 
 class LocalStack:
-    """Runs the broker, the worker and (``demo``) the demo model until told to stop.
+    """Runs the broker, the worker, the gateway and (``demo``) the demo model until told
+    to stop.
 
     ``say`` gets progress lines; ``show`` gets each new alert (the CLI prints both).
     """
@@ -104,7 +138,8 @@ class LocalStack:
 
     async def run(self) -> UpSummary:
         """Start everything, wait for Ctrl-C, SIGTERM or ``duration``, stop everything."""
-        self._check_ports()
+        plan = self._plan()
+        self._check_ports(plan)
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -122,18 +157,32 @@ class LocalStack:
                     replication=self.settings.kafka.replication,
                 )
                 self.say(f"topics: created {', '.join(created)}" if created else "topics: present")
-                worker = self._start_worker(stack, bootstrap)
-                await self._until_ready(worker)
-                await self._serve(stack, bootstrap, worker)
+                config = self._write_config(bootstrap, plan)
+                worker = self._start_worker(stack, config, bootstrap)
+                children = [worker, *await self._start_servers(stack, config, bootstrap, plan)]
+                await self._until_ready(worker, children)
+                await self._serve(stack, bootstrap, children)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
         self.say("stopped")
         return self.summary
 
-    # -- children ----------------------------------------------------------------------
+    # -- what to start -----------------------------------------------------------------
 
-    def _check_ports(self) -> None:
+    def _plan(self) -> _Plan:
+        """The gateway's section and the demo model's port; ConfigError before any start."""
+        options = self.options
+        model_port = (options.model_port or free_port()) if options.demo else None
+        model_url = f"http://{HOST}:{model_port}" if model_port is not None else None
+        section = _gateway_section(self.settings, options.gateway_port, model_url)
+        if section is None:
+            return _Plan(model_port=model_port)
+        gateway, checked = section
+        routes = ", ".join(f"{route.name} {route.prefix}" for route in checked.routes)
+        return _Plan(gateway, routes, checked.listen, model_port)
+
+    def _check_ports(self, plan: _Plan) -> None:
         port = self.settings.streams.metrics_port
         if port_in_use(port):
             raise ConfigError(
@@ -141,6 +190,33 @@ class LocalStack:
                 f"port {port} is already in use (an earlier `flowops up` or worker?); "
                 "choose another with --metrics-port",
             )
+        if plan.listen is not None:
+            host, _, gateway_port = plan.listen.rpartition(":")
+            bind = "0.0.0.0" if host in _ANY_HOST else host
+            if ":" not in bind and port_in_use(int(gateway_port), bind):
+                raise ConfigError(
+                    "gateway.listen",
+                    f"port {gateway_port} is already in use (an earlier `flowops up` or "
+                    "gateway?); choose another with --gateway-port",
+                )
+        if self.options.model_port is not None and port_in_use(self.options.model_port):
+            raise ConfigError(
+                "--model-port",
+                f"port {self.options.model_port} is already in use; choose another",
+            )
+
+    def _write_config(self, bootstrap: str, plan: _Plan) -> Path:
+        """The merged settings, as the worker and the gateway are to read them."""
+        config = self.workdir / "flowops.yaml"
+        values = self.settings.model_dump(mode="json", exclude_none=True)
+        values["kafka"]["bootstrap"] = bootstrap
+        values["streams"].setdefault("datadir", str(self.workdir / "faust"))
+        if plan.gateway is not None:
+            values["gateway"] = plan.gateway
+        config.write_text(_CONFIG_HEADER + yaml.safe_dump(values, sort_keys=False))
+        return config
+
+    # -- children ----------------------------------------------------------------------
 
     async def _broker(self, stack: AsyncExitStack) -> str:
         if not self.settings.broker.embedded:
@@ -157,37 +233,76 @@ class LocalStack:
         self.say(f"broker: ready (pid {broker.pid})")
         return broker.bootstrap
 
-    def _start_worker(self, stack: AsyncExitStack, bootstrap: str) -> Child:
-        config = self.workdir / "flowops.yaml"
-        values = self.settings.model_dump(mode="json", exclude_none=True)
-        values["kafka"]["bootstrap"] = bootstrap
-        values["streams"].setdefault("datadir", str(self.workdir / "faust"))
-        config.write_text(yaml.safe_dump(values, sort_keys=False))
+    def _start_worker(self, stack: AsyncExitStack, config: Path, bootstrap: str) -> Child:
         port = str(self.settings.streams.metrics_port)
         command = [sys.executable, "-m", "flowops", "streams", "worker", "--config", str(config)]
         command += ["--bootstrap", bootstrap, "--metrics-port", port]
-        worker = Child(
-            "stream worker",
-            command,
-            log=self.workdir / "worker.log",
-            stop_timeout=WORKER_STOP_TIMEOUT,
-        )
-        worker.start()
-        stack.push_async_callback(self._stop_child, worker)
-        self.say(f"worker: started (pid {worker.pid}), log {worker.log_path}")
-        return worker
+        return self._start(stack, "worker", "stream worker", command, WORKER_STOP_TIMEOUT)
+
+    async def _start_servers(
+        self, stack: AsyncExitStack, config: Path, bootstrap: str, plan: _Plan
+    ) -> list[Child]:
+        """The demo model server (``demo``), then the gateway (when it has routes)."""
+        children: list[Child] = []
+        if plan.model_port is not None and not self._stop.is_set():
+            url = f"http://{HOST}:{plan.model_port}"
+            command = [sys.executable, "-m", "flowops.demo_model", "--port", str(plan.model_port)]
+            model = self._start(stack, "demo model", "demo model", command, MODEL_STOP_TIMEOUT)
+            children.append(model)
+            await self._until_serving(model, f"{url}/ping")
+            self.say(f"demo model: ready, {demo.MODEL} answers POST {url}/invocations")
+        if plan.listen is None:
+            if not self._stop.is_set():
+                self.say("gateway: not started (no routes in the config's gateway section)")
+            return children
+        if not self._stop.is_set():
+            command = [sys.executable, "-m", "flowops", "gateway", "--config", str(config)]
+            command += ["--listen", plan.listen, "--bootstrap", bootstrap, "--no-access-log"]
+            gateway = self._start(stack, "gateway", "gateway", command, GATEWAY_STOP_TIMEOUT)
+            children.append(gateway)
+            url = _local_url(plan.listen)
+            await self._until_serving(gateway, f"{url}/healthz")
+            self.summary.gateway_url = url
+            self.say(f"gateway: ready on {url} (routes: {plan.routes}), metrics on {url}/metrics")
+        return children
+
+    def _start(
+        self, stack: AsyncExitStack, label: str, name: str, command: list[str], stop: float
+    ) -> Child:
+        log = self.workdir / f"{label.split()[-1]}.log"
+        child = Child(name, command, log=log, stop_timeout=stop)
+        child.start()
+        stack.push_async_callback(self._stop_child, child)
+        self.say(f"{label}: started (pid {child.pid}), log {child.log_path}")
+        return child
 
     async def _stop_child(self, child: Child) -> None:
         code = await asyncio.to_thread(child.stop)
         killed = " (killed: it did not stop in time)" if code == -signal.SIGKILL else ""
         self.say(f"{child.name}: stopped{killed}")
 
-    async def _until_ready(self, worker: Child) -> None:
+    async def _until_serving(self, child: Child, url: str) -> None:
+        """Until ``url`` answers 200 (or Ctrl-C); raises when ``child`` dies or is slow."""
+        deadline = time.monotonic() + SERVER_READY_TIMEOUT
+        while not await asyncio.to_thread(_answers, url):
+            _check_alive(child)
+            if self._stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    child.name,
+                    f"{url} did not answer in {SERVER_READY_TIMEOUT:g} s; "
+                    f"its log ends:\n{child.log_tail()}",
+                )
+            await asyncio.sleep(0.1)
+
+    async def _until_ready(self, worker: Child, children: list[Child]) -> None:
         """Until the worker reads the traffic topic (its partitions gauge is above 0)."""
         deadline = time.monotonic() + READY_TIMEOUT
         port = self.settings.streams.metrics_port
         while await asyncio.to_thread(_assigned_partitions, port) < 1:
-            _check_alive(worker)
+            for child in children:
+                _check_alive(child)
             if self._stop.is_set():
                 return
             if time.monotonic() > deadline:
@@ -200,12 +315,12 @@ class LocalStack:
 
     # -- running -------------------------------------------------------------------------
 
-    async def _serve(self, stack: AsyncExitStack, bootstrap: str, worker: Child) -> None:
+    async def _serve(self, stack: AsyncExitStack, bootstrap: str, children: list[Child]) -> None:
         tasks = [asyncio.create_task(self._print_alerts(bootstrap), name="alerts")]
         if self.options.demo and not self._stop.is_set():
-            producer = await self._start_demo(stack, bootstrap)
-            tasks.append(asyncio.create_task(self._demo_traffic(producer), name="traffic"))
-        tasks.append(asyncio.create_task(self._watch(worker), name="watch"))
+            client = await self._start_demo(stack, bootstrap)
+            tasks.append(asyncio.create_task(self._demo_traffic(client), name="traffic"))
+        tasks.append(asyncio.create_task(self._watch(children), name="watch"))
         hint = f"; stopping after {self.options.duration:g} s" if self.options.duration else ""
         self.say(f"running; Ctrl-C stops everything{hint}")
         try:
@@ -222,10 +337,11 @@ class LocalStack:
             await asyncio.gather(*tasks, stop, return_exceptions=True)
             self.say("stopping")
 
-    async def _watch(self, worker: Child) -> None:
-        """Raises when the worker dies on its own."""
+    async def _watch(self, children: list[Child]) -> None:
+        """Raises when a child dies on its own."""
         while True:
-            _check_alive(worker)
+            for child in children:
+                _check_alive(child)
             await asyncio.sleep(0.5)
 
     async def _print_alerts(self, bootstrap: str) -> None:
@@ -257,7 +373,7 @@ class LocalStack:
 
     # -- the demo ------------------------------------------------------------------------
 
-    async def _start_demo(self, stack: AsyncExitStack, bootstrap: str) -> TrafficProducer:
+    async def _start_demo(self, stack: AsyncExitStack, bootstrap: str) -> demo.DemoClient:
         kafka = self.settings.kafka.model_copy(update={"bootstrap": bootstrap})
         profile = demo.reference_profile()
         async with EventProducer.from_settings(kafka, source="/flowops/up/demo") as producer:
@@ -266,33 +382,99 @@ class LocalStack:
             f"demo: published the reference profile of {demo.MODEL} "
             f"({len(profile.features)} features) to {Topics.REFERENCES}"
         )
-        traffic = TrafficProducer.from_settings(kafka, source="/flowops/up/demo")
-        await stack.enter_async_context(traffic)
-        return traffic
+        assert self.summary.gateway_url is not None, "the demo runs behind the gateway"
+        self.say(f"demo: try it: {curl_example(self.summary.gateway_url)}")
+        url = f"{self.summary.gateway_url}{DEMO_PREFIX}/invocations"
+        return await stack.enter_async_context(demo.DemoClient(url))
 
-    async def _demo_traffic(self, producer: TrafficProducer) -> None:
+    async def _demo_traffic(self, client: demo.DemoClient) -> None:
         options = self.options
         traffic = self._traffic = demo.DemoTraffic(options.rate, options.shift_after)
         self.say(
-            f"demo: sending {options.rate:,} rows/s of {demo.MODEL} (windows of "
-            f"{DEMO_WINDOW_ROWS:,} rows); incomes rise ~15% after {options.shift_after:g} s"
+            f"demo: sending {options.rate:,} rows/s of {demo.MODEL} to {client.url} "
+            f"({traffic.rows_per_request:,} rows a request; windows of {DEMO_WINDOW_ROWS:,} "
+            f"rows); incomes rise ~15% after {options.shift_after:g} s"
         )
-        sender = asyncio.create_task(traffic.run(producer))
+        sender = asyncio.create_task(traffic.run(client.send))
         next_progress = time.monotonic() + PROGRESS_EVERY
         try:
             while not sender.done():
                 await asyncio.wait([sender], timeout=0.25)
-                self.summary.rows_sent = traffic.rows
+                self.summary.rows_sent, self.summary.rows_failed = traffic.rows, traffic.failed
                 if traffic.shifted_at is not None:
                     self._announce_shift()
                 if time.monotonic() >= next_progress:
                     next_progress += PROGRESS_EVERY
-                    self.say(f"demo: {traffic.rows:,} rows sent")
+                    self.say(await self._demo_progress(traffic))
             sender.result()
         finally:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
+
+    async def _demo_progress(self, traffic: demo.DemoTraffic) -> str:
+        line = f"demo: {traffic.rows:,} rows answered through the gateway"
+        assert self.summary.gateway_url is not None
+        published = await asyncio.to_thread(
+            _metric, f"{self.summary.gateway_url}/metrics", "flowops_gateway_published_total"
+        )
+        if published is not None:
+            line += f", {published:,.0f} traffic events published"
+        if traffic.failed:
+            line += f"; {traffic.failed:,} rows failed (last: {traffic.last_error})"
+        return line
+
+
+def curl_example(gateway_url: str) -> str:
+    """A curl command line that asks the demo model for one prediction through the gateway.
+
+    >>> print(curl_example("http://127.0.0.1:8080"))  # doctest: +NORMALIZE_WHITESPACE
+    curl -s http://127.0.0.1:8080/models/credit-demo/invocations
+    -H 'Content-Type: application/json' -d '{"dataframe_records": [{"age": 35,
+    "income": 48000, "debt_ratio": 0.3, "region": "north", "channel": "web"}]}'
+    """
+    row = '{"age": 35, "income": 48000, "debt_ratio": 0.3, "region": "north", "channel": "web"}'
+    return (
+        f"curl -s {gateway_url}{DEMO_PREFIX}/invocations -H 'Content-Type: application/json' "
+        f"""-d '{{"dataframe_records": [{row}]}}'"""
+    )
+
+
+def _gateway_section(
+    settings: Settings, port: int | None, model_url: str | None
+) -> tuple[dict[str, Any], GatewaySettings] | None:
+    """The config's gateway section, with ``port`` and (``model_url``) the demo's route,
+    and its checked settings; None when there is no route to serve."""
+    checked = gateway_settings(settings)  # the user's section: errors name its keys
+    section = dict(settings.gateway)
+    routes = list(section.get("routes") or [])
+    if model_url is not None:
+        routes.append(_demo_route(model_url))
+    if not routes:
+        return None
+    section["routes"] = routes
+    if port is not None:
+        section["listen"] = f"{checked.host}:{port}"
+    try:
+        return section, GatewaySettings.model_validate(section)
+    except ValidationError as exc:  # the demo's route clashes with one of the config's
+        reason = f"{exc.errors()[0]['msg']}; --demo adds the route {demo.MODEL} {DEMO_PREFIX}"
+        raise ConfigError("gateway.routes", reason) from None
+
+
+def _demo_route(model_url: str) -> dict[str, Any]:
+    """The gateway route in front of the demo model server: its traffic events carry the
+    model name and version of the demo's reference profile."""
+    return {
+        "name": demo.MODEL,
+        "prefix": DEMO_PREFIX,
+        "strip_prefix": True,
+        "upstreams": [model_url],
+        "model": demo.MODEL,
+        "version": demo.VERSION,
+        "features": list(demo.FEATURES),
+        "health_check": {"path": "/ping"},
+    }
 
 
 def _with_demo_window(settings: Settings) -> Settings:
@@ -306,6 +488,16 @@ def _with_demo_window(settings: Settings) -> Settings:
     return settings.model_copy(update={"streams": streams.model_copy(update={"models": models})})
 
 
+def _local_url(listen: str) -> str:
+    """The URL to reach a server listening on ``listen`` from this machine.
+
+    >>> _local_url("0.0.0.0:8080"), _local_url("127.0.0.2:81")
+    ('http://127.0.0.1:8080', 'http://127.0.0.2:81')
+    """
+    host, _, port = listen.rpartition(":")
+    return f"http://{HOST if host in _ANY_HOST else host}:{port}"
+
+
 def _check_alive(child: Child) -> None:
     if not child.running:
         raise ServiceError(
@@ -314,17 +506,31 @@ def _check_alive(child: Child) -> None:
         )
 
 
-def _assigned_partitions(port: int) -> float:
-    """The worker's ``flowops_stream_partitions`` for the traffic topic (0: no answer)."""
+def _answers(url: str) -> bool:
+    """Whether a GET of ``url`` answers 200."""
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _metric(url: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """The value of the sample ``name`` (with these ``labels``) on a /metrics page;
+    None when the page does not answer or has no such sample."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
             text = response.read().decode()
     except OSError:
-        return 0
+        return None
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == "flowops_stream_partitions" and (
-                sample.labels.get("topic") == Topics.TRAFFIC
-            ):
-                return sample.value
-    return 0
+            if sample.name == name and (labels or {}).items() <= sample.labels.items():
+                return float(sample.value)
+    return None
+
+
+def _assigned_partitions(port: int) -> float:
+    """The worker's ``flowops_stream_partitions`` for the traffic topic (0: no answer)."""
+    url = f"http://{HOST}:{port}/metrics"
+    return _metric(url, "flowops_stream_partitions", {"topic": Topics.TRAFFIC}) or 0

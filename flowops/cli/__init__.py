@@ -28,6 +28,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "gateway",
         "Run the gateway in front of model servers; it publishes their traffic to Kafka.",
     ),
+    "monitor": (
+        "flowops.cli.monitor",
+        "monitor",
+        "Probe MLflow, DVC, model servers and Kafka: metrics, health events, alerts.",
+    ),
     "streams": (
         "flowops.cli.streams",
         "streams",
@@ -36,7 +41,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": (
         "flowops.cli.up",
         "up",
-        "Run the whole pipeline on this machine (broker, worker; --demo: a drifting model).",
+        "Run the whole pipeline on this machine (broker, worker, gateway; --demo: a model).",
     ),
 }
 

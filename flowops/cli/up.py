@@ -31,12 +31,17 @@ Exit codes:
   0  stopped by Ctrl-C, SIGTERM or --duration, cleanly
   1  --demo --duration: the demo's drift was not detected before the end
   2  configuration error, or a port already in use (one line on stderr)
-  3  the broker or the worker failed (the message ends with its log)
+  3  the broker, the worker, the gateway or the demo model failed
+     (the message ends with its log)
 """
 
 
 @click.command(epilog=_EXIT_CODES)
-@click.option("--demo", is_flag=True, help="Also run a demo model whose traffic drifts.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also run a demo model server behind the gateway, and send it traffic that drifts.",
+)
 @config_option
 @click.option(
     "--broker-port",
@@ -50,6 +55,19 @@ Exit codes:
 )
 @metrics_port_option
 @click.option(
+    "--gateway-port",
+    type=click.IntRange(1, 65535),
+    metavar="N",
+    help="Port of the gateway, which runs with --demo or the config's gateway routes. "
+    "[default: 8080; gateway.listen]",
+)
+@click.option(
+    "--model-port",
+    type=click.IntRange(1, 65535),
+    metavar="N",
+    help="--demo: port of the demo model server on 127.0.0.1. [default: a free port]",
+)
+@click.option(
     "--duration",
     type=click.FloatRange(min=1),
     metavar="SECONDS",
@@ -59,7 +77,8 @@ Exit codes:
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     metavar="DIR",
-    help="Folder for the worker's config, state and logs. [default: a new temporary folder]",
+    help="Folder for the config, the worker's state and the logs. "
+    "[default: a new temporary folder]",
 )
 @click.option(
     "--rate",
@@ -67,7 +86,8 @@ Exit codes:
     default=2_000,
     show_default=True,
     metavar="N",
-    help="--demo: traffic rows per second.",
+    help="--demo: rows per second, sent to the gateway in requests of up to 100 rows "
+    "(more above 2,000 rows/s).",
 )
 @click.option(
     "--shift-after",
@@ -86,24 +106,46 @@ def up(
     broker_port: int | None,
     bootstrap: str | None,
     metrics_port: int | None,
+    gateway_port: int | None,
+    model_port: int | None,
     duration: float | None,
     workdir: Path | None,
     rate: int,
     shift_after: float,
     output_format: Literal["table", "json"],
 ) -> None:
-    """Run FlowOps on this machine: broker, topics, a stream worker, until Ctrl-C.
+    """Run FlowOps on this machine: broker, topics, a stream worker, the gateway, until
+    Ctrl-C.
 
     It starts the embedded Tansu broker on 127.0.0.1 (memory storage: topics are gone
     when it stops), creates the topics, runs a stream worker and prints every drift alert
-    as it arrives. With --bootstrap it uses your Kafka instead. With --demo it also
-    publishes a reference profile for the model credit-demo and sends its traffic;
-    after --shift-after seconds the applicants' incomes rise, and income alerts follow.
+    as it arrives. With --bootstrap it uses your Kafka instead. When the config file's
+    gateway section has routes, it also runs the gateway (flowops gateway, on
+    gateway.listen or --gateway-port) in front of your model servers, publishing their
+    traffic to the same Kafka; without routes and without --demo, no gateway.
+
+    With --demo it also starts a demo model server (credit-demo, answering as an MLflow
+    server: POST /invocations with dataframe_records, dataframe_split or instances),
+    adds the route /models/credit-demo to the gateway, publishes the model's reference
+    profile and sends it traffic through the gateway: client -> gateway -> model, and
+    gateway -> Kafka -> worker -> alerts. After --shift-after seconds the applicants'
+    incomes rise, and income alerts follow. Ask it yourself while it runs:
+
+    \b
+      curl -s http://127.0.0.1:8080/models/credit-demo/invocations \\
+        -H 'Content-Type: application/json' \\
+        -d '{"dataframe_records": [{"age": 35, "income": 48000,
+             "debt_ratio": 0.3, "region": "north", "channel": "web"}]}'
+
+    Progress goes to stderr; the config it wrote and the logs (broker.log, worker.log,
+    gateway.log, model.log) to --workdir.
 
     \b
     Examples:
       flowops up --demo                        # watch drift being caught; Ctrl-C stops
       flowops up --demo --duration 40 -o json  # bounded, alerts as JSON lines
+      flowops up --demo --gateway-port 8081    # 8080 is taken
+      flowops up --config flowops.yaml         # your gateway routes, a worker, alerts
       flowops up --bootstrap kafka:9092        # a worker on your Kafka, alerts printed
     """
     import asyncio
@@ -122,7 +164,15 @@ def up(
             "streams": {"metrics_port": metrics_port},
         },
     )
-    options = UpOptions(demo, duration, workdir, rate, shift_after)
+    options = UpOptions(
+        demo=demo,
+        duration=duration,
+        workdir=workdir,
+        rate=rate,
+        shift_after=shift_after,
+        gateway_port=gateway_port,
+        model_port=model_port,
+    )
     stack = LocalStack(
         settings,
         options,
@@ -148,7 +198,10 @@ def _finish(summary: UpSummary, options: UpOptions) -> None:
     alerts = len(summary.alerts)
     by_feature = Counter(f"{alert.model}/{alert.feature}" for alert in summary.alerts)
     detail = ", ".join(f"{name} {count}" for name, count in sorted(by_feature.items()))
-    sent = f"{summary.rows_sent:,} demo rows sent; " if options.demo else ""
+    sent = ""
+    if options.demo:
+        failed = f" ({summary.rows_failed:,} failed)" if summary.rows_failed else ""
+        sent = f"{summary.rows_sent:,} demo rows sent through the gateway{failed}; "
     click.echo(
         f"flowops up: {sent}{alerts} alert{'s' if alerts != 1 else ''}"
         + (f" ({detail})" if detail else ""),
@@ -157,7 +210,7 @@ def _finish(summary: UpSummary, options: UpOptions) -> None:
     if options.demo and options.duration is not None and summary.detected_after is None:
         click.echo(
             "flowops up: the demo's income drift was not detected before the end; "
-            "run longer (--duration) or look at the worker's log",
+            "run longer (--duration) or look at the logs of the worker and the gateway",
             err=True,
         )
         raise SystemExit(1)

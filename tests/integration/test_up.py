@@ -1,4 +1,5 @@
-"""``flowops up`` as a process: the embedded broker, a worker, the demo, Ctrl-C.
+"""``flowops up`` as a process: the embedded broker, a worker, the gateway, the demo
+model server, the demo's traffic through the gateway, Ctrl-C.
 
 Each run gets free ports and a workdir of its own; every ``flowops up`` started is
 stopped by its pid (SIGINT, then SIGKILL), and its children's pids, read from its
@@ -15,21 +16,30 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from stream_worker_process import read_topic
 
 from flowops.broker import free_port
+from flowops.events import Topics
+from flowops.up import DEMO_PREFIX
 
 pytestmark = pytest.mark.integration
 
 START_TIMEOUT = 120.0  # broker, topics, a worker joining its group
-STOP_TIMEOUT = 60.0  # the worker's bounded stop (20 s) and the broker's (5 s), with room
-_PID = re.compile(r"(broker: ready|worker: started) \(pid (\d+)\)")
+STOP_TIMEOUT = 90.0  # gateway (20 s), worker (20 s) and broker (5 s) bounded stops, with room
+_PID = re.compile(
+    r"(broker: ready|worker: started|gateway: started|demo model: started) \(pid (\d+)\)"
+)
+_GATEWAY = re.compile(r"gateway: ready on (http://[0-9.]+:\d+) ")
 
 
 @dataclass
@@ -64,8 +74,14 @@ class Up:
         return "".join(self.stderr)
 
     def children(self) -> dict[str, int]:
-        """The pids ``flowops up`` said it started: broker and worker."""
+        """The pids ``flowops up`` said it started: broker, worker, gateway, demo model."""
         return {m.group(1).split(":")[0]: int(m.group(2)) for m in _PID.finditer(self.progress())}
+
+    def gateway(self) -> str:
+        """The gateway's URL, from its progress line."""
+        found = _GATEWAY.search(self.progress())
+        assert found, self.log()
+        return found.group(1)
 
     def wait_for(self, what: str, probe: Any, timeout: float = START_TIMEOUT) -> Any:
         deadline = time.monotonic() + timeout
@@ -133,11 +149,65 @@ def assert_gone(pids: dict[str, int]) -> None:
         assert not Path(f"/proc/{pid}").exists(), f"the {name} (pid {pid}) is still running"
 
 
-def test_demo_alerts_on_income_and_ctrl_c_stops_every_child(run_up: Any) -> None:
-    up = run_up("--demo", "--broker-port", str(free_port()), "--shift-after", "4")
-    found = up.wait_for("income alerts", lambda: income_alerts(up))
+def metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A /metrics page's samples by name and labels."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def predict(gateway: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        f"{gateway}{DEMO_PREFIX}/invocations",
+        data=orjson.dumps(body),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+def traffic_sources(bootstrap: str, enough: int = 50) -> list[str]:
+    """The ``ce_source`` of the first ``enough`` messages of flowops.traffic."""
+    import asyncio
+
+    def source(message: Any) -> str:
+        return dict(message.headers)["ce_source"].decode()  # type: ignore[no-any-return]
+
+    return asyncio.run(
+        read_topic(bootstrap, Topics.TRAFFIC, source, lambda found: len(found) >= enough, settle=0)
+    )
+
+
+def test_demo_traffic_goes_through_the_gateway_to_alerts_and_ctrl_c_stops_all(
+    run_up: Any,
+) -> None:
+    broker = free_port()
+    up = run_up("--demo", "--broker-port", str(broker), "--gateway-port", str(free_port()))
+    up.wait_for("the demo's traffic", lambda: "demo: sending" in up.progress())
     pids = up.children()
-    assert set(pids) == {"broker", "worker"}
+    assert set(pids) == {"broker", "worker", "demo model", "gateway"}
+    gateway = up.gateway()
+    row = {"age": 35, "income": 48_000, "debt_ratio": 0.3, "region": "north", "channel": "web"}
+    answer = predict(gateway, {"dataframe_records": [row, row]})
+    assert len(answer["predictions"]) == 2  # client -> gateway -> model server
+    found = up.wait_for("income alerts", lambda: income_alerts(up))  # ... -> worker -> alert
+
+    seen = metrics(gateway)
+    answered = {
+        dict(labels)["upstream"]: value
+        for (name, labels), value in seen.items()
+        if name == "flowops_gateway_requests_total" and ("route", "credit-demo") in labels
+    }
+    (model, requests), *others = answered.items()
+    assert not others  # one upstream: the demo model server
+    assert requests > 10
+    assert model.startswith("http://127.0.0.1:")
+    assert seen["flowops_gateway_published_total", frozenset()] > 1_000  # gateway -> Kafka
+    assert set(traffic_sources(f"127.0.0.1:{broker}")) == {"/flowops/gateway"}
 
     assert up.stop() == 0
     assert_gone(pids)
@@ -145,8 +215,13 @@ def test_demo_alerts_on_income_and_ctrl_c_stops_every_child(run_up: Any) -> None
     assert all(a["model"] == "credit-demo" and a["reference"] == "profile" for a in found)
     progress = up.progress()
     assert "demo: drift in income detected" in progress
-    assert "stream worker: stopped\n" in progress  # on SIGTERM, not killed
+    assert "traffic events published" in progress
+    assert f"demo: try it: curl -s {gateway}{DEMO_PREFIX}/invocations" in progress
+    for child in ("gateway", "demo model", "stream worker"):
+        assert f"{child}: stopped\n" in progress  # on SIGTERM, not killed
+    assert progress.index("gateway: stopped") < progress.index("stream worker: stopped")
     assert progress.rstrip().splitlines()[-1].startswith("flowops up: ")
+    assert " demo rows sent through the gateway; " in progress
     assert "Traceback" not in progress
 
 
@@ -156,6 +231,8 @@ def test_up_on_an_existing_kafka_stops_after_its_duration(run_up: Any, broker: s
         "--demo",
         "--bootstrap",
         broker,
+        "--gateway-port",
+        str(free_port()),
         "--duration",
         "25",
         "--shift-after",
@@ -167,13 +244,35 @@ def test_up_on_an_existing_kafka_stops_after_its_duration(run_up: Any, broker: s
     assert f"kafka: using {broker} (broker.embedded is false)" in progress
     assert "broker: ready" not in progress
     assert income_alerts(up), up.log()
+    assert set(up.children()) == {"worker", "demo model", "gateway"}
     assert_gone(up.children())
 
 
-def test_a_worker_that_dies_stops_up_with_its_log(run_up: Any) -> None:
-    up = run_up("--broker-port", str(free_port()))
+def test_a_worker_that_dies_stops_up_and_the_gateway_of_the_configs_routes(
+    run_up: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "flowops.yaml"
+    route = {
+        "name": "iris",
+        "prefix": "/models/iris",
+        "upstreams": [f"http://127.0.0.1:{free_port()}"],
+    }
+    config.write_text(orjson.dumps({"gateway": {"routes": [route]}}).decode())  # JSON is YAML
+    gateway_port = free_port()
+    up = run_up(
+        "--config",
+        str(config),
+        "--broker-port",
+        str(free_port()),
+        "--gateway-port",
+        str(gateway_port),
+    )
     up.wait_for("the worker", lambda: "worker: ready" in up.progress())
+    assert f"gateway: ready on http://127.0.0.1:{gateway_port} (routes: iris /models/iris)" in (
+        up.progress()
+    )
     pids = up.children()
+    assert set(pids) == {"broker", "worker", "gateway"}  # no demo model without --demo
     os.kill(pids["worker"], signal.SIGKILL)
 
     assert up.proc.wait(STOP_TIMEOUT) == 3

@@ -6,15 +6,16 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from flowops import demo
 from flowops.cli import cli
 from flowops.config import load_settings
-from flowops.events import TrafficBatch
-from flowops.up import DEMO_WINDOW_ROWS, _with_demo_window
+from flowops.errors import ConfigError
+from flowops.up import DEMO_PREFIX, DEMO_WINDOW_ROWS, _gateway_section, _with_demo_window
+
+ROUTE = {"name": "iris", "prefix": "/models/iris", "upstreams": ["http://127.0.0.1:9001"]}
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +31,9 @@ def test_help_teaches_the_demo_and_the_exit_codes() -> None:
     assert "flowops up --demo" in result.output
     assert "--bootstrap HOST:PORT" in result.output
     assert "1  --demo --duration: the demo's drift was not detected" in result.output
+    assert "--gateway-port N" in result.output
+    assert "curl -s http://127.0.0.1:8080/models/credit-demo/invocations" in result.output
+    assert "without routes and without --demo, no gateway" in " ".join(result.output.split())
     assert "up " in CliRunner().invoke(cli, ["--help"]).output
 
 
@@ -66,16 +70,73 @@ def test_bootstrap_means_no_embedded_broker() -> None:
     assert load_settings().broker.embedded
 
 
-def test_a_demo_batch_has_every_feature_and_shifts_only_income() -> None:
-    traffic = demo.DemoTraffic(rate=1_000, shift_after=0)
-    before = traffic.batch(5_000)
-    traffic.shifted_at = 1.0
-    after = traffic.batch(5_000)
-    assert set(before.features) == {"age", "income", "debt_ratio", "region", "channel"}
-    assert before.rows == after.rows == 5_000
+def test_without_routes_and_without_the_demo_there_is_no_gateway() -> None:
+    assert _gateway_section(load_settings(), None, None) is None
+    assert _gateway_section(load_settings(), 8081, None) is None
 
-    def median(batch: TrafficBatch, name: str) -> float:
-        return float(np.median(np.asarray(batch.features[name], dtype=float)))
 
-    assert median(after, "income") / median(before, "income") == pytest.approx(60 / 52, rel=0.03)
-    assert median(after, "age") == pytest.approx(median(before, "age"), abs=1)
+def test_the_demo_route_matches_the_reference_profile() -> None:
+    found = _gateway_section(load_settings(), None, "http://127.0.0.1:5001")
+    assert found is not None
+    section, checked = found
+    assert checked.listen == "127.0.0.1:8080"
+    (route,) = checked.routes
+    assert (route.name, route.prefix, route.strip_prefix) == (demo.MODEL, DEMO_PREFIX, True)
+    assert (route.model_name, route.version) == (demo.MODEL, demo.VERSION)
+    assert route.features == list(demo.FEATURES)
+    assert [upstream.url for upstream in route.upstreams] == ["http://127.0.0.1:5001"]
+    assert section["routes"][0]["upstreams"] == ["http://127.0.0.1:5001"]
+
+
+def test_the_configs_routes_stay_and_the_port_flag_keeps_the_host(tmp_path: Path) -> None:
+    path = tmp_path / "flowops.yaml"
+    path.write_text(f"gateway: {{listen: '0.0.0.0:9000', routes: [{_flow(ROUTE)}]}}")
+    settings = load_settings(path)
+    mine = _gateway_section(settings, None, None)
+    assert mine is not None
+    assert [r.name for r in mine[1].routes] == ["iris"]
+    assert mine[1].listen == "0.0.0.0:9000"
+    both = _gateway_section(settings, 8081, "http://127.0.0.1:5001")
+    assert both is not None
+    assert [r.name for r in both[1].routes] == ["iris", demo.MODEL]
+    assert both[0]["listen"] == "0.0.0.0:8081"
+
+
+def test_a_config_route_that_clashes_with_the_demos_is_a_config_error() -> None:
+    clash = {**ROUTE, "prefix": DEMO_PREFIX}
+    settings = load_settings(overrides={"gateway": {"routes": [clash]}})
+    assert _gateway_section(settings, None, None) is not None
+    with pytest.raises(ConfigError) as caught:
+        _gateway_section(settings, None, "http://127.0.0.1:5001")
+    message = str(caught.value)
+    assert message.startswith("config: gateway.routes: Value error, two routes have the prefix")
+    assert message.endswith(f"; --demo adds the route {demo.MODEL} {DEMO_PREFIX}")
+
+
+def test_a_bad_gateway_section_stops_start_up_naming_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "flowops.yaml"
+    path.write_text("gateway: {listen: '8080'}")
+    result = CliRunner().invoke(cli, ["up", "--demo", "--config", str(path)])
+    assert result.exit_code == 2
+    assert result.output.startswith("flowops: error: config: gateway.listen: ")
+
+
+def test_a_taken_gateway_port_stops_start_up_naming_the_flag(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["up", "--demo", "--gateway-port", str(port), "--workdir", str(tmp_path)]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"flowops: error: config: gateway.listen: port {port} is already in use (an earlier "
+        "`flowops up` or gateway?); choose another with --gateway-port\n"
+    )
+
+
+def _flow(mapping: dict[str, object]) -> str:
+    """A mapping in YAML flow style."""
+    import yaml
+
+    return yaml.safe_dump(mapping, default_flow_style=True).strip()
