@@ -5,20 +5,28 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 DEMO   := build/demo
 
-.PHONY: install debian demo test lint unit bench clean
+.PHONY: install debian debian-bench demo test lint unit bench clean
 
 install: $(STAMP) debian
 
 # Debian programs the tests start (each its own process on a free loopback port), as
 # command:package pairs; apt-get runs only when one is missing.
-DEBIAN := redis-server:redis-server
-debian:
-	@missing=$$(for pair in $(DEBIAN); do \
+DEBIAN := redis-server:redis-server prometheus:prometheus promtool:prometheus \
+	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager git:git
+# ... and those only `make bench` needs (bench/gateway.py); `make test` never installs them
+DEBIAN_BENCH := nginx:nginx wrk:wrk
+define apt_missing
+	@missing=$$(for pair in $(1); do \
 		command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install $$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+debian:
+	$(call apt_missing,$(DEBIAN))
+debian-bench:
+	$(call apt_missing,$(DEBIAN_BENCH))
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -29,7 +37,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The batch half (two CSV files compared), then the stream half: `flowops up --demo` for
-# DEMO_SECONDS on the embedded broker (ports 9092 and 6066), alerts printed as they come.
+# DEMO_SECONDS on the embedded broker (ports 9092, 6066 and 8080), alerts printed as they come.
 DEMO_SECONDS ?= 40
 demo: install
 	$(BIN)/python examples/sample_data.py $(DEMO)
@@ -49,10 +57,11 @@ unit: install
 
 test: lint unit
 
-bench: install
+bench: install debian-bench
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

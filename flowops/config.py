@@ -227,6 +227,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="`flowops gateway`; checked when the gateway starts (flowops.gateway.config)",
     )
+    monitor: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`flowops monitor`; checked when the agent starts (flowops.monitor.config)",
+    )
 
     @classmethod
     def settings_customise_sources(

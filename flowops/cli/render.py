@@ -6,6 +6,7 @@ Data goes to stdout; progress and summaries meant for a person go to stderr.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -21,6 +22,7 @@ from flowops.errors import InputError
 if TYPE_CHECKING:
     from flowops.drift import DriftReport, FeatureDrift, Profile
     from flowops.events import DriftAlert
+    from flowops.monitor.checks import CheckResult
 
 __all__ = [
     "AlertTable",
@@ -217,3 +219,22 @@ class AlertTable:
         table.add_row(*(cells[header] for header, _, _ in self._columns))
         self.console.print(table)
         self.count += 1
+
+
+def health_table(results: Sequence[CheckResult], console: Console) -> None:
+    """One row per check (``flowops monitor --once``), then how many failed."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in ("check", "target", "ok", "seconds", "detail"):
+        table.add_column(header, justify="right" if header == "seconds" else "left")
+    for result in results:
+        mark = Text("yes", style="green") if result.success else Text("NO", style="bold red")
+        table.add_row(
+            result.check, result.target, mark, f"{result.duration_seconds:.3f}", result.detail
+        )
+    console.print(table)
+    failed = sum(not result.success for result in results)
+    console.print(
+        f"{failed} of {len(results)} checks failed"
+        if failed
+        else f"all {len(results)} checks passed"
+    )

@@ -1,0 +1,1 @@
+"""The probes of the monitoring agent, one module per kind of target."""
