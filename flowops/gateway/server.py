@@ -1,41 +1,144 @@
-"""Running the gateway in this process until Ctrl-C or SIGTERM (``flowops gateway``).
+"""Running the gateway until Ctrl-C or SIGTERM (``flowops gateway``): one process, or
+``gateway.workers`` processes serving one port.
 
 Progress lines go to ``say`` (the CLI writes them to stderr); with ``access_log`` each
 request is one JSON line on stdout, as log collectors expect.
+
+**Event loop.** With ``gateway.uvloop`` on (the default) and uvloop installed, each
+process runs on uvloop's loop, else on asyncio's; the "listening" line says which.
+
+**Workers.** With ``workers: N`` above 1 this process binds N listening sockets to the
+port, each with ``SO_REUSEPORT`` (so a port taken by anything else is one clear
+ConfigError before any worker starts), forks N workers that each serve one socket, and
+supervises them. The kernel spreads new connections over the sockets by a hash of their
+addresses; a keep-alive connection stays with the worker that accepted it. SIGINT and
+SIGTERM are passed on to every worker, which finishes its requests in flight
+(:data:`SHUTDOWN_TIMEOUT`) and delivers what its publisher holds; the gateway exits 0
+when all have stopped (SIGKILL for one still there :data:`KILL_AFTER` seconds later). A
+worker that exits on its own (a crash, a failed start) stops the others and the gateway
+exits non-zero: leave restarting to the supervisor (systemd, Kubernetes).
+
+Each worker is a whole gateway: its own upstream connections, health checks, circuit
+breakers and outlier ejection, Kafka producer and metrics. So:
+
+* **Rate limits.** ``rate_limit.store: memory`` keeps buckets per process: with N
+  workers a caller whose connections land on several of them would get up to N times
+  its rate. That is refused at start-up (a ConfigError naming the route's
+  ``rate_limit.store`` and ``gateway.workers``); use ``store: redis``, which every worker
+  (and every replica) shares, exactly, or ``workers: 1``.
+* **Metrics.** Each worker's ``/metrics`` describes that worker only, and a scrape of
+  the shared port reaches whichever worker the kernel picks, so counters read that way
+  step between workers. ``/healthz`` names the pid of the worker that answered. Scrape a
+  single-worker gateway (scale out with replicas) where exact counters matter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import socket
 import sys
+import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Final, NoReturn
 
 from aiohttp import web
 
 from flowops.config import Settings
-from flowops.errors import ConfigError
+from flowops.errors import ConfigError, FlowOpsError
 from flowops.gateway.app import Gateway
+from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.logs import LOG_FORMAT, log_to, quiet_kafka_client
 
-__all__ = ["run_gateway"]
+__all__ = ["check_workers", "run_gateway"]
 
-SHUTDOWN_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT: Final = 10.0
 """Seconds in-flight requests get to finish when the gateway stops."""
+KILL_AFTER: Final = SHUTDOWN_TIMEOUT + 20.0
+"""Seconds a worker gets to stop after SIGTERM (requests, then the publisher's last
+delivery) before it is killed."""
+BACKLOG: Final = 1024
+_POLL: Final = 0.1  # seconds between the supervisor's looks at its workers
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: bool = True) -> None:
-    """Serve until Ctrl-C or SIGTERM; raises ConfigError for settings it cannot use."""
+    """Serve until Ctrl-C or SIGTERM; raises ConfigError for settings it cannot use, and
+    FlowOpsError (exit 1) when a worker process fails."""
+    config = gateway_settings(settings)
+    check_workers(config)
     log_to("flowops", sys.stderr, settings.log_level, LOG_FORMAT)
     log_to("flowops.gateway.access", sys.stdout, "INFO" if access_log else "WARNING", "%(message)s")
     quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
-    asyncio.run(_serve(settings, say))
+    loop_factory, loop_name = _loop_factory(config.uvloop)
+    sockets = [_listen(config, reuse_port=config.workers > 1) for _ in range(config.workers)]
+    routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"
+    listening = f"listening on http://{config.listen} (routes: {routes}; {loop_name}"
+    if config.workers == 1:
+        _serve_in(settings, sockets[0], loop_factory, say, _Say(say, f"{listening}); Ctrl-C stops"))
+    else:
+        _Supervisor(settings, sockets, loop_factory, say).run(listening)
     say("stopped")
 
 
-async def _serve(settings: Settings, say: Callable[[str], None]) -> None:
+def check_workers(config: GatewaySettings) -> None:
+    """Refuse ``workers`` above 1 with a route whose rate limit lives in process memory.
+
+    >>> from flowops.gateway.config import GatewaySettings
+    >>> route = {"name": "iris", "prefix": "/iris", "upstreams": ["http://127.0.0.1:9001"],
+    ...          "rate_limit": {"rate": 10}}
+    >>> check_workers(GatewaySettings(workers=2, routes=[route]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    flowops.errors.ConfigError: config: gateway.routes[0].rate_limit.store: memory ...
+    """
+    if config.workers == 1:
+        return
+    for index, route in enumerate(config.routes):
+        if route.rate_limit is not None and route.rate_limit.store == "memory":
+            raise ConfigError(
+                f"gateway.routes[{index}].rate_limit.store",
+                f"memory keeps a bucket per process, and gateway.workers is "
+                f"{config.workers}: a caller could get {config.workers} times the rate of "
+                f"route {route.name}; use store: redis (shared by every worker) or workers: 1",
+            )
+
+
+# -- one process ------------------------------------------------------------------------
+
+
+class _Say:
+    """A line to say once, when the server is up."""
+
+    def __init__(self, say: Callable[[str], None], line: str) -> None:
+        self.say, self.line = say, line
+
+    def __call__(self) -> None:
+        self.say(self.line)
+
+
+def _serve_in(
+    settings: Settings,
+    sock: socket.socket,
+    loop_factory: LoopFactory,
+    say: Callable[[str], None],
+    ready: Callable[[], None],
+) -> None:
+    """Serve ``sock`` in this process until SIGINT or SIGTERM."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(settings, sock, say, ready))
+
+
+async def _serve(
+    settings: Settings, sock: socket.socket, say: Callable[[str], None], ready: Callable[[], None]
+) -> None:
     gateway = Gateway(settings, say=say)
-    config = gateway.gateway
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -45,17 +148,213 @@ async def _serve(settings: Settings, say: Callable[[str], None]) -> None:
     )
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ConfigError(
-                "gateway.listen", f"cannot listen on {config.listen}: {exc.strerror}"
-            ) from None
-        routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"
-        say(f"listening on http://{config.listen} (routes: {routes}); Ctrl-C stops")
+        await web.SockSite(runner, sock, backlog=BACKLOG).start()
+        ready()
         await stop.wait()
         say("stopping: finishing requests in flight")
     finally:
         await runner.cleanup()
         await gateway.stop()
+
+
+def _listen(config: GatewaySettings, *, reuse_port: bool) -> socket.socket:
+    """A listening socket on ``gateway.listen``; ConfigError when that is not possible."""
+    host = config.host.strip("[]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError("gateway.listen", f"cannot listen on {config.listen}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ConfigError("gateway.listen", f"cannot listen on {config.listen}: {reason}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _loop_factory(wanted: bool) -> tuple[LoopFactory, str]:
+    """uvloop's loop when ``wanted`` and installed, else asyncio's; and its name."""
+    if wanted:
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.new_event_loop, "asyncio (uvloop is not installed)"
+        return uvloop.new_event_loop, "uvloop"
+    return asyncio.new_event_loop, "asyncio"
+
+
+def _failure(message: str, code: int) -> FlowOpsError:
+    failure = FlowOpsError(f"gateway: {message}")
+    failure.exit_code = code if code > 0 else 1
+    return failure
+
+
+# -- several processes ------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    index: int
+    pid: int
+    ready_fd: int
+    code: int | None = None
+
+
+class _Supervisor:
+    """Forks a worker per socket, passes signals on, and waits for the workers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sockets: list[socket.socket],
+        loop_factory: LoopFactory,
+        say: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.sockets = sockets
+        self.loop_factory = loop_factory
+        self.say = say
+        self.workers: list[_Worker] = []
+        self.stop_requested = False
+        self.failed: _Worker | None = None
+
+    def run(self, listening: str) -> None:
+        """Start the workers, then wait for them all; raises when one failed."""
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self._fork_all()
+            if self._wait_ready():
+                pids = ", ".join(str(worker.pid) for worker in self.workers)
+                self.say(f"{listening}, {len(self.workers)} workers: pids {pids}); Ctrl-C stops")
+            self._wait_all()
+        finally:
+            self._kill_all()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if self.failed is not None:
+            worker = self.failed
+            raise _failure(
+                f"worker {worker.index} (pid {worker.pid}) {_how(worker.code)}; "
+                "the others were stopped",
+                worker.code or 1,
+            )
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+
+    def _fork_all(self) -> None:
+        for sys_stream in (sys.stdout, sys.stderr):
+            sys_stream.flush()  # or the children write what this process buffered
+        for index, sock in enumerate(self.sockets):
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker
+                os.close(read_fd)
+                self._become_worker(index, sock, write_fd)
+            os.close(write_fd)
+            sock.close()
+            self.workers.append(_Worker(index, pid, read_fd))
+
+    def _become_worker(self, index: int, sock: socket.socket, ready_fd: int) -> NoReturn:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        for other in self.sockets:
+            if other is not sock:
+                other.close()
+        for worker in self.workers:
+            os.close(worker.ready_fd)
+        say = self.say
+        prefix = f"worker {index} (pid {os.getpid()}): "
+
+        def worker_say(line: str) -> None:
+            say(prefix + line)
+
+        def ready() -> None:
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+
+        code = 1
+        try:
+            _serve_in(self.settings, sock, self.loop_factory, worker_say, ready)
+            code = 0
+        except FlowOpsError as exc:
+            worker_say(f"error: {exc}")
+            code = exc.exit_code
+        except BaseException:  # a worker reports everything, then exits: never returns
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _wait_ready(self) -> bool:
+        """True when every worker said it serves; False when one exited first."""
+        for worker in self.workers:
+            while True:
+                try:
+                    said = os.read(worker.ready_fd, 1)
+                    break
+                except InterruptedError:  # pragma: no cover - PEP 475 retries
+                    continue
+            os.close(worker.ready_fd)
+            if not said:
+                return False
+        return True
+
+    def _wait_all(self) -> None:
+        running = {worker.pid: worker for worker in self.workers}
+        signalled = False
+        kill_at = float("inf")
+        while running:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid in running:
+                worker = running.pop(pid)
+                worker.code = os.waitstatus_to_exitcode(status)
+                if not (self.stop_requested or signalled):
+                    self.failed = worker  # exited on its own: take the gateway down
+                    self.stop_requested = True
+                elif worker.code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                    self.failed = self.failed or worker
+                continue
+            if self.stop_requested and not signalled:
+                if self.failed is None:
+                    self.say("stopping: finishing requests in flight")
+                self._signal_all(signal.SIGTERM, running)
+                signalled = True
+                kill_at = time.monotonic() + KILL_AFTER
+            if time.monotonic() > kill_at:
+                self.say(f"workers still running after {KILL_AFTER:g} s: killing them")
+                self._signal_all(signal.SIGKILL, running)
+                kill_at = float("inf")
+            time.sleep(_POLL)
+
+    def _signal_all(self, signum: int, running: dict[int, _Worker]) -> None:
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def _kill_all(self) -> None:
+        """Whatever happened in this process, no worker outlives it."""
+        for worker in self.workers:
+            if worker.code is None:
+                with contextlib.suppress(ChildProcessError, ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+                    os.waitpid(worker.pid, 0)
+
+
+def _how(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"

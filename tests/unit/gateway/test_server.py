@@ -1,0 +1,85 @@
+"""The start-up rules of ``flowops gateway`` that need no process: workers and limits,
+the event loop, the listening socket."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from flowops.broker import free_port
+from flowops.errors import ConfigError
+from flowops.gateway.config import GatewaySettings
+from flowops.gateway.server import _listen, _loop_factory, check_workers
+
+REDIS = {"rate": 10, "store": "redis", "redis_url": "redis://127.0.0.1:6379/0"}
+
+
+def _route(name: str, rate_limit: dict[str, Any] | None) -> dict[str, Any]:
+    route: dict[str, Any] = {
+        "name": name,
+        "prefix": f"/{name}",
+        "upstreams": ["http://127.0.0.1:9001"],
+    }
+    if rate_limit is not None:
+        route["rate_limit"] = rate_limit
+    return route
+
+
+@pytest.mark.parametrize(
+    ("workers", "limits"),
+    [
+        (1, [{"rate": 10}]),  # one process: the memory store is exact
+        (4, [None]),
+        (4, [REDIS, None]),
+    ],
+)
+def test_workers_are_accepted_with_limits_every_worker_shares(
+    workers: int, limits: list[dict[str, Any] | None]
+) -> None:
+    routes = [_route(f"r{i}", limit) for i, limit in enumerate(limits)]
+    check_workers(GatewaySettings(workers=workers, routes=routes))
+
+
+def test_a_memory_limit_with_workers_names_the_route_and_the_way_out() -> None:
+    routes = [_route("a", REDIS), _route("b", {"rate": 10, "store": "memory"})]
+    with pytest.raises(ConfigError) as caught:
+        check_workers(GatewaySettings(workers=3, routes=routes))
+    assert caught.value.key == "gateway.routes[1].rate_limit.store"
+    assert "gateway.workers is 3" in caught.value.reason
+    assert "3 times the rate of route b" in caught.value.reason
+    assert "store: redis" in caught.value.reason
+
+
+@pytest.mark.parametrize(("wanted", "name"), [(True, "uvloop"), (False, "asyncio")])
+def test_the_loop_is_uvloop_when_wanted(wanted: bool, name: str) -> None:
+    factory, said = _loop_factory(wanted)
+    loop = factory()
+    try:
+        assert said == name
+        assert ("uvloop" in type(loop).__module__) is wanted
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+    finally:
+        loop.close()
+
+
+def test_sockets_with_reuse_port_share_a_port() -> None:
+    port = free_port()
+    first = _listen(GatewaySettings(listen=f"127.0.0.1:{port}"), reuse_port=True)
+    try:
+        second = _listen(GatewaySettings(listen=f"127.0.0.1:{port}"), reuse_port=True)
+        second.close()
+    finally:
+        first.close()
+
+
+def test_a_taken_port_is_a_config_error_naming_listen() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match="Address already in use") as caught:
+            _listen(GatewaySettings(listen=f"127.0.0.1:{port}"), reuse_port=True)
+    assert caught.value.key == "gateway.listen"
