@@ -40,6 +40,7 @@ from flowops.config import ModelStreamSettings, Settings, WindowSettings
 from flowops.errors import ConfigError, ServiceError
 from flowops.events import DriftAlert, EventProducer, ReferenceProfile, Topics, ensure_topics
 from flowops.gateway.config import GatewaySettings, gateway_settings
+from flowops.monitor.config import monitor_settings
 from flowops.process import Child
 from flowops.watch import AlertFilter, tail_alerts
 
@@ -53,6 +54,10 @@ WORKER_STOP_TIMEOUT: Final = 20.0
 GATEWAY_STOP_TIMEOUT: Final = 20.0
 """The gateway finishes requests in flight (10 s) and delivers its queued events (5 s)."""
 MODEL_STOP_TIMEOUT: Final = 5.0
+MONITOR_STOP_TIMEOUT: Final = 15.0
+"""The agent lets its last alert send finish and delivers its health events (5 s)."""
+MONITOR_INTERVAL: Final = 5.0
+"""The agent's beat under ``up`` unless the config's monitor section sets one."""
 PROGRESS_EVERY: Final = 5.0
 DEMO_WINDOW_ROWS: Final = 4_000
 DEMO_PREFIX: Final = f"/models/{demo.MODEL}"
@@ -81,6 +86,8 @@ class UpOptions:
     """The gateway's port (None: the port of ``gateway.listen``, 8080 by default)."""
     model_port: int | None = None
     """The demo model server's port on 127.0.0.1 (None: a free one)."""
+    monitor_port: int | None = None
+    """The monitoring agent's port (None: the port of ``monitor.listen``, 9108 by default)."""
 
 
 @dataclass
@@ -96,6 +103,8 @@ class UpSummary:
     """Seconds from the demo's shift to the first income alert (None: not detected)."""
     gateway_url: str | None = None
     """Where the gateway served (None: no gateway ran)."""
+    monitor_url: str | None = None
+    """Where the monitoring agent served /metrics and /status."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +118,13 @@ class _Plan:
     listen: str | None = None
     model_port: int | None = None
     """The demo model server's port (None: no demo)."""
+    monitor_listen: str = ""
+    """Where the monitoring agent serves."""
 
 
 class LocalStack:
-    """Runs the broker, the worker, the gateway and (``demo``) the demo model until told
-    to stop.
+    """Runs the broker, the worker, the gateway, (``demo``) the demo model and the
+    monitoring agent until told to stop.
 
     ``say`` gets progress lines; ``show`` gets each new alert (the CLI prints both).
     """
@@ -161,6 +172,8 @@ class LocalStack:
                 worker = self._start_worker(stack, config, bootstrap)
                 children = [worker, *await self._start_servers(stack, config, bootstrap, plan)]
                 await self._until_ready(worker, children)
+                if not self._stop.is_set():
+                    children.append(await self._start_monitor(stack, config, plan))
                 await self._serve(stack, bootstrap, children)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -176,11 +189,14 @@ class LocalStack:
         model_port = (options.model_port or free_port()) if options.demo else None
         model_url = f"http://{HOST}:{model_port}" if model_port is not None else None
         section = _gateway_section(self.settings, options.gateway_port, model_url)
+        monitor = monitor_settings(self.settings)  # the user's section: errors name its keys
+        host, _, port = monitor.listen.rpartition(":")
+        monitor_listen = f"{host}:{options.monitor_port or port}"
         if section is None:
-            return _Plan(model_port=model_port)
+            return _Plan(model_port=model_port, monitor_listen=monitor_listen)
         gateway, checked = section
         routes = ", ".join(f"{route.name} {route.prefix}" for route in checked.routes)
-        return _Plan(gateway, routes, checked.listen, model_port)
+        return _Plan(gateway, routes, checked.listen, model_port, monitor_listen)
 
     def _check_ports(self, plan: _Plan) -> None:
         port = self.settings.streams.metrics_port
@@ -199,6 +215,13 @@ class LocalStack:
                     f"port {gateway_port} is already in use (an earlier `flowops up` or "
                     "gateway?); choose another with --gateway-port",
                 )
+        host, _, monitor_port = plan.monitor_listen.rpartition(":")
+        if port_in_use(int(monitor_port), "0.0.0.0" if host in _ANY_HOST else host):
+            raise ConfigError(
+                "monitor.listen",
+                f"port {monitor_port} is already in use (an earlier `flowops up` or "
+                "monitor?); choose another with --monitor-port",
+            )
         if self.options.model_port is not None and port_in_use(self.options.model_port):
             raise ConfigError(
                 "--model-port",
@@ -213,8 +236,27 @@ class LocalStack:
         values["streams"].setdefault("datadir", str(self.workdir / "faust"))
         if plan.gateway is not None:
             values["gateway"] = plan.gateway
+        values["monitor"] = self._monitor_section(bootstrap, plan)
         config.write_text(_CONFIG_HEADER + yaml.safe_dump(values, sort_keys=False))
         return config
+
+    def _monitor_section(self, bootstrap: str, plan: _Plan) -> dict[str, Any]:
+        """The config's monitor section plus the stack's own targets: Kafka, the worker,
+        the gateway and the demo model."""
+        section = dict(self.settings.monitor)
+        section["listen"] = plan.monitor_listen
+        section.setdefault("interval", MONITOR_INTERVAL)
+        section.setdefault("kafka", {"bootstrap": bootstrap})
+        worker = f"http://{HOST}:{self.settings.streams.metrics_port}/metrics"
+        services = [{"name": "worker", "url": worker, "protocol": "stream_worker"}]
+        if plan.listen is not None:
+            services.append({"name": "gateway", "url": f"{_local_url(plan.listen)}/readyz"})
+        section["services"] = [*section.get("services", []), *services]
+        if plan.model_port is not None:
+            model = {"name": demo.MODEL, "url": f"http://{HOST}:{plan.model_port}"}
+            servers = section.get("model_servers", [])
+            section["model_servers"] = [*servers, {**model, "protocol": "mlflow"}]
+        return section
 
     # -- children ----------------------------------------------------------------------
 
@@ -265,6 +307,16 @@ class LocalStack:
             self.summary.gateway_url = url
             self.say(f"gateway: ready on {url} (routes: {plan.routes}), metrics on {url}/metrics")
         return children
+
+    async def _start_monitor(self, stack: AsyncExitStack, config: Path, plan: _Plan) -> Child:
+        """The monitoring agent, probing what the stack started."""
+        command = [sys.executable, "-m", "flowops", "monitor", "--config", str(config)]
+        monitor = self._start(stack, "monitor", "monitor", command, MONITOR_STOP_TIMEOUT)
+        url = _local_url(plan.monitor_listen)
+        await self._until_serving(monitor, f"{url}/healthz")
+        self.summary.monitor_url = url
+        self.say(f"monitor: ready, {url}/status and {url}/metrics")
+        return monitor
 
     def _start(
         self, stack: AsyncExitStack, label: str, name: str, command: list[str], stop: float

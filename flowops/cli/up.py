@@ -68,6 +68,12 @@ Exit codes:
     help="--demo: port of the demo model server on 127.0.0.1. [default: a free port]",
 )
 @click.option(
+    "--monitor-port",
+    type=click.IntRange(1, 65535),
+    metavar="N",
+    help="Port of the monitoring agent's /metrics and /status. [default: 9108; monitor.listen]",
+)
+@click.option(
     "--duration",
     type=click.FloatRange(min=1),
     metavar="SECONDS",
@@ -108,6 +114,7 @@ def up(
     metrics_port: int | None,
     gateway_port: int | None,
     model_port: int | None,
+    monitor_port: int | None,
     duration: float | None,
     workdir: Path | None,
     rate: int,
@@ -122,7 +129,9 @@ def up(
     as it arrives. With --bootstrap it uses your Kafka instead. When the config file's
     gateway section has routes, it also runs the gateway (flowops gateway, on
     gateway.listen or --gateway-port) in front of your model servers, publishing their
-    traffic to the same Kafka; without routes and without --demo, no gateway.
+    traffic to the same Kafka; without routes and without --demo, no gateway. A
+    monitoring agent (flowops monitor) probes Kafka, the worker, the gateway, the demo
+    model and the config's monitor targets, on monitor.listen or --monitor-port.
 
     With --demo it also starts a demo model server (credit-demo, answering as an MLflow
     server: POST /invocations with dataframe_records, dataframe_split or instances),
@@ -138,7 +147,7 @@ def up(
              "debt_ratio": 0.3, "region": "north", "channel": "web"}]}'
 
     Progress goes to stderr; the config it wrote and the logs (broker.log, worker.log,
-    gateway.log, model.log) to --workdir.
+    gateway.log, model.log, monitor.log) to --workdir.
 
     \b
     Examples:
@@ -172,6 +181,7 @@ def up(
         shift_after=shift_after,
         gateway_port=gateway_port,
         model_port=model_port,
+        monitor_port=monitor_port,
     )
     stack = LocalStack(
         settings,

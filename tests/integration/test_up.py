@@ -37,9 +37,11 @@ pytestmark = pytest.mark.integration
 START_TIMEOUT = 120.0  # broker, topics, a worker joining its group
 STOP_TIMEOUT = 90.0  # gateway (20 s), worker (20 s) and broker (5 s) bounded stops, with room
 _PID = re.compile(
-    r"(broker: ready|worker: started|gateway: started|demo model: started) \(pid (\d+)\)"
+    r"(broker: ready|worker: started|gateway: started|demo model: started|monitor: started)"
+    r" \(pid (\d+)\)"
 )
 _GATEWAY = re.compile(r"gateway: ready on (http://[0-9.]+:\d+) ")
+_MONITOR = re.compile(r"monitor: ready, (http://[0-9.]+:\d+)/status ")
 
 
 @dataclass
@@ -83,6 +85,12 @@ class Up:
         assert found, self.log()
         return found.group(1)
 
+    def monitor(self) -> str:
+        """The monitoring agent's URL, from its progress line."""
+        found = _MONITOR.search(self.progress())
+        assert found, self.log()
+        return found.group(1)
+
     def wait_for(self, what: str, probe: Any, timeout: float = START_TIMEOUT) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -122,7 +130,8 @@ def run_up(tmp_path: Path) -> Iterator[Any]:
 
     def start(*args: str, env: dict[str, str] | None = None) -> Up:
         command = [sys.executable, "-m", "flowops", "up", "-o", "json"]
-        command += ["--metrics-port", str(free_port()), "--workdir", str(tmp_path / "up")]
+        command += ["--metrics-port", str(free_port()), "--monitor-port", str(free_port())]
+        command += ["--workdir", str(tmp_path / "up")]
         up = Up(
             subprocess.Popen(
                 [*command, *args],
@@ -189,7 +198,7 @@ def test_demo_traffic_goes_through_the_gateway_to_alerts_and_ctrl_c_stops_all(
     up = run_up("--demo", "--broker-port", str(broker), "--gateway-port", str(free_port()))
     up.wait_for("the demo's traffic", lambda: "demo: sending" in up.progress())
     pids = up.children()
-    assert set(pids) == {"broker", "worker", "demo model", "gateway"}
+    assert set(pids) == {"broker", "worker", "demo model", "gateway", "monitor"}
     gateway = up.gateway()
     row = {"age": 35, "income": 48_000, "debt_ratio": 0.3, "region": "north", "channel": "web"}
     answer = predict(gateway, {"dataframe_records": [row, row]})
@@ -208,6 +217,14 @@ def test_demo_traffic_goes_through_the_gateway_to_alerts_and_ctrl_c_stops_all(
     assert model.startswith("http://127.0.0.1:")
     assert seen["flowops_gateway_published_total", frozenset()] > 1_000  # gateway -> Kafka
     assert set(traffic_sources(f"127.0.0.1:{broker}")) == {"/flowops/gateway"}
+    status = up.wait_for("a healthy round of the monitor", lambda: healthy_status(up.monitor()))
+    probed = {(check["check"], check["target"]) for check in status["checks"]}
+    assert {
+        ("kafka.metadata", f"127.0.0.1:{broker}"),
+        ("service.ready", "worker"),
+        ("service.ready", "gateway"),
+        ("model_server.ready", "credit-demo"),
+    } <= probed
 
     assert up.stop() == 0
     assert_gone(pids)
@@ -244,7 +261,7 @@ def test_up_on_an_existing_kafka_stops_after_its_duration(run_up: Any, broker: s
     assert f"kafka: using {broker} (broker.embedded is false)" in progress
     assert "broker: ready" not in progress
     assert income_alerts(up), up.log()
-    assert set(up.children()) == {"worker", "demo model", "gateway"}
+    assert set(up.children()) == {"worker", "demo model", "gateway", "monitor"}
     assert_gone(up.children())
 
 
@@ -267,12 +284,12 @@ def test_a_worker_that_dies_stops_up_and_the_gateway_of_the_configs_routes(
         "--gateway-port",
         str(gateway_port),
     )
-    up.wait_for("the worker", lambda: "worker: ready" in up.progress())
+    up.wait_for("the monitor", lambda: "monitor: ready" in up.progress())
     assert f"gateway: ready on http://127.0.0.1:{gateway_port} (routes: iris /models/iris)" in (
         up.progress()
     )
     pids = up.children()
-    assert set(pids) == {"broker", "worker", "gateway"}  # no demo model without --demo
+    assert set(pids) == {"broker", "worker", "gateway", "monitor"}  # no demo model
     os.kill(pids["worker"], signal.SIGKILL)
 
     assert up.proc.wait(STOP_TIMEOUT) == 3
@@ -292,3 +309,12 @@ def test_a_taken_broker_port_is_a_clear_error(run_up: Any) -> None:
     assert "is already in use" in up.progress()
     assert "--broker-port" in up.progress()
     assert up.children() == {}
+
+
+def healthy_status(monitor: str) -> dict[str, Any] | None:
+    """The agent's /status when its last round was healthy (200), else None."""
+    try:
+        with urllib.request.urlopen(f"{monitor}/status", timeout=5) as response:
+            return dict(json.loads(response.read()))
+    except OSError:  # 503 (a check failed, or no round yet) or not serving yet
+        return None
