@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -51,8 +51,13 @@ __all__ = [
     "Settings",
     "StreamsSettings",
     "WindowSettings",
+    "check_listen",
+    "config_error",
     "load_settings",
+    "section",
 ]
+
+_SectionT = TypeVar("_SectionT", bound=BaseModel)
 
 _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_values", default=None)
 
@@ -245,6 +250,45 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, yaml_source)
 
 
+def config_error(exc: ValidationError, *prefix: str) -> ConfigError:
+    """The first of ``exc``'s errors as a ConfigError naming its dotted key under ``prefix``.
+
+    >>> class Port(BaseModel):
+    ...     port: int
+    >>> try:
+    ...     Port.model_validate({"port": "x"})
+    ... except ValidationError as exc:
+    ...     print(config_error(exc, "gateway"))
+    config: gateway.port: Input should be a valid integer, unable to parse string as an integer
+    """
+    first = exc.errors()[0]
+    key = ".".join([*prefix, *(str(part) for part in first["loc"])]) or "<root>"
+    return ConfigError(key, first["msg"])
+
+
+def section(model: type[_SectionT], values: Any, *key: str) -> _SectionT:
+    """``values`` (a section kept as plain data in :class:`Settings`) checked as ``model``;
+    a bad value is a ConfigError naming its key under ``key``."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise config_error(exc, *key) from None
+
+
+def check_listen(value: str) -> str:
+    """A ``host:port`` to serve on, for a field validator.
+
+    >>> check_listen("8080")
+    Traceback (most recent call last):
+    ...
+    ValueError: expected host:port, got '8080'
+    """
+    host, sep, port = value.rpartition(":")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
 def load_settings(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -255,9 +299,7 @@ def load_settings(
     try:
         return Settings(**_drop_unset(overrides or {}))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "<root>"
-        raise ConfigError(key, first["msg"]) from None
+        raise config_error(exc) from None
     finally:
         _yaml_values.reset(token)
 

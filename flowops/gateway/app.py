@@ -41,8 +41,8 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("flowops.gateway")
 
-METRICS_TYPE: Final = "text/plain; version=0.0.4"
-CONNECTIONS_PER_HOST: Final = 256
+_METRICS_TYPE: Final = "text/plain; version=0.0.4"
+_CONNECTIONS_PER_HOST: Final = 256
 
 
 class Gateway:
@@ -66,7 +66,7 @@ class Gateway:
         Raises :class:`~flowops.errors.ConfigError` for credentials it cannot load.
         """
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS_PER_HOST)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=_CONNECTIONS_PER_HOST)
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
@@ -127,7 +127,7 @@ class Gateway:
         return _json({"status": "ready"})
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": METRICS_TYPE})
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": _METRICS_TYPE})
 
     async def _admin_upstreams(self, request: web.Request) -> web.Response:
         assert self.proxy is not None

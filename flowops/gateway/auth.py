@@ -79,14 +79,12 @@ from flowops.gateway.bearer import (
 __all__ = [
     "ANONYMOUS",
     "CREDENTIAL_HEADERS",
-    "AccessSettings",
     "ApiKeySettings",
     "AuthFailure",
     "AuthFailureCode",
     "AuthSettings",
     "Authenticator",
     "Identity",
-    "JwtSettings",
     "generate_api_key",
     "hash_api_key",
 ]

@@ -28,13 +28,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from flowops.config import Settings
-from flowops.errors import ConfigError
+from flowops.config import Settings, check_listen, section
 from flowops.gateway.auth import AuthSettings
 from flowops.gateway.breaker import BreakerSettings
 from flowops.gateway.callers import CallerKey, ModelSelector
@@ -46,6 +44,7 @@ from flowops.gateway.split import ShadowSettings, VariantSettings
 from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, UpstreamSettings
 
 __all__ = [
+    "RESERVED_PREFIXES",
     "GatewaySettings",
     "RouteSettings",
     "TimeoutSettings",
@@ -185,13 +184,7 @@ class GatewaySettings(BaseModel):
                 )
         return value
 
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"expected host:port, got {value!r}")
-        return value
+    _check_listen = field_validator("listen")(check_listen)
 
     @field_validator("model_from")
     @classmethod
@@ -236,12 +229,7 @@ def gateway_settings(settings: Settings) -> GatewaySettings:
     ...
     flowops.errors.ConfigError: config: gateway.listen: Value error, expected host:port, got '8080'
     """
-    try:
-        return GatewaySettings.model_validate(settings.gateway)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(["gateway", *(str(part) for part in first["loc"])])
-        raise ConfigError(key, first["msg"]) from None
+    return section(GatewaySettings, settings.gateway, "gateway")
 
 
 def _covers(prefix: str, path: str) -> bool:

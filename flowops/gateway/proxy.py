@@ -36,20 +36,20 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from flowops.events import TrafficRow
+from flowops.gateway import split as splitting
 from flowops.gateway.auth import (
     ANONYMOUS,
-    CREDENTIAL_HEADERS,
     Authenticator,
     AuthFailure,
     Identity,
 )
+from flowops.gateway.auth import CREDENTIAL_HEADERS as _CREDENTIALS
 from flowops.gateway.callers import CallerKey, ModelSelector
 from flowops.gateway.config import GatewaySettings, RouteSettings
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
 from flowops.gateway.retry import RetryPolicy
-from flowops.gateway.split import SHADOW, Split
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
 
 __all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant"]
@@ -92,7 +92,7 @@ class RouteState:
     """A route's settings with the live objects its policies need."""
 
     settings: RouteSettings
-    split: Split[Variant]
+    split: splitting.Split[Variant]
     retry: RetryPolicy
     limiter: RateLimiter | None
     sticky: CallerKey | None = None
@@ -172,11 +172,11 @@ class Proxy:
             return Variant(name, version, pool)
 
         if route.variants:
-            split = Split(
+            split = splitting.Split(
                 [(variant(v.name, v.model_version, v.upstreams), v.weight) for v in route.variants]
             )
         else:
-            split = Split([(variant(None, route.version, route.upstreams), 1.0)])
+            split = splitting.Split([(variant(None, route.version, route.upstreams), 1.0)])
         limiter = (
             None if route.rate_limit is None else limiters.limiter(route.name, route.rate_limit)
         )
@@ -187,7 +187,9 @@ class Proxy:
             RetryPolicy(route.retry, retryable=route.retryable),
             limiter,
             sticky=None if route.sticky is None else CallerKey.parse(route.sticky),
-            shadow=None if shadow is None else variant(SHADOW, shadow.version, shadow.upstreams),
+            shadow=None
+            if shadow is None
+            else variant(splitting.SHADOW, shadow.version, shadow.upstreams),
         )
 
     def _upstream_event(self, event: UpstreamEvent) -> None:
@@ -259,7 +261,7 @@ class Proxy:
             caller = route.sticky.of(
                 identity=identity, address=request.remote, headers=request.headers
             )
-        return route.split.choose(Split.point(route.settings.name, caller))
+        return route.split.choose(splitting.Split.point(route.settings.name, caller))
 
     def _identify(self, request: web.Request, route: RouteState) -> Identity:
         settings = route.settings
@@ -506,7 +508,7 @@ class Proxy:
                         timestamp=time.time(),
                         latency_ms=(time.monotonic() - lease.started_at) * 1000,
                         status=status,
-                        variant=SHADOW,
+                        variant=splitting.SHADOW,
                     )
                 )
         finally:
@@ -650,7 +652,7 @@ def _upstream_headers(request: web.Request, request_id: str, *, strip: bool) -> 
     auth the gateway checked), plus the forwarding headers."""
     dropped = _NOT_FORWARDED | _named_in_connection(request.headers)
     if strip:
-        dropped = dropped | CREDENTIAL_HEADERS
+        dropped = dropped | _CREDENTIALS
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
     client = request.remote or "unknown"
     earlier = request.headers.get("X-Forwarded-For")

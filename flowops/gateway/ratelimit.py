@@ -57,12 +57,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
-from flowops.errors import ConfigError, ServiceError
+from flowops.config import section
+from flowops.errors import ServiceError
 from flowops.gateway.callers import CallerKey
 
 if TYPE_CHECKING:
@@ -406,12 +406,7 @@ class RateLimitSettings(BaseModel):
     @classmethod
     def parse(cls, data: Mapping[str, Any], *, key: str = "rate_limit") -> RateLimitSettings:
         """Validate ``data``; a bad value is a :class:`ConfigError` naming ``key.<field>``."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join([key, *(str(part) for part in first["loc"])])
-            raise ConfigError(where, first["msg"]) from None
+        return section(cls, data, key)
 
     def limit(self) -> Limit:
         """The token bucket: ``rate``, and ``burst`` or one second's tokens (at least 1)."""

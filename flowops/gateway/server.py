@@ -49,13 +49,13 @@ from typing import Final, NoReturn
 
 from aiohttp import web
 
+from flowops import logs
 from flowops.config import Settings
 from flowops.errors import ConfigError, FlowOpsError
 from flowops.gateway.app import Gateway
 from flowops.gateway.config import GatewaySettings, gateway_settings
-from flowops.logs import LOG_FORMAT, log_to, quiet_kafka_client
 
-__all__ = ["check_workers", "run_gateway"]
+__all__ = ["BACKLOG", "KILL_AFTER", "SHUTDOWN_TIMEOUT", "check_workers", "run_gateway"]
 
 SHUTDOWN_TIMEOUT: Final = 10.0
 """Seconds in-flight requests get to finish when the gateway stops."""
@@ -73,9 +73,11 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
     FlowOpsError (exit 1) when a worker process fails."""
     config = gateway_settings(settings)
     check_workers(config)
-    log_to("flowops", sys.stderr, settings.log_level, LOG_FORMAT)
-    log_to("flowops.gateway.access", sys.stdout, "INFO" if access_log else "WARNING", "%(message)s")
-    quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
+    logs.log_to("flowops", sys.stderr, settings.log_level, logs.LOG_FORMAT)
+    logs.log_to(
+        "flowops.gateway.access", sys.stdout, "INFO" if access_log else "WARNING", "%(message)s"
+    )
+    logs.quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
     loop_factory, loop_name = _loop_factory(config.uvloop)
     sockets = [_listen(config, reuse_port=config.workers > 1) for _ in range(config.workers)]
     routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"

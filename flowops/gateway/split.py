@@ -46,7 +46,7 @@ SHADOW: Final = "shadow"
 _NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 _SCALE: Final = float(2**64)
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class VariantSettings(BaseModel):
@@ -81,17 +81,17 @@ class ShadowSettings(BaseModel):
     )
 
 
-class Split(Generic[T]):
+class Split(Generic[_T]):
     """Weighted choice between ``(item, weight)`` pairs by a point in [0, 1)."""
 
-    def __init__(self, weighted: Sequence[tuple[T, float]]) -> None:
+    def __init__(self, weighted: Sequence[tuple[_T, float]]) -> None:
         if not weighted:
             raise ValueError("a split needs at least one variant")
         self.items = [item for item, _ in weighted]
         total = sum(weight for _, weight in weighted)
         self._bounds = [bound / total for bound in accumulate(w for _, w in weighted)]
 
-    def choose(self, point: float) -> T:
+    def choose(self, point: float) -> _T:
         """The item whose share of [0, 1) holds ``point``."""
         for item, bound in zip(self.items, self._bounds, strict=True):
             if point < bound:

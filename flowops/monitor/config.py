@@ -28,10 +28,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flowops.config import Settings
-from flowops.errors import ConfigError
+from flowops.config import Settings, check_listen, section
 from flowops.monitor.agent import RoundListener
 from flowops.monitor.alerts import AlertSettings
 from flowops.monitor.checks import Probe
@@ -73,23 +72,12 @@ class MonitorSettings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     health_events: HealthEventSettings = Field(default_factory=HealthEventSettings)
 
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"expected host:port, got {value!r}")
-        return value
+    _check_listen = field_validator("listen")(check_listen)
 
 
 def monitor_settings(settings: Settings) -> MonitorSettings:
     """The ``monitor`` section, checked; a bad value is a ConfigError naming its key."""
-    try:
-        return MonitorSettings.model_validate(settings.monitor)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(["monitor", *(str(part) for part in first["loc"])])
-        raise ConfigError(key, first["msg"]) from None
+    return section(MonitorSettings, settings.monitor, "monitor")
 
 
 def build_probes(

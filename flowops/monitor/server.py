@@ -28,7 +28,7 @@ from flowops.monitor.metrics import MonitorMetrics
 
 __all__ = ["probe_once", "run_monitor"]
 
-METRICS_TYPE: Final = "text/plain; version=0.0.4"
+_METRICS_TYPE: Final = "text/plain; version=0.0.4"
 
 
 async def probe_once(settings: Settings) -> Round:
@@ -93,7 +93,7 @@ def _session(monitor: MonitorSettings) -> aiohttp.ClientSession:
 
 def _application(agent: Agent) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=agent.metrics.render(), headers={"Content-Type": METRICS_TYPE})
+        return web.Response(body=agent.metrics.render(), headers={"Content-Type": _METRICS_TYPE})
 
     async def status(request: web.Request) -> web.Response:
         if agent.last is None:

@@ -26,6 +26,37 @@ PACKAGES = [
     "flowops.baseline",
     "flowops.mlflow",
     "flowops.watch",
+    "flowops.logs",
+    "flowops.gateway.app",
+    "flowops.gateway.auth",
+    "flowops.gateway.bearer",
+    "flowops.gateway.breaker",
+    "flowops.gateway.callers",
+    "flowops.gateway.config",
+    "flowops.gateway.health",
+    "flowops.gateway.metrics",
+    "flowops.gateway.payloads",
+    "flowops.gateway.proxy",
+    "flowops.gateway.publisher",
+    "flowops.gateway.ratelimit",
+    "flowops.gateway.ratelimit_redis",
+    "flowops.gateway.retry",
+    "flowops.gateway.server",
+    "flowops.gateway.split",
+    "flowops.gateway.upstreams",
+    "flowops.monitor.agent",
+    "flowops.monitor.alerts",
+    "flowops.monitor.checks",
+    "flowops.monitor.config",
+    "flowops.monitor.health_events",
+    "flowops.monitor.listeners",
+    "flowops.monitor.metrics",
+    "flowops.monitor.server",
+    "flowops.monitor.probes.dvc",
+    "flowops.monitor.probes.kafka",
+    "flowops.monitor.probes.mlflow",
+    "flowops.monitor.probes.service",
+    "flowops.monitor.probes.serving",
 ]
 
 
@@ -48,13 +79,14 @@ def _public_names(module: ModuleType) -> set[str]:
 
 
 def _constants(module: ModuleType) -> set[str]:
-    """UPPER_CASE values without a home module of their own (numbers, strings, tuples)."""
+    """UPPER_CASE values without a home module of their own (numbers, strings, tuples,
+    frozensets)."""
     return {
         name
         for name, value in vars(module).items()
         if name.isupper()
         and not name.startswith("_")
-        and isinstance(value, int | float | str | tuple)
+        and isinstance(value, int | float | str | tuple | frozenset)
         and not isinstance(value, bool)  # TYPE_CHECKING
     }
 
@@ -62,7 +94,7 @@ def _constants(module: ModuleType) -> set[str]:
 def _is_alias(module: ModuleType, name: str) -> bool:
     """A type alias (``Kind = Literal[...]``) has no home module of its own."""
     value = getattr(module, name, None)
-    return getattr(value, "__module__", None) in ("typing", "types")
+    return getattr(value, "__module__", None) in ("typing", "types", "collections.abc")
 
 
 @pytest.mark.parametrize("name", PACKAGES)

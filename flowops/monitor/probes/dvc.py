@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowops.monitor.checks import CheckResult, Stopwatch
 
-__all__ = ["DataStatus", "DvcProbe", "DvcTargetSettings"]
+__all__ = ["INSTALL_HINT", "TIMEOUT_GRACE", "DataStatus", "DvcProbe", "DvcTargetSettings"]
 
 TIMEOUT_GRACE: Final = 1.0
 """Seconds the agent allows beyond ``timeout``, so that a slow ``dvc`` (a slow remote) is

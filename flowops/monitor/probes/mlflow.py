@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from flowops.mlflow import _authorization
 from flowops.monitor.checks import CheckResult, Stopwatch
 
-__all__ = ["MlflowModelSettings", "MlflowProbe", "MlflowTargetSettings"]
+__all__ = ["TIMEOUT_GRACE", "MlflowModelSettings", "MlflowProbe", "MlflowTargetSettings"]
 
 TIMEOUT_GRACE: Final = 1.0
 """Seconds the agent allows beyond ``timeout`` (each request's own limit), so that a slow
