@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
+from test_infra_prometheus import Api, process, tool, write_prometheus_config
 
 from flowops.broker import free_port
 from flowops.events import HealthEvent, Topics, ensure_topics
@@ -252,3 +254,40 @@ async def health_events(broker: str, target: str) -> list[HealthEvent]:
     finally:
         await consumer.stop()
     return found
+
+
+@pytest.mark.asyncio
+async def test_prometheus_scrapes_the_agent(model: ModelProcess, tmp_path: Path) -> None:
+    """Debian's prometheus, with infra/prometheus/prometheus.yml, scraping the real agent."""
+    listen = f"127.0.0.1:{free_port()}"
+    servers = [{"name": "credit", "url": model.url, "protocol": "mlflow"}]
+    monitor = {"listen": listen, "interval": 1, "model_servers": servers}
+    monitor |= {"health_events": {"enabled": False}, "alerts": {"enabled": False}}
+    config = write_config(tmp_path / "agent.yaml", monitor)
+    agent = Child("monitor", [*FLOWOPS, "monitor", "--config", str(config)], log=tmp_path / "m.log")
+    agent.start()
+    prometheus_port = free_port()
+    absent = f"127.0.0.1:{free_port()}"  # this test scrapes the agent alone
+    scrape = {"flowops-monitor": listen, "flowops-gateway": absent, "flowops-streams": absent}
+    prometheus_config = write_prometheus_config(tmp_path, scrape, absent)
+    try:
+        with process(
+            tmp_path / "prometheus.log",
+            tool("prometheus"),
+            f"--config.file={prometheus_config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        ) as log:
+            async with aiohttp.ClientSession() as session:
+                api = Api(session, f"http://127.0.0.1:{prometheus_port}", [log])
+                query = 'flowops_probe_success{job="flowops-monitor",check="model_server.ready"}'
+
+                async def scraped(api: Api) -> list[dict[str, Any]]:
+                    return [r for r in await api.query(query) if r["value"][1] == "1"]
+
+                (found,) = await api.until("the agent's probe scraped", scraped)
+                assert found["metric"]["target"] == "credit"
+                assert found["metric"]["service"] == "monitor"
+                assert await api.query('flowops_build_info{job="flowops-monitor"}')
+    finally:
+        assert agent.stop() == 0
