@@ -13,8 +13,9 @@ install: $(STAMP) debian
 # command:package pairs; apt-get runs only when one is missing.
 DEBIAN := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager git:git
-# ... and those only `make bench` needs (bench/gateway.py); `make test` never installs them
-DEBIAN_BENCH := nginx:nginx wrk:wrk
+# ... and those only `make bench` needs (bench/gateway.py, bench/monitor.py); `make test`
+# never installs them
+DEBIAN_BENCH := nginx:nginx wrk:wrk prometheus-blackbox-exporter:prometheus-blackbox-exporter
 define apt_missing
 	@missing=$$(for pair in $(1); do \
 		command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
@@ -62,6 +63,7 @@ bench: install debian-bench
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/monitor.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
