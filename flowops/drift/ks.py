@@ -30,7 +30,6 @@ from typing import Literal, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
 
 from flowops.drift.reference import Reference, as_sample
 from flowops.errors import InputError
@@ -163,6 +162,8 @@ def kolmogorov_sf(d: float, n: int) -> float:
     >>> round(kolmogorov_sf(0.03, 5_000), 6)
     0.000242
     """
+    from scipy import special, stats  # scipy only where a p-value is computed
+
     if n < _CLOSED_FORM_MIN_N:
         return float(stats.kstwo.sf(d, n))
     if n * d * d >= _SMIRNOV_MIN_ND2:
@@ -188,6 +189,8 @@ def _scipy_exact(ref: NDArray[np.float64], cur: NDArray[np.float64]) -> KSResult
     the asymptotic p-value with a RuntimeWarning; the fallback is scipy's ``"auto"``
     result too, so that warning is silenced.
     """
+    from scipy import stats  # scipy only where a p-value is computed
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _EXACT_FAILED, RuntimeWarning)
         result = stats.ks_2samp(ref, cur)

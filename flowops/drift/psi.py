@@ -40,7 +40,6 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from flowops.drift.chisq import contingency_table
 from flowops.drift.reference import Reference, as_sample
@@ -101,6 +100,8 @@ def categorical_psi(reference: Mapping[str, int], current: Mapping[str, int]) ->
 
 def _psi_test(reference: NDArray[np.int64], current: NDArray[np.int64]) -> PSIResult:
     """PSI and its chi-square p-value from the bin counts of both samples."""
+    from scipy import stats  # scipy only where a p-value is computed
+
     bins = reference.size
     M, N = int(reference.sum()), int(current.sum())
     if bins == 1:
