@@ -1,8 +1,9 @@
 """The gateway's aiohttp application: its own endpoints, the proxy, and their lifecycle.
 
-:class:`Gateway` owns what lives as long as the server: the one upstream client session
-(connection pooling), the routes' pools and health checkers, the rate-limit stores, the
-traffic publisher and the metrics. Its own endpoints:
+:class:`Gateway` owns what lives as long as the server: the upstream client (keep-alive
+connection pools, :mod:`flowops.gateway.client`), the health checks' aiohttp session, the
+routes' pools and health checkers, the rate-limit stores, the traffic publisher and the
+metrics. Its own endpoints:
 
 * ``GET /healthz``: 200 while the process serves, with its pid (which worker answered);
 * ``GET /readyz``: 200 when every route has an upstream it may send to, else 503 naming
@@ -30,6 +31,7 @@ from aiohttp import web
 from flowops.config import Settings
 from flowops.events import TrafficRow
 from flowops.gateway.auth import Authenticator, AuthFailure
+from flowops.gateway.client import UpstreamClient
 from flowops.gateway.config import gateway_settings
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.metrics import GatewayMetrics
@@ -56,12 +58,13 @@ class Gateway:
         self.limiters = RateLimiters()
         self.publisher = TrafficPublisher.for_kafka(settings.kafka, self.gateway.publish)
         self.session: aiohttp.ClientSession | None = None
+        self.client: UpstreamClient | None = None
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
         self.authenticator: Authenticator | None = None
 
     async def start(self) -> web.Application:
-        """Load credentials, open the client session, start checks and the publisher.
+        """Load credentials, make the upstream clients, start checks and the publisher.
 
         Raises :class:`~flowops.errors.ConfigError` for credentials it cannot load.
         """
@@ -70,9 +73,10 @@ class Gateway:
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
+        self.client = UpstreamClient(limit_per_host=_CONNECTIONS_PER_HOST)
         self.proxy = Proxy(
             self.gateway,
-            session=self.session,
+            client=self.client,
             authenticator=self.authenticator,
             limiters=self.limiters,
             metrics=self.metrics,
@@ -98,6 +102,8 @@ class Gateway:
         if unsent:
             self.say(f"publisher: {unsent} traffic events not delivered at shutdown")
         await self.limiters.close()
+        if self.client is not None:
+            await self.client.close()
         if self.session is not None:
             await self.session.close()
 

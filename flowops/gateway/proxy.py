@@ -33,7 +33,6 @@ from typing import Any, Final
 import aiohttp
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from flowops.events import TrafficRow
 from flowops.gateway import split as splitting
@@ -45,6 +44,7 @@ from flowops.gateway.auth import (
 )
 from flowops.gateway.auth import CREDENTIAL_HEADERS as _CREDENTIALS
 from flowops.gateway.callers import CallerKey, ModelSelector
+from flowops.gateway.client import Response, UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
@@ -73,8 +73,8 @@ HOP_BY_HOP: Final = frozenset(
 VARIANT_HEADER: Final = "X-FlowOps-Variant"
 """Tells the client which side of an A/B split answered."""
 _NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"}
+_FORWARDING: Final = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-request-id"})
 _CHUNK: Final = 64 * 1024
-_CONNECT_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ClientConnectionResetError)
 
 
 @dataclass
@@ -136,14 +136,14 @@ class Proxy:
         self,
         settings: GatewaySettings,
         *,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         authenticator: Authenticator,
         limiters: RateLimiters,
         metrics: GatewayMetrics,
         publish: Callable[[list[TrafficRow]], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.session = session
+        self.client = client
         self.authenticator = authenticator
         self.metrics = metrics
         self.publish = publish
@@ -347,30 +347,26 @@ class Proxy:
         request: web.Request,
         lease: Lease,
         path: str,
-        headers: Mapping[str, str],
+        headers: list[tuple[str, str]],
         exchange: _Exchange,
         budget: float,
-    ) -> tuple[Outcome, aiohttp.ClientResponse | None]:
+    ) -> tuple[Outcome, Response | None]:
         """One try, up to the response's headers: its outcome, and the response if any."""
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=exchange.route.settings.timeout.connect, sock_read=None
-        )
         try:
             async with asyncio.timeout(max(budget, 0.0)):
-                response = await self.session.request(
+                response = await self.client.request(
                     request.method,
-                    lease.upstream.url + path,
-                    headers=headers,
-                    data=exchange.body or None,
-                    allow_redirects=False,
-                    auto_decompress=False,
-                    timeout=timeout,
+                    lease.upstream.url,
+                    path,
+                    headers,
+                    exchange.body,
+                    connect_timeout=exchange.route.settings.timeout.connect,
                 )
-        except TimeoutError:
+        except TimeoutError:  # a connect timeout too (UpstreamConnectTimeoutError)
             return "timeout", None
-        except _CONNECT_ERRORS:
+        except UpstreamConnectError:
             return "connect_error", None
-        except aiohttp.ClientError:
+        except UpstreamError:
             return "reset", None
         exchange.headers_at = time.monotonic()
         return outcome_of_status(response.status), response
@@ -379,7 +375,7 @@ class Proxy:
         self,
         request: web.Request,
         lease: Lease,
-        upstream: aiohttp.ClientResponse,
+        upstream: Response,
         exchange: _Exchange,
         deadline: float,
     ) -> web.StreamResponse:
@@ -387,7 +383,7 @@ class Proxy:
         latency = (exchange.headers_at or time.monotonic()) - lease.started_at
         lease.finish(outcome_of_status(upstream.status), latency)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for name, value in _downstream_headers(upstream.headers):
+        for name, value in _downstream_headers(upstream):
             response.headers.add(name, value)
         response.headers["X-Request-ID"] = exchange.request_id
         if exchange.variant.name is not None:
@@ -395,14 +391,14 @@ class Proxy:
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         exchange.status = upstream.status
-        exchange.response_type = upstream.headers.get("Content-Type")
+        exchange.response_type = upstream.header("Content-Type")
         capture = self.settings.capture_bytes
-        keep = "Content-Encoding" not in upstream.headers and capture > 0
+        keep = upstream.header("Content-Encoding") is None and capture > 0
         exchange.captured = bytearray() if keep else None
         try:
             await response.prepare(request)
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
-                async for chunk in upstream.content.iter_chunked(_CHUNK):
+                async for chunk in upstream:
                     await response.write(chunk)
                     if exchange.captured is not None:
                         room = capture - len(exchange.captured)
@@ -411,7 +407,7 @@ class Proxy:
                         else:
                             exchange.captured += chunk
             await response.write_eof()
-        except (aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
+        except (UpstreamError, aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
             exchange.notes.append(f"response cut short: {type(exc).__name__}")
             exchange.captured = None
         finally:
@@ -518,35 +514,36 @@ class Proxy:
         self, route: RouteState, lease: Lease, copy: _Copy, budget: float
     ) -> tuple[Outcome, int | None, bytes | None, str | None]:
         """The copy sent: its outcome, and its status, first bytes and type if it answered."""
-        timeout = aiohttp.ClientTimeout(total=None, connect=route.settings.timeout.connect)
         try:
             async with asyncio.timeout(budget):
-                async with self.session.request(
+                response = await self.client.request(
                     copy.method,
-                    lease.upstream.url + copy.path,
-                    headers=copy.headers,
-                    data=copy.body or None,
-                    allow_redirects=False,
-                    auto_decompress=False,
-                    timeout=timeout,
-                ) as response:
+                    lease.upstream.url,
+                    copy.path,
+                    copy.headers,
+                    copy.body,
+                    connect_timeout=route.settings.timeout.connect,
+                )
+                try:
                     latency = time.monotonic() - lease.started_at
                     kept = await _bounded_read(response, self.settings.capture_bytes)
+                finally:
+                    response.release()
         except asyncio.CancelledError:
             lease.finish("cancelled")
             raise
         except TimeoutError:
             lease.finish("timeout")
             return "timeout", None, None, None
-        except _CONNECT_ERRORS:
+        except UpstreamConnectError:
             lease.finish("connect_error")
             return "connect_error", None, None, None
-        except aiohttp.ClientError:
+        except UpstreamError:
             lease.finish("reset")
             return "reset", None, None, None
         outcome = outcome_of_status(response.status)
         lease.finish(outcome, latency)
-        return outcome, response.status, kept, response.headers.get("Content-Type")
+        return outcome, response.status, kept, response.header("Content-Type")
 
     async def close(self) -> None:
         """Cancel the shadow copies still under way (the gateway is stopping)."""
@@ -561,17 +558,17 @@ class _Copy:
 
     method: str
     path: str
-    headers: CIMultiDict[str]
+    headers: list[tuple[str, str]]
     body: bytes
     content_type: str | None
     request_id: str
 
 
-async def _bounded_read(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+async def _bounded_read(response: Response, limit: int) -> bytes | None:
     """The whole body when it holds at most ``limit`` bytes, else None (read all the
     same, so the connection goes back to the pool)."""
     kept: bytearray | None = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK):
+    async for chunk in response:
         if kept is not None:
             kept += chunk
             if len(kept) > limit:
@@ -647,29 +644,32 @@ def _upstream_path(request: web.Request, route: RouteSettings) -> str:
     return path
 
 
-def _upstream_headers(request: web.Request, request_id: str, *, strip: bool) -> CIMultiDict[str]:
+def _upstream_headers(
+    request: web.Request, request_id: str, *, strip: bool
+) -> list[tuple[str, str]]:
     """The client's headers less hop-by-hop ones (and its credentials, on a route whose
-    auth the gateway checked), plus the forwarding headers."""
-    dropped = _NOT_FORWARDED | _named_in_connection(request.headers)
+    auth the gateway checked), plus the forwarding headers (in place of the client's)."""
+    dropped = _NOT_FORWARDED | _FORWARDING | _named_in_connection(request.headers.get("Connection"))
     if strip:
         dropped = dropped | _CREDENTIALS
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in dropped]
     client = request.remote or "unknown"
     earlier = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{earlier}, {client}" if earlier else client
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Request-ID"] = request_id
+    headers.append(("X-Forwarded-For", f"{earlier}, {client}" if earlier else client))
+    headers.append(("X-Forwarded-Proto", request.scheme))
+    headers.append(("X-Request-ID", request_id))
     return headers
 
 
-def _downstream_headers(headers: CIMultiDictProxy[str]) -> Iterable[tuple[str, str]]:
-    dropped = _NOT_FORWARDED | _named_in_connection(headers)
-    return ((k, v) for k, v in headers.items() if k.lower() not in dropped)
+def _downstream_headers(upstream: Response) -> Iterable[tuple[str, str]]:
+    dropped = _NOT_FORWARDED | _named_in_connection(upstream.header("Connection"))
+    return ((k, v) for k, v in upstream.headers if k.lower() not in dropped)
 
 
-def _named_in_connection(headers: Mapping[str, str]) -> frozenset[str]:
+def _named_in_connection(value: str | None) -> frozenset[str]:
     """Headers a ``Connection`` header names, which are hop-by-hop too."""
-    value = headers.get("Connection", "")
+    if not value:
+        return frozenset()
     return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
 
 

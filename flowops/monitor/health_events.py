@@ -40,21 +40,24 @@ Kafka outage costs memory up to the bound, never a round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flowops.config import KafkaSettings
-from flowops.errors import ServiceError
-from flowops.events import EventProducer, HealthEvent, Topics, TopicSpec, ensure_topics
+from flowops.events import EventProducer, HealthEvent, Topics
 from flowops.events.producer import ProducerClient
+from flowops.events.sender import (
+    KafkaSink,
+    QueuedPublisher,
+    SenderNames,
+    SenderStats,
+    Sink,
+    ordered_backoff,
+)
 from flowops.monitor.checks import CheckResult
 
 __all__ = [
@@ -72,6 +75,7 @@ HealthStatus = Literal["up", "degraded", "down"]
 _Sleep = Callable[[float], Awaitable[Any]]
 _BATCH = 500  # most events sent in one round trip
 _JITTER = 0.5  # seconds a round may start early and still be a heartbeat's round
+_NAMES = SenderNames(log, "health events", "events", "flowops-health-events")
 
 
 class HealthEventSettings(BaseModel):
@@ -111,14 +115,7 @@ class HealthEventSettings(BaseModel):
         True, description="create flowops.health (kafka.partitions) when it is missing"
     )
 
-    @model_validator(mode="after")
-    def _backoff_order(self) -> Self:
-        if self.retry_backoff_max < self.retry_backoff:
-            raise ValueError(
-                f"retry_backoff_max ({self.retry_backoff_max:g}) is below "
-                f"retry_backoff ({self.retry_backoff:g})"
-            )
-        return self
+    _backoff_order = model_validator(mode="after")(ordered_backoff)
 
 
 def health_status(result: CheckResult, degraded_after: float | None = None) -> HealthStatus:
@@ -134,44 +131,20 @@ def health_status(result: CheckResult, degraded_after: float | None = None) -> H
     return "up"
 
 
-class EventSink(Protocol):
+class EventSink(Sink[HealthEvent], Protocol):
     """Where events go: :class:`KafkaEventSink`, or a fake in tests.
 
     ``send`` returns once the events are stored, and raises otherwise. After a failure
     the publisher calls ``close``, and ``open`` before it tries again.
     """
 
-    async def open(self) -> None:
-        """Connect; raise if the broker cannot be reached."""
-        ...
-
-    async def send(self, events: Sequence[HealthEvent]) -> None:
-        """Deliver ``events``, or raise."""
-        ...
-
-    async def close(self) -> None:
-        """Disconnect; must not raise."""
-        ...
-
 
 @dataclass(frozen=True)
-class HealthPublisherStats:
-    """The publisher's counters at one moment, for ``/metrics``."""
+class HealthPublisherStats(SenderStats):
+    """The publisher's counters at one moment, for ``/metrics``.
 
-    queued: int
-    """Events waiting in the queue."""
-    in_flight: int
-    """Events being sent, or held to be sent again."""
-    sent: int
-    """Events the broker acknowledged."""
-    dropped: int
-    """Events not published: the queue was full, or the publisher stopped."""
-    invalid: int
-    """Results no event can carry (an empty target); logged."""
-    send_errors: int
-    """Sends that failed (each is tried again)."""
-    connected: bool
-    """Whether the last send, or connection, succeeded."""
+    ``invalid`` counts the results no event can carry (an empty target); they are logged.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,31 +153,21 @@ class _Last:
     at: float
 
 
-class HealthEventPublisher:
+class HealthEventPublisher(QueuedPublisher[HealthEvent]):
     """Health events from check results, queued and sent; see the module docstring.
 
     Call :meth:`record` from the event loop's thread. Events recorded before
     :meth:`start` wait in the queue.
     """
 
+    names = _NAMES
+    settings: HealthEventSettings
+
     def __init__(
         self, settings: HealthEventSettings, sink: EventSink, *, sleep: _Sleep = asyncio.sleep
     ) -> None:
-        self.settings = settings
-        self._sink = sink
-        self._sleep = sleep
+        super().__init__(settings, sink, batch_size=_BATCH, sleep=sleep)
         self._last: dict[tuple[str, str], _Last] = {}
-        self._queue: deque[HealthEvent] = deque()
-        self._held: list[HealthEvent] = []
-        self._accepting = settings.enabled
-        self._closing = False
-        self._connected = False
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.sent = 0
-        self.dropped = 0
-        self.invalid = 0
-        self.send_errors = 0
 
     @classmethod
     def for_kafka(
@@ -257,122 +220,20 @@ class HealthEventPublisher:
         heartbeat = self.settings.heartbeat
         return not heartbeat or now - last.at < heartbeat - _JITTER
 
-    def _offer(self, event: HealthEvent) -> bool:
-        if len(self._queue) >= self.settings.queue_size:
-            self.dropped += 1
-            return False
-        self._queue.append(event)
-        self._wake.set()
-        return True
-
     def stats(self) -> HealthPublisherStats:
         """The counters now."""
-        return HealthPublisherStats(
-            queued=len(self._queue),
-            in_flight=len(self._held),
-            sent=self.sent,
-            dropped=self.dropped,
-            invalid=self.invalid,
-            send_errors=self.send_errors,
-            connected=self._connected,
-        )
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the sender task; returns at once, whether Kafka answers or not."""
-        if self._task is None and self.settings.enabled:
-            self._task = asyncio.create_task(self._run(), name="flowops-health-events")
-
-    async def stop(self, drain_timeout: float | None = None) -> int:
-        """Refuse new events, send what is queued for up to ``drain_timeout`` seconds
-        (``settings.drain_timeout`` by default), disconnect; return the events left
-        undelivered (counted as dropped)."""
-        timeout = self.settings.drain_timeout if drain_timeout is None else drain_timeout
-        self._accepting = False
-        self._closing = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if not done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        await self._disconnect()
-        lost = len(self._queue) + len(self._held)
-        if lost:
-            log.warning("health events: stopped with %d events undelivered", lost)
-        self.dropped += lost
-        self._queue.clear()
-        self._held = []
-        return lost
-
-    # -- the sender task -------------------------------------------------------------
-
-    async def _run(self) -> None:
-        backoff = self.settings.retry_backoff
-        while True:
-            if not self._held:
-                self._held = await self._next_batch()
-                if not self._held:
-                    return  # closing, and nothing left
-            try:
-                await self._deliver(self._held)
-            except Exception as exc:
-                await self._failed(exc, backoff)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, self.settings.retry_backoff_max)
-                continue
-            backoff = self.settings.retry_backoff
-            self.sent += len(self._held)
-            self._held = []
-
-    async def _next_batch(self) -> list[HealthEvent]:
-        queue = self._queue
-        while not queue:
-            if self._closing:
-                return []
-            self._wake.clear()
-            await self._wake.wait()
-        return [queue.popleft() for _ in range(min(len(queue), _BATCH))]
-
-    async def _deliver(self, events: list[HealthEvent]) -> None:
-        if not self._connected:
-            await self._sink.open()
-            if self.send_errors:
-                log.info("health events: Kafka answers again")
-            self._connected = True
-        await self._sink.send(events)
-
-    async def _failed(self, exc: Exception, backoff: float) -> None:
-        """Disconnect, count, and say so (at the first failure of an outage, then quietly)."""
-        first = self._connected or self.send_errors == 0
-        await self._disconnect()
-        self.send_errors += 1
-        log.log(
-            logging.WARNING if first else logging.DEBUG,
-            "health events: sending failed (%s); holding %d, %d queued; retrying in %g s",
-            str(exc) or type(exc).__name__,
-            len(self._held),
-            len(self._queue),
-            backoff,
-            exc_info=not isinstance(exc, KafkaError | ServiceError | OSError | TimeoutError),
-        )
-
-    async def _disconnect(self) -> None:
-        if self._connected:
-            self._connected = False
-            await self._sink.close()
+        return self._stats(HealthPublisherStats)
 
 
-class KafkaEventSink:
+class KafkaEventSink(KafkaSink[HealthEvent, EventProducer]):
     """Health events to ``flowops.health`` through an :class:`~flowops.events.EventProducer`.
 
     Each :meth:`open` creates the topic when it is missing (unless ``create_topic`` is
     off) and makes a new producer; :meth:`send` publishes and waits for the broker's
     acknowledgements. ``client`` makes the aiokafka producer (tests pass a fake).
     """
+
+    names = _NAMES
 
     def __init__(
         self,
@@ -382,51 +243,18 @@ class KafkaEventSink:
         source: str = "/flowops/monitor",
         client: Callable[[], ProducerClient] | None = None,
     ) -> None:
-        self.kafka = kafka
-        self.settings = settings
-        self.source = source
-        self._client = client or self._aiokafka
-        self._producer: EventProducer | None = None
-
-    async def open(self) -> None:
-        kafka = self.kafka
-        if self.settings.create_topic:
-            await ensure_topics(
-                kafka.bootstrap,
-                kafka.partitions,
-                replication=kafka.replication,
-                topics=[TopicSpec(Topics.HEALTH)],
-                timeout=self.settings.request_timeout,
-            )
-        producer = EventProducer(kafka.bootstrap, source=self.source, client=self._client())
-        await producer.start()
-        self._producer = producer
-
-    async def send(self, events: Sequence[HealthEvent]) -> None:
-        if self._producer is None:
-            raise RuntimeError("open the sink first")
-        for event in events:
-            await self._producer.publish(event)
-        await self._producer.flush()
-
-    async def close(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is None:
-            return
-        try:
-            await asyncio.wait_for(producer.stop(), self.settings.request_timeout)
-        except Exception as exc:  # closing a producer to a broker that is gone: say, go on
-            log.debug("health events: closing the producer: %s", exc)
-
-    def _aiokafka(self) -> ProducerClient:
-        kafka = self.kafka
-        client: ProducerClient = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap,
+        super().__init__(
+            kafka,
+            settings,
+            source=source,
+            topic=Topics.HEALTH,
             client_id=f"{kafka.client_id}-monitor",
-            acks="all",
-            compression_type=None if kafka.compression == "none" else kafka.compression,
-            enable_idempotence=kafka.idempotence,
-            linger_ms=0,
-            request_timeout_ms=int(self.settings.request_timeout * 1000),
+            client=client,
         )
-        return client
+
+    def _make_producer(self, client: ProducerClient) -> EventProducer:
+        return EventProducer(self.kafka.bootstrap, source=self.source, client=client)
+
+    async def _publish(self, producer: EventProducer, events: Sequence[HealthEvent]) -> None:
+        for event in events:
+            await producer.publish(event)

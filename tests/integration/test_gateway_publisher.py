@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from broker_polls import read_key, until
 
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.config import KafkaSettings
@@ -31,7 +30,6 @@ from flowops.gateway.publisher import PublishSettings, TrafficPublisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-WAIT = 60.0  # seconds a condition may take at most (a few seconds expected)
 FAST = PublishSettings(
     batch_size=50,
     linger_ms=5,
@@ -49,31 +47,14 @@ def row(model: str, i: int, version: str = "1", **extra: Any) -> TrafficRow:
     )
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``WAIT`` seconds."""
-    for _ in range(int(WAIT / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {WAIT} s: {what}")
-
-
 async def read_model(bootstrap: str, model: str, rows: int) -> list[Any]:
     """The messages of ``model`` on flowops.traffic, once they hold ``rows`` rows (or more)."""
-    consumer = AIOKafkaConsumer(
-        Topics.TRAFFIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        for _ in range(int(WAIT / 0.5)):
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            found += [m for part in batches.values() for m in part if m.key == model.encode()]
-            if sum(b.rows for b in decode_traffic_many([m.value for m in found]).batches) >= rows:
-                break
-    finally:
-        await consumer.stop()
-    return found
+
+    def enough(found: list[Any]) -> bool:
+        batches = decode_traffic_many([m.value for m in found]).batches
+        return sum(batch.rows for batch in batches) >= rows
+
+    return await read_key(bootstrap, Topics.TRAFFIC, model, enough)
 
 
 def request_ids(messages: list[Any]) -> list[str]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from broker_polls import read_key, until
 
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.config import KafkaSettings
@@ -25,7 +24,6 @@ from flowops.monitor.health_events import HealthEventPublisher, HealthEventSetti
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-WAIT = 60.0  # seconds a condition may take at most (a few seconds expected)
 FAST = HealthEventSettings(
     heartbeat=60,
     request_timeout=2.0,  # a send to a stopped broker fails after this
@@ -34,31 +32,9 @@ FAST = HealthEventSettings(
 )
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``WAIT`` seconds."""
-    for _ in range(int(WAIT / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {WAIT} s: {what}")
-
-
 async def read_target(bootstrap: str, target: str, count: int) -> list[Any]:
     """The messages of ``target`` on flowops.health, once there are ``count`` (or more)."""
-    consumer = AIOKafkaConsumer(
-        Topics.HEALTH, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        for _ in range(int(WAIT / 0.5)):
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            found += [m for part in batches.values() for m in part if m.key == target.encode()]
-            if len(found) >= count:
-                break
-    finally:
-        await consumer.stop()
-    return found
+    return await read_key(bootstrap, Topics.HEALTH, target, lambda found: len(found) >= count)
 
 
 def probe(target: str, ok: bool) -> CheckResult:
