@@ -127,6 +127,8 @@ class _Exchange:
     response_type: str | None = None
     headers_at: float | None = None
     notes: list[str] = field(default_factory=list)
+    forwarded: tuple[str, list[tuple[str, str]]] | None = None
+    """The path and headers sent upstream (a shadow copy sends the same)."""
 
 
 class Proxy:
@@ -305,6 +307,7 @@ class Proxy:
         deadline = exchange.started + timeout.total
         headers = _upstream_headers(request, exchange.request_id, strip=route.settings.auth)
         path = _upstream_path(request, route.settings)
+        exchange.forwarded = (path, headers)
         tried: list[Any] = []
         while True:
             lease = exchange.variant.pool.acquire(exclude=tried)
@@ -455,6 +458,7 @@ class Proxy:
         settings = route.settings.shadow
         assert settings is not None
         assert route.shadow is not None
+        assert exchange.forwarded is not None  # it reached an upstream
         if settings.percent < 100 and random.random() * 100 >= settings.percent:
             return
         if route.shadows_in_flight >= settings.max_in_flight:
@@ -463,8 +467,7 @@ class Proxy:
         route.shadows_in_flight += 1
         copy = _Copy(
             request.method,
-            _upstream_path(request, route.settings),
-            _upstream_headers(request, exchange.request_id, strip=route.settings.auth),
+            *exchange.forwarded,
             exchange.body,
             request.headers.get("Content-Type"),
             exchange.request_id,

@@ -11,7 +11,7 @@ check of its kind for its target (the round never waits on it longer, and never 
 ...         await asyncio.sleep(10)
 >>> (result,) = asyncio.run(run_probes([Hanging()]))
 >>> result.success, result.detail
-(False, 'no answer within 0.01 s')
+(False, 'no answer within 1.01 s')
 
 Rounds start on a fixed beat (``interval`` apart, not ``interval`` after the last round
 ended), and a round that overruns the beat makes the next one start at once, never two
@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from flowops.monitor import checks
 from flowops.monitor.checks import CheckResult, Probe, Stopwatch
 from flowops.monitor.metrics import MonitorMetrics
 
@@ -73,10 +74,10 @@ async def run_probes(probes: Sequence[Probe]) -> list[CheckResult]:
 async def _run_one(probe: Probe) -> Sequence[CheckResult]:
     watch = Stopwatch()
     try:
-        async with asyncio.timeout(probe.timeout):
+        async with asyncio.timeout(probe.timeout + checks.TIMEOUT_GRACE):
             return await probe.run()
     except TimeoutError:
-        detail = f"no answer within {probe.timeout:g} s"
+        detail = f"no answer within {probe.timeout + checks.TIMEOUT_GRACE:g} s"
     except Exception as exc:  # a probe's bug must not end the round: record it, go on
         log.exception("probe %s %s failed unexpectedly", probe.kind, probe.target)
         detail = f"the probe failed: {type(exc).__name__}: {exc}"

@@ -20,9 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-__all__ = ["CheckResult", "Probe", "Stopwatch"]
+__all__ = ["TIMEOUT_GRACE", "CheckResult", "Probe", "Stopwatch"]
+
+TIMEOUT_GRACE: Final = 1.0
+"""Seconds the agent waits past a probe's ``timeout`` before it cancels the run: a probe
+bounds its own requests by ``timeout``, so a slow target is reported by the probe, with
+its detail, rather than cut off by the agent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,7 @@ class Probe(Protocol):
 
     @property
     def timeout(self) -> float:
-        """Seconds a run may take in all; the agent cancels it after that."""
+        """Seconds its checks may take; the agent cancels a run :data:`TIMEOUT_GRACE` later."""
         ...
 
     async def run(self) -> Sequence[CheckResult]:

@@ -34,7 +34,7 @@ class AlertListener:
         self.evaluator = AlertEvaluator(settings)
         self.sender = AlertSender(settings, session)
         self.metrics = metrics
-        self._sending: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def on_round(self, round_: Round) -> None:
         now = round_.started_at
@@ -49,19 +49,14 @@ class AlertListener:
                 alert.labels["check"],
                 alert.labels["target"],
             )
-        previous = self._sending
-
-        async def send() -> None:
-            if previous is not None:  # in order: the last round's send first
-                await previous
-            await self.sender.send([*changed, *firing], now)
-
-        self._sending = asyncio.create_task(send(), name="monitor-alerts")
+        # the sender's lock keeps sends in the rounds' order
+        task = asyncio.create_task(self.sender.send([*changed, *firing], now), name="alerts")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def close(self) -> None:
-        """Let the last send finish (it is bounded by the sender's timeouts and retries)."""
-        if self._sending is not None:
-            await asyncio.gather(self._sending, return_exceptions=True)
+        """Let the sends under way finish (each bounded by the sender's timeouts and retries)."""
+        await asyncio.gather(*self._sending, return_exceptions=True)
 
 
 class HealthListener:

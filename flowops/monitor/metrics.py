@@ -35,7 +35,7 @@ import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -53,14 +53,7 @@ class MonitorMetrics:
         self._rounds = Counter(
             "flowops_probe_rounds", "Rounds of probes run.", registry=self.registry
         )
-        info = Gauge(
-            "flowops_build_info",
-            "The agent's version and commit (always 1).",
-            ["version", "commit"],
-            registry=self.registry,
-        )
-        info.labels(__version__, commit if commit is not None else build_commit()).set(1)
-        self._latest = _Latest()
+        self._latest = _Latest(commit)
         self.registry.register(self._latest)
 
     def round(self, results: Sequence[CheckResult]) -> None:
@@ -80,9 +73,10 @@ class MonitorMetrics:
 class _Latest(Collector):
     """The last round's results, read at scrape time."""
 
-    def __init__(self) -> None:
+    def __init__(self, commit: str | None) -> None:
         self.results: list[CheckResult] = []
         self.firing: list[tuple[str, str]] = []
+        self._commit = commit  # asked of git at the first scrape: --once never needs it
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -111,7 +105,15 @@ class _Latest(Collector):
         )
         for check, target in self.firing:
             firing.add_metric([check, target], 1.0)
-        yield from (success, duration, value, firing)
+        if self._commit is None:
+            self._commit = build_commit()
+        info = GaugeMetricFamily(
+            "flowops_build_info",
+            "The agent's version and commit (always 1).",
+            labels=["version", "commit"],
+        )
+        info.add_metric([__version__, self._commit], 1.0)
+        yield from (success, duration, value, firing, info)
 
 
 def build_commit() -> str:

@@ -30,7 +30,7 @@ from stream_worker_process import Stack
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.config import Settings
 from flowops.events import TOPICS, Topics, TopicSpec, ensure_topics
-from flowops.monitor.checks import CheckResult
+from flowops.monitor.checks import TIMEOUT_GRACE, CheckResult
 from flowops.monitor.probes.kafka import KafkaProbe, KafkaProbeSettings
 from flowops.monitor.probes.service import ServiceProbe, ServiceSettings
 
@@ -45,7 +45,7 @@ def by_check(results: Any) -> dict[str, CheckResult]:
 
 async def run_kafka(bootstrap: str, **settings: Any) -> dict[str, CheckResult]:
     probe = KafkaProbe(KafkaProbeSettings(bootstrap=bootstrap, **settings), Settings())
-    async with asyncio.timeout(probe.timeout):  # the agent's bound on a run
+    async with asyncio.timeout(probe.timeout + TIMEOUT_GRACE):  # the agent's bound on a run
         return by_check(await probe.run())
 
 

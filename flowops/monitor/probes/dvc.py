@@ -45,11 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowops.monitor.checks import CheckResult, Stopwatch
 
-__all__ = ["INSTALL_HINT", "TIMEOUT_GRACE", "DataStatus", "DvcProbe", "DvcTargetSettings"]
+__all__ = ["INSTALL_HINT", "DataStatus", "DvcProbe", "DvcTargetSettings"]
 
-TIMEOUT_GRACE: Final = 1.0
-"""Seconds the agent allows beyond ``timeout``, so that a slow ``dvc`` (a slow remote) is
-reported by the probe, with its detail, rather than cancelled."""
 
 INSTALL_HINT: Final = "pip install 'flowops[dvc]'"
 _SHOWN_PATHS: Final = 3
@@ -181,7 +178,7 @@ class DvcProbe:
 
     @property
     def timeout(self) -> float:
-        return self.settings.timeout + TIMEOUT_GRACE
+        return self.settings.timeout
 
     async def run(self) -> list[CheckResult]:
         watch = Stopwatch()

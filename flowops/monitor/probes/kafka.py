@@ -50,7 +50,6 @@ from flowops.events import Topics
 from flowops.monitor.checks import CheckResult, Stopwatch
 
 __all__ = [
-    "CANCEL_MARGIN",
     "CHECKS",
     "GroupLag",
     "KafkaProbe",
@@ -60,9 +59,6 @@ __all__ = [
 ]
 
 CHECKS: Final = ("kafka.metadata", "kafka.topics", "kafka.lag")
-CANCEL_MARGIN: Final = 1.0
-"""Seconds past its own timeout the probe gives the agent before it is cancelled
-(closing the Kafka clients takes a moment after the checks end)."""
 _FETCH_WAIT_MS: Final = 100
 _CREATE_HINT: Final = "`flowops up` or `flowops streams worker` creates FlowOps' topics"
 
@@ -181,7 +177,7 @@ class KafkaProbe:
 
     @property
     def timeout(self) -> float:
-        return self.settings.timeout + CANCEL_MARGIN
+        return self.settings.timeout
 
     async def run(self) -> Sequence[CheckResult]:
         run = _Run(self.target)

@@ -42,11 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from flowops.mlflow import _authorization
 from flowops.monitor.checks import CheckResult, Stopwatch
 
-__all__ = ["TIMEOUT_GRACE", "MlflowModelSettings", "MlflowProbe", "MlflowTargetSettings"]
+__all__ = ["MlflowModelSettings", "MlflowProbe", "MlflowTargetSettings"]
 
-TIMEOUT_GRACE: Final = 1.0
-"""Seconds the agent allows beyond ``timeout`` (each request's own limit), so that a slow
-server is reported by the probe, with its detail, rather than cancelled."""
 
 _EXPERIMENTS_SEARCH: Final = "/api/2.0/mlflow/experiments/search"
 _MODEL_GET: Final = "/api/2.0/mlflow/registered-models/get"
@@ -164,7 +161,7 @@ class MlflowProbe:
 
     @property
     def timeout(self) -> float:
-        return self.settings.timeout + TIMEOUT_GRACE
+        return self.settings.timeout
 
     async def run(self) -> list[CheckResult]:
         """Every check at once; a model check's target adds the model's URI."""

@@ -35,7 +35,6 @@ from flowops.events import Topics
 from flowops.monitor.checks import CheckResult, Stopwatch
 
 __all__ = [
-    "CANCEL_MARGIN",
     "USER_AGENT",
     "HttpAnswer",
     "ServiceProbe",
@@ -48,9 +47,6 @@ __all__ = [
 ]
 
 USER_AGENT: Final = f"flowops-monitor/{__version__}"
-CANCEL_MARGIN: Final = 0.5
-"""Seconds past its own timeout an HTTP probe gives the agent before it is cancelled: the
-probe ends its requests at ``timeout`` and reports which one got no answer."""
 _EXCERPT: Final = 200
 """Characters of a body quoted in a detail."""
 
@@ -174,7 +170,7 @@ class ServiceProbe:
 
     @property
     def timeout(self) -> float:
-        return self.settings.timeout + CANCEL_MARGIN
+        return self.settings.timeout
 
     async def run(self) -> Sequence[CheckResult]:
         url = self.settings.url

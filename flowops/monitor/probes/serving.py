@@ -43,7 +43,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from yarl import URL
 
 from flowops.monitor.checks import CheckResult, Stopwatch
-from flowops.monitor.probes.service import CANCEL_MARGIN as _CANCEL_MARGIN
 from flowops.monitor.probes.service import (
     HttpAnswer,
     Unreachable,
@@ -187,7 +186,7 @@ class ModelServerProbe:
 
     @property
     def timeout(self) -> float:
-        return self.settings.timeout + _CANCEL_MARGIN
+        return self.settings.timeout
 
     async def run(self) -> Sequence[CheckResult]:
         watch = Stopwatch()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from flowops.monitor.agent import Agent, Round, run_probes
-from flowops.monitor.checks import CheckResult
+from flowops.monitor.checks import TIMEOUT_GRACE, CheckResult
 from flowops.monitor.metrics import MonitorMetrics
 
 pytestmark = pytest.mark.asyncio
@@ -73,7 +73,7 @@ async def test_a_hanging_probe_is_a_failed_check_of_its_kind() -> None:
     hanging = FakeProbe("kafka", "127.0.0.1:9092", timeout=0.05, hang=True)
     (result,) = await run_probes([hanging])
     assert (result.check, result.target, result.success) == ("kafka", "127.0.0.1:9092", False)
-    assert result.detail == "no answer within 0.05 s"
+    assert result.detail == f"no answer within {0.05 + TIMEOUT_GRACE:g} s"
 
 
 async def test_a_broken_probe_is_a_failed_check_naming_the_error() -> None:

@@ -318,7 +318,7 @@ def test_settings_defaults_and_limits() -> None:
     assert (settings.name, settings.timeout, settings.remote) == (None, 30.0, None)
     assert (settings.check_remote, settings.dvc_bin) == (True, None)
     probe = DvcProbe(settings)
-    assert (probe.kind, probe.target, probe.timeout) == ("dvc", "/srv/models-repo", 31.0)
+    assert (probe.kind, probe.target, probe.timeout) == ("dvc", "/srv/models-repo", 30.0)
     with pytest.raises(ValidationError):
         DvcTargetSettings(path="/srv", timeout=0)
     with pytest.raises(ValidationError):

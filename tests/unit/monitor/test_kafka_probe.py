@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from flowops.config import load_settings
 from flowops.events import TOPICS, Topics
 from flowops.monitor.probes.kafka import (
-    CANCEL_MARGIN,
     GroupLag,
     KafkaProbe,
     KafkaProbeSettings,
@@ -37,7 +36,7 @@ def test_defaults_come_from_the_kafka_and_streams_sections() -> None:
     assert (probe.kind, probe.target) == ("kafka", "k1:9093,k2:9093")
     assert probe.topics == [spec.name for spec in TOPICS]
     assert probe.groups == {"prod-traffic": [Topics.TRAFFIC]}
-    assert probe.timeout == 5.0 + CANCEL_MARGIN
+    assert probe.timeout == 5.0
     assert probe.settings.lag_threshold == 10_000
 
 
@@ -49,7 +48,7 @@ def test_given_settings_win() -> None:
     probe = KafkaProbe(settings, load_settings())
 
     assert (probe.target, probe.topics, probe.groups) == ("127.0.0.1:19092", ["a"], {"g": ["a"]})
-    assert probe.timeout == 2 + CANCEL_MARGIN
+    assert probe.timeout == 2
 
 
 def test_no_groups_watched() -> None:

@@ -160,7 +160,7 @@ async def test_the_target_is_the_name_when_given(url: str) -> None:
         mlflow = MlflowProbe(MlflowTargetSettings(url=url, name="prod", timeout=2), session)
         results = await mlflow.run()
 
-    assert (mlflow.kind, mlflow.target, mlflow.timeout) == ("mlflow", "prod", 3.0)
+    assert (mlflow.kind, mlflow.target, mlflow.timeout) == ("mlflow", "prod", 2.0)
     assert {r.target for r in results} == {"prod"}
 
 
