@@ -12,7 +12,8 @@ install: $(STAMP) debian
 # Debian programs the tests start (each its own process on a free loopback port), as
 # command:package pairs; apt-get runs only when one is missing.
 DEBIAN := redis-server:redis-server prometheus:prometheus promtool:prometheus \
-	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager git:git
+	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager git:git \
+	buildah:buildah
 # ... and those only `make bench` needs (bench/gateway.py, bench/monitor.py); `make test`
 # never installs them
 DEBIAN_BENCH := nginx:nginx wrk:wrk prometheus-blackbox-exporter:prometheus-blackbox-exporter

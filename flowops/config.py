@@ -236,6 +236,18 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="`flowops monitor`; checked when the agent starts (flowops.monitor.config)",
     )
+    build: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`flowops build`; checked when it runs (flowops.ops.build)",
+    )
+    test: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`flowops test`; checked when it runs (flowops.ops.testing)",
+    )
+    deploy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`flowops deploy`; checked when it runs (flowops.ops.deploy)",
+    )
 
     @classmethod
     def settings_customise_sources(

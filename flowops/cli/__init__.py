@@ -18,6 +18,16 @@ __all__ = ["main"]
 
 # name -> (module, attribute, one-line help shown by `flowops --help` without importing it)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
+    "build": (
+        "flowops.cli.build",
+        "build",
+        "Build OCI images of the gateway, stream worker and monitor (buildah, podman, ...).",
+    ),
+    "deploy": (
+        "flowops.cli.deploy",
+        "deploy",
+        "Deploy to Kubernetes (infra/k8s overlays), wait for the rollout, roll back.",
+    ),
     "drift": (
         "flowops.cli.drift",
         "drift",
@@ -37,6 +47,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "flowops.cli.streams",
         "streams",
         "Run the stream workers that turn traffic into drift alerts.",
+    ),
+    "test": (
+        "flowops.cli.testing",
+        "test",
+        "A model project's CI gate: unit tests, contract checks of a model server, drift.",
     ),
     "up": (
         "flowops.cli.up",
