@@ -12,20 +12,15 @@ Every decoding error is an :class:`~flowops.errors.EventError` with a ``code``.
 JSON Schemas of all events are in ``docs/events/``; ``docs/streaming.md`` tells the story.
 """
 
-from flowops.events.codec import (
-    SCHEMA_VERSION,
-    DecodedTraffic,
-    decode_traffic,
-    decode_traffic_many,
-    encode_traffic,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from flowops.events.headers import (
     CloudEvent,
     EventTypes,
     cloudevent_headers,
     read_cloudevent_headers,
 )
-from flowops.events.producer import EventProducer, TrafficProducer
 from flowops.events.schemas import DeadLetter, DriftAlert, Event, HealthEvent, ReferenceProfile
 from flowops.events.topics import (
     TOPICS,
@@ -35,7 +30,42 @@ from flowops.events.topics import (
     describe_topics,
     ensure_topics,
 )
-from flowops.events.traffic import FeatureValue, TrafficBatch, TrafficRow
+
+if TYPE_CHECKING:
+    from flowops.events.codec import (
+        SCHEMA_VERSION,
+        DecodedTraffic,
+        decode_traffic,
+        decode_traffic_many,
+        encode_traffic,
+    )
+    from flowops.events.producer import EventProducer, TrafficProducer
+    from flowops.events.traffic import FeatureValue, TrafficBatch, TrafficRow
+
+# Imported on first use: the traffic codec and rows need numpy, the producers aiokafka;
+# the monitor, which needs only topic names and health events, is smaller without them.
+_LAZY: dict[str, str] = {
+    "SCHEMA_VERSION": "codec",
+    "DecodedTraffic": "codec",
+    "decode_traffic": "codec",
+    "decode_traffic_many": "codec",
+    "encode_traffic": "codec",
+    "EventProducer": "producer",
+    "TrafficProducer": "producer",
+    "FeatureValue": "traffic",
+    "TrafficBatch": "traffic",
+    "TrafficRow": "traffic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -25,18 +25,16 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, Self, TypedDict, Unpack
-
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self, TypedDict, Unpack
 
 from flowops.config import KafkaSettings
 from flowops.errors import BrokerError
-from flowops.events.codec import encode_traffic
 from flowops.events.headers import EventTypes, cloudevent_headers
 from flowops.events.schemas import Event
 from flowops.events.topics import Topics
-from flowops.events.traffic import TrafficBatch, TrafficRow
+
+if TYPE_CHECKING:  # numpy comes with them; EventProducer's users (the monitor) need none
+    from flowops.events.traffic import TrafficBatch, TrafficRow
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -45,11 +43,22 @@ __all__ = [
     "ProducerClient",
     "ProducerOptions",
     "TrafficProducer",
+    "kafka_error",
 ]
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 MAX_MESSAGE_BYTES: Final = 900_000
 """A batch encoding to more than this is split (Kafka's default limit is about 1 MB)."""
+
+
+def kafka_error() -> type[Exception]:
+    """aiokafka's ``KafkaError``, for ``except kafka_error():``, which Python evaluates only
+    when an exception is being matched: importing this module costs no Kafka client, so
+    the monitor (which may never publish) stays small."""
+    from aiokafka.errors import KafkaError
+
+    error: type[Exception] = KafkaError  # aiokafka is untyped
+    return error
 
 
 class ProducerClient(Protocol):
@@ -128,10 +137,12 @@ class EventProducer:
     async def start(self) -> None:
         """Connect to the broker; raises BrokerError if it cannot be reached."""
         if self._client is None:
+            from aiokafka import AIOKafkaProducer
+
             self._client = AIOKafkaProducer(**self._options)
         try:
             await self._client.start()
-        except KafkaError as exc:
+        except kafka_error() as exc:
             await self._client.stop()
             raise BrokerError(
                 self.bootstrap, f"cannot start a producer: {exc}{self._hint()}"
@@ -174,7 +185,7 @@ class EventProducer:
         headers = cloudevent_headers(event_type, self.source, event_id, datetime.now(UTC))
         try:
             future = await self._client.send(topic, value, key=key, headers=headers)
-        except KafkaError as exc:
+        except kafka_error() as exc:
             raise BrokerError(
                 self.bootstrap, f"cannot send to {topic}: {exc}{self._hint()}"
             ) from None
@@ -228,6 +239,9 @@ class TrafficProducer(EventProducer):
 
     async def send(self, traffic: TrafficRow | TrafficBatch | Sequence[TrafficRow]) -> None:
         """Queue a row, a batch, or rows (sent as one batch per model version)."""
+        from flowops.events.codec import encode_traffic
+        from flowops.events.traffic import TrafficRow
+
         if isinstance(traffic, TrafficRow):
             await self._send_encoded(traffic.model, encode_traffic(traffic))
             return
@@ -237,6 +251,8 @@ class TrafficProducer(EventProducer):
 
     def _messages(self, batch: TrafficBatch) -> Iterator[tuple[str, bytes]]:
         """The batch's messages, halving it until each fits ``max_message_bytes``."""
+        from flowops.events.codec import encode_traffic
+
         payload = encode_traffic(batch)
         if len(payload) <= self.max_message_bytes or batch.rows == 1:
             yield batch.model, payload
@@ -252,6 +268,8 @@ class TrafficProducer(EventProducer):
 
 def _batches(traffic: TrafficBatch | Sequence[TrafficRow]) -> list[TrafficBatch]:
     """A batch as it is; rows as one batch per (model, version), in order of first row."""
+    from flowops.events.traffic import TrafficBatch
+
     if isinstance(traffic, TrafficBatch):
         return [traffic]
     groups: dict[tuple[str, str], list[TrafficRow]] = {}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, Self
 
 from pydantic import (
     BaseModel,
@@ -37,10 +37,12 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from flowops.drift.profile import Profile
 from flowops.errors import EventError, EventErrorCode, InputError
 from flowops.events.headers import EventTypes
 from flowops.events.topics import Topics
+
+if TYPE_CHECKING:  # numpy comes with it; the monitor's health events need none
+    from flowops.drift.profile import Profile
 
 __all__ = [
     "CategoricalFeatureBody",
@@ -285,6 +287,8 @@ class ReferenceProfile(Event):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        from flowops.drift.profile import Profile
+
         try:
             self._profile = Profile.from_dict(self.profile.model_dump())
         except InputError as exc:

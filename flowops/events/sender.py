@@ -57,12 +57,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-
 from flowops.config import KafkaSettings
 from flowops.errors import EventError, ServiceError
-from flowops.events.producer import EventProducer, ProducerClient
+from flowops.events.producer import EventProducer, ProducerClient, kafka_error
 from flowops.events.topics import TopicSpec, ensure_topics
 
 __all__ = [
@@ -380,7 +377,7 @@ class QueuedPublisher(Generic[_T]):
 
 def _unexpected(exc: Exception) -> bool:
     """Whether ``exc`` is not a broker failure (then its traceback is logged: a bug)."""
-    return not isinstance(exc, KafkaError | ServiceError | OSError | TimeoutError)
+    return not isinstance(exc, kafka_error() | ServiceError | OSError | TimeoutError)
 
 
 class KafkaSink(ABC, Generic[_T, _P]):
@@ -453,6 +450,8 @@ class KafkaSink(ABC, Generic[_T, _P]):
     def _aiokafka(self) -> ProducerClient:
         """An aiokafka producer as :class:`~flowops.events.EventProducer` makes one, with
         this sink's timeout and no linger (each round waits for its acknowledgement)."""
+        from aiokafka import AIOKafkaProducer
+
         kafka = self.kafka
         client: ProducerClient = AIOKafkaProducer(
             bootstrap_servers=kafka.bootstrap,

@@ -21,10 +21,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, for_code
-
 from flowops.errors import BrokerError, ConfigError
 
 __all__ = ["TOPICS", "TopicInfo", "TopicSpec", "Topics", "describe_topics", "ensure_topics"]
@@ -107,6 +103,8 @@ async def describe_topics(
         if not found:
             return {}
         metadata = await admin.describe_topics(found)
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
         resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in found]
         configs = _configs(await admin.describe_configs(resources))
     partitions = {topic["topic"]: len(topic["partitions"]) for topic in metadata}
@@ -115,7 +113,14 @@ async def describe_topics(
 
 @asynccontextmanager
 async def _admin(bootstrap: str, timeout: float) -> AsyncIterator[Any]:
-    """A started admin client, closed after; connection errors become BrokerError."""
+    """A started admin client, closed after; connection errors become BrokerError.
+
+    aiokafka is imported here, not with the module, so that the topic names cost no
+    Kafka client to those that only need them (the monitor).
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
     client = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="flowops-admin",
@@ -144,6 +149,8 @@ def _check_counts(partitions: int, replication: int) -> None:
 
 
 def _new_topic(spec: TopicSpec, partitions: int, replication: int) -> Any:
+    from aiokafka.admin import NewTopic
+
     return NewTopic(spec.name, partitions, replication, topic_configs=dict(spec.configs))
 
 
@@ -151,6 +158,8 @@ def _check_created(bootstrap: str, response: Any) -> None:
     """Raise BrokerError for a topic the broker refused, unless it exists already."""
     for topic, code, message, *_ in response.topic_errors:
         if code not in (0, _TOPIC_ALREADY_EXISTS):
+            from aiokafka.errors import for_code
+
             reason = message or for_code(code).__name__
             raise BrokerError(bootstrap, f"cannot create topic {topic!r}: {reason}")
 

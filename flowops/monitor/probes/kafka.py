@@ -37,17 +37,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flowops.config import KafkaSettings, Settings
 from flowops.events import TOPICS as _FLOWOPS_TOPICS
 from flowops.events import Topics
+from flowops.events.producer import kafka_error
 from flowops.monitor.checks import CheckResult, Stopwatch
+
+if TYPE_CHECKING:  # aiokafka is imported when a probe runs: an agent without one is smaller
+    from aiokafka import TopicPartition
 
 __all__ = [
     "CHECKS",
@@ -114,6 +115,7 @@ def group_lag(
     """The lag of ``group`` on the partitions of ``ends``: end minus committed offset, or
     minus the log start where it committed nothing (offset -1 or absent), never below 0.
 
+    >>> from aiokafka import TopicPartition
     >>> tp = TopicPartition("flowops.traffic", 0)
     >>> group_lag("g", {tp: 4}, {tp: 10}, {tp: 0}).total
     6
@@ -132,6 +134,7 @@ def group_lag(
 def lag_detail(lags: Sequence[GroupLag], threshold: int) -> tuple[bool, str]:
     """(whether every group is within ``threshold``, the check's detail).
 
+    >>> from aiokafka import TopicPartition
     >>> tp = TopicPartition("flowops.traffic", 0)
     >>> lag_detail([GroupLag("g", 12, {tp: 12}, 2, True)], 100)
     (True, 'g: 12 behind, 2 member(s)')
@@ -189,7 +192,7 @@ class KafkaProbe:
                 f"no answer from Kafka at {self.bootstrap} within {self.settings.timeout:g} s: "
                 "the broker is overloaded, or the address does not lead to it"
             )
-        except KafkaError as exc:
+        except kafka_error() as exc:
             run.fail_rest(f"Kafka at {self.bootstrap} failed: {exc}")
         return run.results
 
@@ -208,6 +211,8 @@ class KafkaProbe:
     @contextlib.asynccontextmanager
     async def _admin(self, run: _Run) -> AsyncIterator[Any]:
         """A started admin client, or None after failing the checks when none starts."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
@@ -216,7 +221,7 @@ class KafkaProbe:
         try:
             try:
                 await admin.start()
-            except KafkaError as exc:
+            except kafka_error() as exc:
                 run.fail_rest(
                     f"cannot reach the Kafka broker at {self.bootstrap} ({exc}); is it running? "
                     "`flowops up` starts one, or set kafka.bootstrap (monitor.kafka.bootstrap)"
@@ -257,6 +262,8 @@ class KafkaProbe:
         """(end offsets, log start offsets) of ``tps``; see the module's docstring."""
         if not tps:
             return {}, {}
+        from aiokafka import AIOKafkaConsumer
+
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
@@ -321,6 +328,8 @@ async def _partitions(admin: Any, topics: set[str]) -> dict[str, list[TopicParti
     """The partitions of each of ``topics`` (which exist)."""
     if not topics:
         return {}
+    from aiokafka import TopicPartition
+
     described = await admin.describe_topics(sorted(topics))
     return {
         item["topic"]: [TopicPartition(item["topic"], p["partition"]) for p in item["partitions"]]

@@ -1,0 +1,35 @@
+"""The monitoring agent stays small: its modules pull in no numeric or ML library, and
+the Kafka client only when a Kafka probe runs or health events are published.
+
+Its memory goal (bench/monitor.py, under 60 MB) depends on it: numpy alone costs the
+agent about 14 MB of resident memory, aiokafka about 8 MB more.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("numpy", "scipy", "faust", "mlflow", "pandas", "kubernetes_asyncio", "aiokafka")
+
+
+@pytest.mark.parametrize(
+    "module", ["flowops.monitor.server", "flowops.monitor.config", "flowops.cli.monitor"]
+)
+def test_the_agent_imports_no_heavy_library(module: str) -> None:
+    code = f"import sys, {module}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_the_traffic_names_still_come_from_flowops_events() -> None:
+    code = (
+        "import sys, flowops.events as events\n"
+        "before = 'numpy' in sys.modules\n"
+        "row = events.TrafficRow\n"
+        "print(before, 'numpy' in sys.modules, row.__module__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True", "flowops.events.traffic"]
