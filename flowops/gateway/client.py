@@ -222,6 +222,17 @@ class Response:
             self._connection.resume_reading()
         return chunk
 
+    def body_if_complete(self) -> bytes | None:
+        """The whole body if it has all arrived (then the connection is released), else
+        None and nothing is consumed: a small answer is often whole with its head."""
+        if not self._complete or self._error is not None or self._released:
+            return None
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self.release()
+        return body
+
     async def read(self) -> bytes:
         """The whole body (then the connection is back in the pool)."""
         return b"".join([chunk async for chunk in self])

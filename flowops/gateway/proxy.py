@@ -33,6 +33,7 @@ from typing import Any, Final
 import aiohttp
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from flowops.events import TrafficRow
 from flowops.gateway import split as splitting
@@ -382,22 +383,29 @@ class Proxy:
         exchange: _Exchange,
         deadline: float,
     ) -> web.StreamResponse:
-        """Stream the upstream's response to the client, keeping its first bytes."""
+        """The upstream's response to the client, keeping its first bytes: whole, in one
+        write, when its body came with its head; else streamed as it comes."""
         latency = (exchange.headers_at or time.monotonic()) - lease.started_at
         lease.finish(outcome_of_status(upstream.status), latency)
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for name, value in _downstream_headers(upstream):
-            response.headers.add(name, value)
-        response.headers["X-Request-ID"] = exchange.request_id
+        headers = CIMultiDict(_downstream_headers(upstream))
+        headers["X-Request-ID"] = exchange.request_id
         if exchange.variant.name is not None:
-            response.headers[VARIANT_HEADER] = exchange.variant.name
-        if upstream.content_length is not None:
-            response.content_length = upstream.content_length
+            headers[VARIANT_HEADER] = exchange.variant.name
         exchange.status = upstream.status
         exchange.response_type = upstream.header("Content-Type")
         capture = self.settings.capture_bytes
         keep = upstream.header("Content-Encoding") is None and capture > 0
+        body = upstream.body_if_complete() if request.method != "HEAD" else None
+        if body is not None:  # aiohttp sends the head and the body in one write
+            exchange.captured = bytearray(body) if keep and len(body) <= capture else None
+            return web.Response(
+                status=upstream.status, reason=upstream.reason, headers=headers, body=body
+            )
         exchange.captured = bytearray() if keep else None
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.extend(headers)
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
         try:
             await response.prepare(request)
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):

@@ -204,6 +204,40 @@ async def test_a_large_body_streams_as_it_arrives() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_body_whole_with_its_head_is_taken_at_once_and_pools_the_connection() -> None:
+    async with upstream(answering(OK, OK)) as (server, url, client):
+        response = await client.request("GET", url, "/")
+        for _ in range(50):  # the body follows the head in the same read, or just after
+            if response.complete:
+                break
+            await asyncio.sleep(0.01)
+        assert response.body_if_complete() == b"ok"
+        assert response.body_if_complete() is None  # taken: released, not read twice
+        again = await client.request("GET", url, "/")
+        assert await again.read() == b"ok"
+
+    assert server.connections == 1
+
+
+@pytest.mark.asyncio
+async def test_a_body_still_arriving_is_not_taken() -> None:
+    arrived = asyncio.Event()
+
+    async def handle(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        await arrived.wait()
+        await peer.send(b"cd")
+        await peer.reader.read()
+
+    async with upstream(lambda _: handle) as (_, url, client):
+        response = await client.request("GET", url, "/")
+        assert response.body_if_complete() is None
+        arrived.set()
+        assert await response.read() == b"abcd"  # nothing was consumed by the refusal
+
+
+@pytest.mark.asyncio
 async def test_sequential_requests_share_one_connection() -> None:
     async with upstream(answering(*[OK] * 5)) as (server, url, client):
         bodies = []
