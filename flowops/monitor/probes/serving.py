@@ -43,12 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from yarl import URL
 
 from flowops.monitor.checks import CheckResult, Stopwatch
-from flowops.monitor.probes.service import (
-    HttpAnswer,
-    Unreachable,
-    check_http_url,
-    fetch,
-)
+from flowops.monitor.probes.http import HttpAnswer, Unreachable, check_http_url, fetch
 
 __all__ = [
     "CanarySettings",

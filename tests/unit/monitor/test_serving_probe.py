@@ -11,12 +11,8 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from flowops.monitor.probes.service import (
-    HttpAnswer,
-    ServiceSettings,
-    unready_reason,
-    worker_samples,
-)
+from flowops.monitor.probes.http import HttpAnswer
+from flowops.monitor.probes.service import ServiceSettings, unready_reason, worker_samples
 from flowops.monitor.probes.serving import (
     ModelServerProbe,
     ModelServerSettings,
