@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -215,7 +215,8 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler of every proxied request."""
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        # 128 random bits in hex, as uuid4().hex without building a UUID (2% of a request)
+        request_id = request.headers.get("X-Request-ID") or os.urandom(16).hex()
         body: bytes | None = None
         model: str | None = None
         if self._model_from is not None:
