@@ -182,8 +182,24 @@ def to_yaml(manifests: Sequence[Mapping[str, Any]]) -> str:
     kind: B
     """
     return "---\n".join(
-        yaml.safe_dump(dict(m), sort_keys=False, default_flow_style=False) for m in manifests
+        yaml.dump(dict(m), Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        for m in manifests
     )
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML without aliases, multi-line strings (a ConfigMap's file) as ``|`` blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def _order(manifest: Manifest) -> tuple[int, str, str]:
@@ -281,7 +297,16 @@ def _load(path: Path) -> list[Manifest]:
     for document in documents:
         if not isinstance(document, dict):
             raise ConfigError(str(path), "each YAML document must be a mapping")
-    return documents
+    return [_unshared(document) for document in documents]
+
+
+def _unshared(value: Any) -> Any:
+    """``value`` rebuilt so that no two places share an object (YAML aliases do)."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
 
 
 def _check_manifest(manifest: Manifest, path: Path) -> None:
