@@ -60,6 +60,7 @@ PACKAGES = [
     "flowops.monitor.probes.http",
     "flowops.monitor.probes.service",
     "flowops.monitor.probes.serving",
+    "flowops.ops.kustomize",
     "flowops.ops.manifests",
 ]
 
