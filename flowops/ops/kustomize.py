@@ -24,6 +24,10 @@ would. The fields it knows:
 ``namespace``
     set on every namespaced resource; a ``Namespace`` resource is renamed to it.
 
+``kubectl kustomize`` (kustomize 5.5) builds ``infra/k8s``'s overlays to the same
+resources (``tests/unit/ops/test_manifests_kustomize.py``); it crashes on a
+``$patch: delete`` that shares its file with other patches, so keep those alone.
+
 Anything else in a kustomization (generators, replacements, JSON patches) is a
 :class:`~flowops.errors.ConfigError` naming the file and the field.
 
