@@ -10,8 +10,10 @@ each into one line on stderr and the exit code drawn here, never a traceback::
     │   └── EventError                an event that cannot be decoded (.event, .field, .code)
     └── ServiceError                  a service FlowOps needs did not answer (.target), exit 3
         ├── BrokerError               the Kafka broker: not found, not started, not answering
-        └── MlflowError               the MLflow tracking server: no answer, a refusal, a store
-                                      FlowOps cannot write to (.status: the HTTP status or None)
+        ├── MlflowError               the MLflow tracking server: no answer, a refusal, a store
+        │                             FlowOps cannot write to (.status: the HTTP status or None)
+        └── ClusterError              the Kubernetes API server: no answer (exit 3), or a
+                                      refusal (.status 401, 403, 404, 422: exit 2) naming its verb
 
 Errors carry their context as attributes so callers can act on them without parsing the
 message:
@@ -29,6 +31,7 @@ from typing import Literal, TypeAlias
 
 __all__ = [
     "BrokerError",
+    "ClusterError",
     "ConfigError",
     "EmptyInputError",
     "EventError",
@@ -162,3 +165,21 @@ class MlflowError(ServiceError):
     def __init__(self, target: str, reason: str, *, status: int | None = None) -> None:
         super().__init__(target, reason)
         self.status = status
+
+
+class ClusterError(ServiceError):
+    """The Kubernetes API server did not answer (exit 3), or refused a request (exit 2).
+
+    ``target`` is the API server's URL; ``status`` the HTTP status of a refusal (None when
+    nothing answered). A refusal is the user's to fix (credentials, RBAC, an invalid
+    object), so it exits 2 like any configuration error.
+
+    >>> err = ClusterError("https://k8s:6443", "forbidden: patch deployments.apps", status=403)
+    >>> str(err), err.exit_code
+    ('https://k8s:6443: forbidden: patch deployments.apps', 2)
+    """
+
+    def __init__(self, target: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(target, reason)
+        self.status = status
+        self.exit_code = 3 if status is None or status >= 500 else 2
