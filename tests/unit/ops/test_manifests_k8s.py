@@ -142,7 +142,9 @@ def test_every_resource_is_a_known_kind_in_its_namespace(env: str) -> None:
         assert group in BUILT_IN_GROUPS or (manifest["apiVersion"], manifest["kind"]) in CUSTOM
         if manifest["kind"] != "Namespace":
             assert manifest["metadata"]["namespace"] == f"flowops-{env}"
-        assert manifest["metadata"]["labels"]["flowops/environment"] == env
+        labels = manifest["metadata"]["labels"]
+        assert labels["flowops/environment"] == env
+        assert labels["app.kubernetes.io/part-of"] == "flowops"
     assert [name(n) for n in of_kind(manifests, "Namespace")] == [f"flowops-{env}"]
 
 
