@@ -50,6 +50,8 @@ __all__ = ["KUSTOMIZATION", "build", "replace_images", "strategic_merge"]
 
 Manifest = dict[str, Any]
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: 5x faster when built in
+
 KUSTOMIZATION: Final = "kustomization.yaml"
 """The file that makes a folder a kustomization (or a component)."""
 _FIELDS: Final = frozenset(
@@ -150,7 +152,7 @@ def _load(path: Path) -> list[Manifest]:
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"not valid YAML: {exc}") from None
     for document in documents:
