@@ -195,7 +195,12 @@ class StreamsSettings(BaseModel):
     models: dict[str, ModelStreamSettings] = Field(
         default_factory=dict, description="per-model overrides, by model name"
     )
-    metrics_port: int = Field(6066, ge=1, le=65535, description="/metrics on 127.0.0.1")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="address /metrics listens on; 0.0.0.0 in a container Prometheus scrapes",
+    )
+    metrics_port: int = Field(6066, ge=1, le=65535, description="port of /metrics")
     store: str = Field("memory://", description="Faust table store (reference profiles)")
     datadir: Path | None = Field(None, description="Faust data directory; default: a temp dir")
     grace: float = Field(

@@ -5,7 +5,8 @@
 * keeps the reference profiles in a global table over ``flowops.references``
   (:mod:`streams.references`; Faust restores it before the worker starts);
 * runs the traffic agent (:mod:`streams.agents.traffic`) once that table is ready;
-* serves ``/metrics`` (Prometheus text) on ``127.0.0.1:streams.metrics_port``.
+* serves ``/metrics`` (Prometheus text) on ``streams.metrics_host:streams.metrics_port``
+  (127.0.0.1:6066 unless configured).
 
 Faust's own consumer group is ``streams.app_id``; the traffic agent's is
 ``<app id>-traffic``. Processing is at-least-once and producers are not idempotent:
@@ -65,8 +66,8 @@ def build(settings: Settings, *, say: Callable[[str], None] | None = None) -> St
         broker_rebalance_timeout=streams.session_timeout,
         broker_heartbeat_interval=streams.session_timeout / 4,
         web_enabled=True,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=streams.metrics_host,
+        web_host=streams.metrics_host,
         web_port=streams.metrics_port,
     )
     metrics = StreamMetrics()

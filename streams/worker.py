@@ -39,7 +39,8 @@ def run_worker(settings: Settings, *, say: Callable[[str], None]) -> None:
             loop.close()
             raise
         parts = build(settings, say=say)
-        say(f"metrics: http://127.0.0.1:{settings.streams.metrics_port}/metrics")
+        streams = settings.streams
+        say(f"metrics: http://{streams.metrics_host}:{streams.metrics_port}/metrics")
         worker = faust.Worker(
             parts.app,
             loop=loop,

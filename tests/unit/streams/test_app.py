@@ -26,6 +26,14 @@ def test_the_app_is_configured_from_the_settings(tmp_path: Path) -> None:
     assert conf.topic_partitions == 6
 
 
+def test_metrics_listen_where_configured_for_a_container(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={"streams": {"metrics_host": "0.0.0.0", "datadir": str(tmp_path)}}
+    )
+    conf = build_app(settings).conf
+    assert (conf.web_bind, conf.web_port) == ("0.0.0.0", 6066)
+
+
 def test_the_reference_table_reads_the_references_topic(tmp_path: Path) -> None:
     settings = load_settings(overrides={"streams": {"datadir": str(tmp_path)}})
     parts = build(settings)
