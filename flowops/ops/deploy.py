@@ -1,0 +1,443 @@
+"""``flowops deploy``: render an overlay of ``infra/k8s`` with the built images, apply it
+with server-side apply, wait for the rollouts, or roll back (docs/deploy.md).
+
+:func:`deploy` does one run: render (:mod:`flowops.ops.manifests`), connect
+(:mod:`flowops.ops.cluster`), apply every object (:func:`apply_all`), and wait
+(:func:`wait_all`, with the rules of :mod:`flowops.ops.rollout`); with ``rollback`` it
+returns each workload to its previous revision first (:mod:`flowops.ops.rollback`).
+Progress goes to ``say``, one line per change; the :class:`DeployReport` is the data.
+
+>>> parse_images(["gateway=ghcr.io/acme/flowops-gateway:1.2.0"])
+{'gateway': 'ghcr.io/acme/flowops-gateway:1.2.0'}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowops._version import __version__
+from flowops.errors import ClusterError, ConfigError
+from flowops.ops import manifests as _manifests
+from flowops.ops.cluster import ClusterClient, ResourceType
+from flowops.ops.rollout import WORKLOAD_KINDS, RolloutStatus, rollout_status
+
+__all__ = [
+    "Applied",
+    "DeployReport",
+    "DeployRequest",
+    "DeploySettings",
+    "Waited",
+    "apply_all",
+    "default_tag",
+    "deploy",
+    "deploy_images",
+    "parse_images",
+    "wait_all",
+    "wait_targets",
+]
+
+Say = Callable[[str], None]
+Manifest = dict[str, Any]
+
+_OPERATORS: Final = {
+    "argoproj.io": "Argo Rollouts",
+    "external-secrets.io": "External Secrets Operator",
+    "monitoring.coreos.com": "Prometheus Operator",
+    "kafka.strimzi.io": "Strimzi",
+}
+
+
+class DeploySettings(BaseModel):
+    """The ``deploy:`` section of the settings file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registry: str | None = Field(
+        None, description="images are <registry>/flowops-<service>:<tag>; default: the overlay's"
+    )
+    manifests: Path | None = Field(None, description="the infra/k8s tree; default: ./infra/k8s")
+    kubeconfig: Path | None = Field(
+        None, description="kubeconfig file; default: $KUBECONFIG, then ~/.kube/config"
+    )
+    context: str | None = Field(None, description="kubeconfig context; default: its current one")
+    field_manager: str = Field("flowops", min_length=1, description="server-side apply manager")
+    timeout: float = Field(300.0, gt=0, description="seconds --wait waits for all rollouts")
+    poll_interval: float = Field(2.0, gt=0, le=60, description="seconds between status reads")
+    request_timeout: float = Field(10.0, gt=0, le=300, description="seconds per API request")
+    skip_missing_crds: bool = Field(
+        False, description="skip objects of a kind the cluster lacks (warn) instead of failing"
+    )
+    indefinite_pause: Literal["wait", "succeed", "fail"] = Field(
+        "wait", description="a canary paused until promoted: keep waiting, succeed, or fail"
+    )
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """What the command line asked for."""
+
+    env: str
+    dry_run: bool = False
+    wait: bool = False
+    rollback: bool = False
+    tag: str | None = None
+    images: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What happened to one object: created, configured, unchanged, skipped, rolled back."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    action: str
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class Waited:
+    """How one workload's rollout ended."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    state: Literal["done", "paused", "failed", "timeout"]
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("done", "paused")
+
+
+@dataclass
+class DeployReport:
+    """The outcome of one ``flowops deploy``."""
+
+    env: str
+    dry_run: bool
+    images: dict[str, str]
+    server: str | None = None
+    objects: list[Applied] = field(default_factory=list)
+    rollouts: list[Waited] = field(default_factory=list)
+    offline_yaml: str | None = None
+    offline_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """False when an object failed or a rollout failed or timed out (exit 1)."""
+        return not any(a.failed for a in self.objects) and all(w.ok for w in self.rollouts)
+
+    def as_json(self) -> dict[str, Any]:
+        found = {k: v for k, v in asdict(self).items() if k != "offline_yaml"}
+        return found | {"ok": self.ok}
+
+
+def default_tag(repo: Path | None = None) -> str:
+    """``<version>-<short commit>``, the tag ``flowops build`` gives its images; the bare
+    version outside a git checkout.
+
+    The same rule as the build command's (flowops.ops.build); kept here too until both
+    commands share one helper.
+    """
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short=7", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}-{done.stdout.strip()}"
+
+
+def parse_images(values: Iterable[str]) -> dict[str, str]:
+    """``SERVICE=REF`` pairs from ``--image``; ConfigError for a bad pair or service."""
+    images: dict[str, str] = {}
+    for value in values:
+        service, sep, ref = value.partition("=")
+        if not sep or not ref:
+            raise ConfigError("--image", f"expected SERVICE=IMAGE, got {value!r}")
+        if service not in _manifests.SERVICES:
+            known = ", ".join(_manifests.SERVICES)
+            raise ConfigError("--image", f"no service {service!r} (there are: {known})")
+        images[service] = ref
+    return images
+
+
+def deploy_images(request: DeployRequest, settings: DeploySettings) -> dict[str, str]:
+    """The image of each service: ``--image``, else ``<registry>/flowops-<svc>:<tag>``,
+    else the overlay's own image name at ``<tag>`` (``--tag``, else :func:`default_tag`)."""
+    bare = _manifests.render(request.env, root=settings.manifests)
+    repositories = _repositories(bare)
+    tag = request.tag or default_tag()
+    images = {}
+    for service, repository in repositories.items():
+        if settings.registry:
+            repository = f"{settings.registry.rstrip('/')}/{_manifests.image_name(service)}"
+        images[service] = f"{repository}:{tag}"
+    return images | dict(request.images)
+
+
+def _repositories(manifests: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """service -> the image repository (no tag) its containers use in a rendering."""
+    found: dict[str, str] = {}
+    for manifest in manifests:
+        pod = ((manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in [*pod.get("containers", []), *pod.get("initContainers", [])]:
+            repository = str(container.get("image", "")).split("@")[0]
+            head, _, last = repository.rpartition("/")
+            repository = f"{head}/{last.split(':')[0]}" if head else last.split(":")[0]
+            for service in _manifests.SERVICES:
+                if repository.rpartition("/")[2] == _manifests.image_name(service):
+                    found[service] = repository
+    return found
+
+
+async def deploy(
+    request: DeployRequest,
+    settings: DeploySettings,
+    *,
+    say: Say,
+    cluster: ClusterClient | None = None,
+) -> DeployReport:
+    """One ``flowops deploy`` run; ``cluster`` defaults to the kubeconfig's cluster."""
+    images = deploy_images(request, settings)
+    rendered = _manifests.render(request.env, images, root=settings.manifests)
+    report = DeployReport(request.env, request.dry_run, images)
+    own = cluster is None
+    if cluster is None:
+        cluster = await _connect(settings, report, rendered)
+        if cluster is None:
+            return report
+    try:
+        report.server = cluster.server
+        await _check_reachable(cluster, report, rendered)
+        if report.offline_yaml is not None:
+            return report
+        await _run(cluster, request, settings, rendered, report, say)
+    finally:
+        if own:
+            await cluster.close()
+    return report
+
+
+async def _connect(
+    settings: DeploySettings, report: DeployReport, rendered: list[Manifest]
+) -> ClusterClient | None:
+    from flowops.ops.cluster import connect, kubeconfig_path
+
+    path = kubeconfig_path(settings.kubeconfig)
+    if path is None:
+        reason = "no kubeconfig (--kubeconfig, deploy.kubeconfig, $KUBECONFIG, ~/.kube/config)"
+        if not report.dry_run:
+            raise ConfigError("deploy.kubeconfig", reason)
+        _offline(report, rendered, reason)
+        return None
+    return await connect(path, settings.context, request_timeout=settings.request_timeout)
+
+
+async def _check_reachable(
+    cluster: ClusterClient, report: DeployReport, rendered: list[Manifest]
+) -> None:
+    try:
+        await cluster.version()
+    except ClusterError as exc:
+        if not report.dry_run or exc.status is not None:
+            raise
+        _offline(report, rendered, f"the cluster at {cluster.server} did not answer: {exc.reason}")
+
+
+def _offline(report: DeployReport, rendered: list[Manifest], reason: str) -> None:
+    report.offline_yaml = _manifests.to_yaml(rendered)
+    report.offline_reason = f"{reason}; no server dry run, printing the manifests instead"
+
+
+async def _run(
+    cluster: ClusterClient,
+    request: DeployRequest,
+    settings: DeploySettings,
+    rendered: list[Manifest],
+    report: DeployReport,
+    say: Say,
+) -> None:
+    if request.rollback:
+        from flowops.ops.rollback import rollback_all
+
+        report.objects = await rollback_all(cluster, rendered, settings.field_manager, say)
+    else:
+        report.objects = await apply_all(
+            cluster,
+            rendered,
+            manager=settings.field_manager,
+            dry_run=request.dry_run,
+            skip_missing_crds=settings.skip_missing_crds,
+            say=say,
+        )
+    if request.dry_run or not (request.wait or request.rollback) or not report.ok:
+        return
+    skipped = {(a.kind, a.namespace, a.name) for a in report.objects if a.action.startswith("skip")}
+    kept = [m for m in rendered if _manifests.manifest_key(m) not in skipped]
+    targets = await wait_targets(cluster, kept, say)
+    report.rollouts = await wait_all(cluster, targets, settings, say=say)
+
+
+async def apply_all(
+    cluster: ClusterClient,
+    rendered: Sequence[Mapping[str, Any]],
+    *,
+    manager: str,
+    dry_run: bool,
+    skip_missing_crds: bool,
+    say: Say,
+) -> list[Applied]:
+    """Server-side apply of each object in order (force, field manager ``manager``).
+
+    Discovery comes first: a kind the cluster does not serve is an error naming it
+    before anything is applied, or, with ``skip_missing_crds``, a warning and a skip.
+    In a dry run, objects in a namespace the run would create cannot be checked by the
+    server (it has no such namespace yet); they are reported as new, unchecked.
+    """
+    types = await _discover(cluster, rendered, skip_missing_crds, say)
+    new_namespaces: set[str] = set()
+    applied = []
+    for manifest in rendered:
+        kind, namespace, name = _manifests.manifest_key(manifest)
+        rtype = types[(manifest["apiVersion"], kind)]
+        namespace_or_none = namespace or None
+        if rtype is None:
+            applied.append(Applied(kind, namespace_or_none, name, "skipped: CRD not installed"))
+            continue
+        if dry_run and rtype.namespaced and namespace in new_namespaces:
+            action = f"created (namespace {namespace} is new: not checked by the server)"
+        else:
+            current = await cluster.get(rtype, namespace_or_none, name)
+            result = await cluster.apply(rtype, manifest, manager=manager, dry_run=dry_run)
+            action = _action(current, result)
+            if kind == "Namespace" and current is None:
+                new_namespaces.add(name)
+        applied.append(Applied(kind, namespace_or_none, name, action))
+        suffix = " (server dry run)" if dry_run else ""
+        say(f"{rtype.describe(namespace_or_none, name)} {action}{suffix}")
+    return applied
+
+
+async def _discover(
+    cluster: ClusterClient, rendered: Sequence[Mapping[str, Any]], skip: bool, say: Say
+) -> dict[tuple[str, str], ResourceType | None]:
+    types: dict[tuple[str, str], ResourceType | None] = {}
+    for manifest in rendered:
+        key = (str(manifest["apiVersion"]), str(manifest["kind"]))
+        if key in types:
+            continue
+        types[key] = await cluster.resource_type(*key)
+        if types[key] is not None:
+            continue
+        api_version, kind = key
+        group = api_version.rpartition("/")[0]
+        missing = f"the cluster does not serve {kind} ({api_version})"
+        hint = f"install the {_OPERATORS[group]} CRDs" if group in _OPERATORS else "install its CRD"
+        if not skip:
+            raise ClusterError(
+                cluster.server, f"{missing}: {hint}, or set deploy.skip_missing_crds", status=404
+            )
+        say(f"warning: {missing}: skipping its objects ({hint} to deploy them)")
+    return types
+
+
+def _action(current: Mapping[str, Any] | None, result: Mapping[str, Any]) -> str:
+    if current is None:
+        return "created"
+    return "unchanged" if _comparable(current) == _comparable(result) else "configured"
+
+
+def _comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
+    skip = {"resourceVersion", "managedFields", "generation"}
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in skip}
+    return {k: v for k, v in obj.items() if k != "status"} | {"metadata": metadata}
+
+
+async def wait_targets(
+    cluster: ClusterClient, rendered: Sequence[Mapping[str, Any]], say: Say
+) -> list[tuple[ResourceType, str | None, str]]:
+    """The workloads whose rollout to wait for. A Deployment that an Argo ``Rollout``
+    takes its template from (``workloadRef``) is left out: the Rollout is what rolls."""
+    referenced = {
+        (m["metadata"].get("namespace"), m["spec"]["workloadRef"]["name"])
+        for m in rendered
+        if m["kind"] == "Rollout" and (m.get("spec") or {}).get("workloadRef")
+    }
+    targets = []
+    for manifest in rendered:
+        kind, namespace, name = _manifests.manifest_key(manifest)
+        if kind not in WORKLOAD_KINDS:
+            continue
+        if kind == "Deployment" and (namespace, name) in referenced:
+            say(f"Deployment {namespace}/{name}: rolled out by the Rollout {name} (workloadRef)")
+            continue
+        rtype = await cluster.resource_type(manifest["apiVersion"], kind)
+        if rtype is not None:
+            targets.append((rtype, namespace or None, name))
+    return targets
+
+
+async def wait_all(
+    cluster: ClusterClient,
+    targets: Sequence[tuple[ResourceType, str | None, str]],
+    settings: DeploySettings,
+    *,
+    say: Say,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Waited]:
+    """Poll each target's status until its rollout is done or failed, or ``timeout``
+    (``settings.timeout``) passes; one line on ``say`` per change of status."""
+    limit = settings.timeout if timeout is None else timeout
+    deadline = clock() + limit
+    last: dict[int, RolloutStatus] = {}
+    ended: dict[int, Waited] = {}
+    while True:
+        for index, (rtype, namespace, name) in enumerate(targets):
+            if index in ended:
+                continue
+            found = await cluster.get(rtype, namespace, name)
+            status = (
+                RolloutStatus("waiting", "not on the cluster yet")
+                if found is None
+                else rollout_status(found)
+            )
+            if last.get(index) != status:
+                say(f"{rtype.describe(namespace, name)}: {status.message}")
+                last[index] = status
+            end = _end(status, settings.indefinite_pause)
+            if end is not None:
+                ended[index] = Waited(rtype.kind, namespace, name, end, status.message)
+        if len(ended) == len(targets):
+            break
+        if clock() >= deadline:
+            for index, (rtype, namespace, name) in enumerate(targets):
+                if index not in ended:
+                    why = f"timed out after {limit:g} s; last status: {last[index].message}"
+                    ended[index] = Waited(rtype.kind, namespace, name, "timeout", why)
+            break
+        await asyncio.sleep(max(0.0, min(settings.poll_interval, deadline - clock())))
+    return [ended[index] for index in range(len(targets))]
+
+
+def _end(status: RolloutStatus, on_pause: str) -> Literal["done", "paused", "failed"] | None:
+    if status.state in ("done", "failed"):
+        return status.state
+    if status.state == "paused" and on_pause != "wait":
+        return "paused" if on_pause == "succeed" else "failed"
+    return None

@@ -1,0 +1,447 @@
+"""An in-memory Kubernetes API for tests: :class:`FakeCluster` is a
+:class:`~flowops.ops.cluster.ClusterClient` that stores objects the way an API server
+would, for exactly the calls ``flowops deploy`` makes.
+
+What it does like a real server: discovery of the kinds it "has installed" (built-in
+kinds, and the CRD kinds given), server-side apply (the applied object replaces the one
+manager's fields; ``metadata.generation`` goes up when ``spec`` changes,
+``resourceVersion`` on every change, ``dryRun`` validates and returns without storing),
+a 404 for a namespace that does not exist, a 422 for a selector that does not match the
+pod template, a 403 for what a test forbids, JSON patches. Like the Deployment and Argo
+Rollouts controllers, it makes a ReplicaSet with the next revision annotation whenever a
+Deployment's or Rollout's pod template changes (reusing the ReplicaSet of an earlier
+template, as a rollback does). It never changes ``status``: tests do
+(:meth:`FakeCluster.set_status`), to play a rollout forward or make it fail.
+
+``tests/integration/k8s_api.py`` serves a FakeCluster over HTTP in the Kubernetes wire
+format, so the same rules answer the real client.
+
+>>> import asyncio
+>>> cluster = FakeCluster()
+>>> ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}}
+>>> rtype = asyncio.run(cluster.resource_type("v1", "Namespace"))
+>>> asyncio.run(cluster.apply(rtype, ns, manager="flowops", dry_run=False))["metadata"][
+...     "resourceVersion"]
+'1'
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from flowops.errors import ClusterError
+from flowops.ops.cluster import ResourceType
+from flowops.ops.rollout import (
+    ARGO_HASH_LABEL,
+    ARGO_REVISION,
+    DEPLOYMENT_HASH_LABEL,
+    DEPLOYMENT_REVISION,
+    revision_of,
+)
+
+__all__ = ["BUILTIN_TYPES", "CRD_TYPES", "Call", "FakeCluster"]
+
+Obj = dict[str, Any]
+
+
+def _types(api_version: str, *kinds: tuple[str, str, bool]) -> tuple[ResourceType, ...]:
+    return tuple(ResourceType(api_version, kind, plural, ns) for kind, plural, ns in kinds)
+
+
+BUILTIN_TYPES: Final = (
+    *_types(
+        "v1",
+        ("Namespace", "namespaces", False),
+        ("ServiceAccount", "serviceaccounts", True),
+        ("ConfigMap", "configmaps", True),
+        ("Secret", "secrets", True),
+        ("Service", "services", True),
+    ),
+    *_types(
+        "apps/v1",
+        ("Deployment", "deployments", True),
+        ("ReplicaSet", "replicasets", True),
+        ("StatefulSet", "statefulsets", True),
+        ("DaemonSet", "daemonsets", True),
+    ),
+    *_types("autoscaling/v2", ("HorizontalPodAutoscaler", "horizontalpodautoscalers", True)),
+    *_types("policy/v1", ("PodDisruptionBudget", "poddisruptionbudgets", True)),
+    *_types("networking.k8s.io/v1", ("NetworkPolicy", "networkpolicies", True)),
+)
+"""Kinds every cluster serves (those FlowOps' manifests and rollbacks use)."""
+
+CRD_TYPES: Final = (
+    *_types("argoproj.io/v1alpha1", ("Rollout", "rollouts", True)),
+    *_types(
+        "external-secrets.io/v1beta1",
+        ("SecretStore", "secretstores", True),
+        ("ExternalSecret", "externalsecrets", True),
+    ),
+    *_types("monitoring.coreos.com/v1", ("ServiceMonitor", "servicemonitors", True)),
+    *_types(
+        "kafka.strimzi.io/v1beta2",
+        ("Kafka", "kafkas", True),
+        ("KafkaNodePool", "kafkanodepools", True),
+        ("KafkaTopic", "kafkatopics", True),
+    ),
+)
+"""Custom kinds of the operators FlowOps' overlays use: Argo Rollouts, External Secrets,
+Prometheus Operator and Strimzi."""
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_TEMPLATED: Final = ("Deployment", "StatefulSet", "DaemonSet", "Rollout")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call a FakeCluster answered: ``verb`` as RBAC names it."""
+
+    verb: str
+    kind: str
+    namespace: str | None
+    name: str | None
+    dry_run: bool = False
+    manager: str | None = None
+
+
+class FakeCluster:
+    """An in-memory API server; see the module docstring for what it does."""
+
+    def __init__(
+        self, types: Iterable[ResourceType] = (*BUILTIN_TYPES, *CRD_TYPES), *, server: str = ""
+    ) -> None:
+        self.types = {(t.api_version, t.kind): t for t in types}
+        self.objects: dict[tuple[str, str, str], Obj] = {}
+        self.calls: list[Call] = []
+        self.forbidden: set[tuple[str, str]] = set()
+        self.scripts: dict[tuple[str, str, str], list[Obj]] = {}
+        self._server = server or "fake://cluster"
+        self._version = 0
+
+    @property
+    def server(self) -> str:
+        return self._server
+
+    # ----- the ClusterClient calls -------------------------------------------------------
+    async def version(self) -> Obj:
+        return {"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "fake"}
+
+    async def resource_type(self, api_version: str, kind: str) -> ResourceType | None:
+        return self.types.get((api_version, kind))
+
+    async def get(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        self._record(Call("get", rtype.kind, namespace, name))
+        key = self._key(rtype, namespace, name)
+        if self.scripts.get(key) and key in self.objects:
+            self._play(key)
+        found = self.objects.get(key)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def list_objects(
+        self, rtype: ResourceType, namespace: str | None, selector: str
+    ) -> list[Obj]:
+        self._record(Call("list", rtype.kind, namespace, None))
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        return [
+            copy.deepcopy(obj)
+            for (kind, ns, _), obj in sorted(self.objects.items())
+            if kind == rtype.kind
+            and ns == (namespace or "")
+            and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+        ]
+
+    async def apply(
+        self, rtype: ResourceType, manifest: Mapping[str, Any], *, manager: str, dry_run: bool
+    ) -> Obj:
+        metadata = manifest.get("metadata") or {}
+        namespace = metadata.get("namespace") if rtype.namespaced else None
+        self._record(Call("patch", rtype.kind, namespace, metadata.get("name"), dry_run, manager))
+        _validate(rtype, manifest)
+        self._check_namespace(rtype, namespace)
+        key = self._key(rtype, namespace, metadata["name"])
+        current = self.objects.get(key)
+        new = _merged(current, manifest, manager)
+        if current is not None and _comparable(new) == _comparable(current):
+            return copy.deepcopy(current)
+        self._version += 1
+        new["metadata"]["resourceVersion"] = str(self._version)
+        if not dry_run:
+            self._store(rtype, key, new)
+        return copy.deepcopy(new)
+
+    async def patch(
+        self,
+        rtype: ResourceType,
+        namespace: str | None,
+        name: str,
+        operations: Sequence[Mapping[str, Any]],
+        *,
+        manager: str,
+    ) -> Obj:
+        self._record(Call("patch", rtype.kind, namespace, name, manager=manager))
+        key = self._key(rtype, namespace, name)
+        current = self.objects.get(key)
+        if current is None:
+            raise ClusterError(self.server, f'{rtype.resource} "{name}" not found', status=404)
+        new = copy.deepcopy(current)
+        for operation in operations:
+            _json_patch(new, operation)
+        _validate(rtype, new)
+        if new.get("spec") != current.get("spec"):
+            new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        self._version += 1
+        new["metadata"]["resourceVersion"] = str(self._version)
+        self._store(rtype, key, new)
+        return copy.deepcopy(new)
+
+    async def close(self) -> None:
+        return None
+
+    # ----- what tests drive --------------------------------------------------------------
+    def obj(self, kind: str, namespace: str | None, name: str) -> Obj:
+        """The stored object (a copy); KeyError when there is none."""
+        return copy.deepcopy(self.objects[(kind, namespace or "", name)])
+
+    def set_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """Replace the object's ``status``, as its controller would."""
+        stored = self.objects[(kind, namespace or "", name)]
+        stored["status"] = copy.deepcopy(dict(status))
+        self._version += 1
+        stored["metadata"]["resourceVersion"] = str(self._version)
+
+    def script(self, kind: str, namespace: str | None, name: str, statuses: Iterable[Obj]) -> None:
+        """Statuses the object takes one by one, one per read of it (the last one stays):
+        a rollout played forward without timing. A status without ``observedGeneration``
+        gets the object's generation then (a string for a Rollout, as Argo writes it)."""
+        self.scripts[(kind, namespace or "", name)] = [dict(s) for s in statuses]
+
+    def _play(self, key: tuple[str, str, str]) -> None:
+        status = self.scripts[key].pop(0)
+        stored = self.objects[key]
+        if "observedGeneration" not in status:
+            generation = stored["metadata"].get("generation", 1)
+            status["observedGeneration"] = str(generation) if key[0] == "Rollout" else generation
+        self.set_status(*key, status)
+
+    def replicasets(self, namespace: str) -> list[Obj]:
+        """The ReplicaSets in ``namespace``, oldest revision first."""
+        found = [
+            o for (k, ns, _), o in self.objects.items() if k == "ReplicaSet" and ns == namespace
+        ]
+        return sorted(found, key=lambda rs: (_revision(rs), rs["metadata"]["name"]))
+
+    # ----- internals ---------------------------------------------------------------------
+    def _record(self, call: Call) -> None:
+        self.calls.append(call)
+        rtype = next((t for t in self.types.values() if t.kind == call.kind), None)
+        if rtype is not None and (call.verb, rtype.resource) in self.forbidden:
+            user = "system:serviceaccount:ci:deployer"
+            where = f' in the namespace "{call.namespace}"' if call.namespace else ""
+            raise ClusterError(
+                self.server,
+                f'{rtype.resource} "{call.name}" is forbidden: User "{user}" cannot '
+                f'{call.verb} resource "{rtype.plural}" in API group "{rtype.group}"{where}',
+                status=403,
+            )
+
+    def _key(self, rtype: ResourceType, namespace: str | None, name: str) -> tuple[str, str, str]:
+        return (rtype.kind, (namespace or "") if rtype.namespaced else "", name)
+
+    def _check_namespace(self, rtype: ResourceType, namespace: str | None) -> None:
+        if not rtype.namespaced:
+            return
+        if not namespace:
+            raise ClusterError(self.server, "the namespace of the object is missing", status=422)
+        if ("Namespace", "", namespace) not in self.objects:
+            raise ClusterError(self.server, f'namespaces "{namespace}" not found', status=404)
+
+    def _store(self, rtype: ResourceType, key: tuple[str, str, str], new: Obj) -> None:
+        self.objects[key] = new
+        if rtype.kind in ("Deployment", "Rollout"):
+            self._controllers(key[1])
+
+    def _controllers(self, namespace: str) -> None:
+        """New ReplicaSet revisions for Deployments and Rollouts whose template changed."""
+        for (kind, ns, _), owner in list(self.objects.items()):
+            if ns != namespace or kind not in ("Deployment", "Rollout"):
+                continue
+            template = self._template_of(owner)
+            if template is None:
+                continue
+            if kind == "Deployment":
+                revision = self._revision(
+                    owner, template, DEPLOYMENT_REVISION, DEPLOYMENT_HASH_LABEL
+                )
+                owner["metadata"].setdefault("annotations", {})[DEPLOYMENT_REVISION] = revision
+            else:
+                self._revision(owner, template, ARGO_REVISION, ARGO_HASH_LABEL)
+
+    def _template_of(self, owner: Obj) -> Obj | None:
+        reference = (owner.get("spec") or {}).get("workloadRef")
+        if reference:
+            target = self.objects.get(
+                (reference["kind"], owner["metadata"]["namespace"], reference["name"])
+            )
+            template = (target or {}).get("spec", {}).get("template")
+        else:
+            template = (owner.get("spec") or {}).get("template")
+        return dict(template) if isinstance(template, Mapping) else None
+
+    def _revision(self, owner: Obj, template: Obj, annotation: str, hash_label: str) -> str:
+        namespace, uid = owner["metadata"]["namespace"], owner["metadata"]["uid"]
+        owned = [rs for rs in self.replicasets(namespace) if _owner_uid(rs) == uid]
+        same = [rs for rs in owned if _same_template(rs, template, hash_label)]
+        top = max((revision_of(rs, annotation) for rs in owned), default=0)
+        if owned and same and revision_of(same[0], annotation) == top:
+            return str(top)
+        stored = (
+            self.objects[("ReplicaSet", namespace, same[0]["metadata"]["name"])] if same else None
+        )
+        if stored is None:
+            stored = self._new_replicaset(owner, template, hash_label)
+        stored["metadata"].setdefault("annotations", {})[annotation] = str(top + 1)
+        return str(top + 1)
+
+    def _new_replicaset(self, owner: Obj, template: Obj, hash_label: str) -> Obj:
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        pod_template = copy.deepcopy(template)
+        pod_template.setdefault("metadata", {}).setdefault("labels", {})[hash_label] = digest
+        selector = copy.deepcopy((owner["spec"].get("selector") or {}).get("matchLabels") or {})
+        metadata = owner["metadata"]
+        self._version += 1
+        replicaset: Obj = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": f"{metadata['name']}-{digest}",
+                "namespace": metadata["namespace"],
+                "uid": f"uid-rs-{self._version}",
+                "resourceVersion": str(self._version),
+                "labels": dict(pod_template["metadata"]["labels"]),
+                "ownerReferences": [
+                    {
+                        "apiVersion": owner["apiVersion"],
+                        "kind": owner["kind"],
+                        "name": metadata["name"],
+                        "uid": metadata["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": {
+                "selector": {"matchLabels": {**selector, hash_label: digest}},
+                "template": pod_template,
+            },
+        }
+        self.objects[("ReplicaSet", metadata["namespace"], replicaset["metadata"]["name"])] = (
+            replicaset
+        )
+        return replicaset
+
+
+def _merged(current: Obj | None, manifest: Mapping[str, Any], manager: str) -> Obj:
+    """The object after one manager applies ``manifest``: its fields replace that manager's
+    (the only one), server fields and ``status`` stay, ``generation`` counts spec changes."""
+    new: Obj = copy.deepcopy(dict(manifest))
+    metadata = new["metadata"]
+    metadata["managedFields"] = [
+        {
+            "manager": manager,
+            "operation": "Apply",
+            "apiVersion": new["apiVersion"],
+            "fieldsType": "FieldsV1",
+        }
+    ]
+    if current is None:
+        where = f"{new['kind']}-{metadata.get('namespace', '')}-{metadata['name']}"
+        metadata.update(uid=f"uid-{where}".lower(), generation=1)
+        metadata["creationTimestamp"] = "2026-01-01T00:00:00Z"
+        return new
+    old = current["metadata"]
+    metadata.update(uid=old["uid"], creationTimestamp=old["creationTimestamp"])
+    revision = (old.get("annotations") or {}).get(DEPLOYMENT_REVISION)
+    if revision is not None:  # the Deployment controller's field: another manager's, kept
+        metadata["annotations"] = {
+            DEPLOYMENT_REVISION: revision,
+            **(metadata.get("annotations") or {}),
+        }
+    changed = new.get("spec") != current.get("spec")
+    metadata["generation"] = old.get("generation", 1) + (1 if changed else 0)
+    if "status" in current:
+        new["status"] = copy.deepcopy(current["status"])
+    return new
+
+
+def _comparable(obj: Mapping[str, Any]) -> Obj:
+    view = {k: v for k, v in obj.items() if k != "status"}
+    view["metadata"] = {
+        k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields")
+    }
+    return view
+
+
+def _validate(rtype: ResourceType, obj: Mapping[str, Any]) -> None:
+    name = (obj.get("metadata") or {}).get("name")
+    what = f'{rtype.kind}.{rtype.group or "core"} "{name}" is invalid'
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ClusterError("", f"{what}: metadata.name: Invalid value: {name!r}", status=422)
+    spec = obj.get("spec") or {}
+    if rtype.kind not in _TEMPLATED or spec.get("workloadRef"):
+        return
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not selector.items() <= labels.items():
+        raise ClusterError(
+            "",
+            f"{what}: spec.template.metadata.labels: Invalid value: {labels}: "
+            "`selector` does not match template `labels`",
+            status=422,
+        )
+    for index, container in enumerate(
+        ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    ):
+        if not container.get("image"):
+            field = f"spec.template.spec.containers[{index}].image"
+            raise ClusterError("", f"{what}: {field}: Required value", status=422)
+
+
+def _json_patch(obj: Obj, operation: Mapping[str, Any]) -> None:
+    """One RFC 6902 operation (add, replace, remove) on ``obj``, in place."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].split("/")[1:]]
+    parent = obj
+    for part in parts[:-1]:
+        parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
+    last, op = parts[-1], operation["op"]
+    if op in ("add", "replace"):
+        parent[last] = copy.deepcopy(operation["value"])
+    elif op == "remove":
+        del parent[last]
+    else:
+        raise ClusterError("", f"the fake cluster does not do JSON patch op {op!r}", status=422)
+
+
+def _owner_uid(obj: Mapping[str, Any]) -> str | None:
+    for reference in obj["metadata"].get("ownerReferences") or []:
+        if reference.get("controller"):
+            return str(reference["uid"])
+    return None
+
+
+def _same_template(
+    replicaset: Mapping[str, Any], template: Mapping[str, Any], hash_label: str
+) -> bool:
+    mine = copy.deepcopy(replicaset["spec"]["template"])
+    mine.get("metadata", {}).get("labels", {}).pop(hash_label, None)
+    return bool(mine == template)
+
+
+def _revision(replicaset: Mapping[str, Any]) -> int:
+    return max(revision_of(replicaset, DEPLOYMENT_REVISION), revision_of(replicaset, ARGO_REVISION))
