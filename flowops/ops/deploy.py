@@ -13,9 +13,7 @@ Progress goes to ``say``, one line per change; the :class:`DeployReport` is the 
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,21 +25,18 @@ from flowops._version import __version__
 from flowops.errors import ClusterError, ConfigError
 from flowops.ops import manifests as _manifests
 from flowops.ops.cluster import ClusterClient, ResourceType
-from flowops.ops.rollout import WORKLOAD_KINDS, RolloutStatus, rollout_status
+from flowops.ops.waiting import Waited, wait_all, wait_targets
 
 __all__ = [
     "Applied",
     "DeployReport",
     "DeployRequest",
     "DeploySettings",
-    "Waited",
     "apply_all",
     "default_tag",
     "deploy",
     "deploy_images",
     "parse_images",
-    "wait_all",
-    "wait_targets",
 ]
 
 Say = Callable[[str], None]
@@ -101,21 +96,6 @@ class Applied:
     name: str
     action: str
     failed: bool = False
-
-
-@dataclass(frozen=True)
-class Waited:
-    """How one workload's rollout ended."""
-
-    kind: str
-    namespace: str | None
-    name: str
-    state: Literal["done", "paused", "failed", "timeout"]
-    message: str
-
-    @property
-    def ok(self) -> bool:
-        return self.state in ("done", "paused")
 
 
 @dataclass
@@ -290,7 +270,14 @@ async def _run(
     skipped = {(a.kind, a.namespace, a.name) for a in report.objects if a.action.startswith("skip")}
     kept = [m for m in rendered if _manifests.manifest_key(m) not in skipped]
     targets = await wait_targets(cluster, kept, say)
-    report.rollouts = await wait_all(cluster, targets, settings, say=say)
+    report.rollouts = await wait_all(
+        cluster,
+        targets,
+        timeout=settings.timeout,
+        poll_interval=settings.poll_interval,
+        on_pause=settings.indefinite_pause,
+        say=say,
+    )
 
 
 async def apply_all(
@@ -366,78 +353,3 @@ def _comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
     skip = {"resourceVersion", "managedFields", "generation"}
     metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in skip}
     return {k: v for k, v in obj.items() if k != "status"} | {"metadata": metadata}
-
-
-async def wait_targets(
-    cluster: ClusterClient, rendered: Sequence[Mapping[str, Any]], say: Say
-) -> list[tuple[ResourceType, str | None, str]]:
-    """The workloads whose rollout to wait for. A Deployment that an Argo ``Rollout``
-    takes its template from (``workloadRef``) is left out: the Rollout is what rolls."""
-    referenced = {
-        (m["metadata"].get("namespace"), m["spec"]["workloadRef"]["name"])
-        for m in rendered
-        if m["kind"] == "Rollout" and (m.get("spec") or {}).get("workloadRef")
-    }
-    targets = []
-    for manifest in rendered:
-        kind, namespace, name = _manifests.manifest_key(manifest)
-        if kind not in WORKLOAD_KINDS:
-            continue
-        if kind == "Deployment" and (namespace, name) in referenced:
-            say(f"Deployment {namespace}/{name}: rolled out by the Rollout {name} (workloadRef)")
-            continue
-        rtype = await cluster.resource_type(manifest["apiVersion"], kind)
-        if rtype is not None:
-            targets.append((rtype, namespace or None, name))
-    return targets
-
-
-async def wait_all(
-    cluster: ClusterClient,
-    targets: Sequence[tuple[ResourceType, str | None, str]],
-    settings: DeploySettings,
-    *,
-    say: Say,
-    timeout: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> list[Waited]:
-    """Poll each target's status until its rollout is done or failed, or ``timeout``
-    (``settings.timeout``) passes; one line on ``say`` per change of status."""
-    limit = settings.timeout if timeout is None else timeout
-    deadline = clock() + limit
-    last: dict[int, RolloutStatus] = {}
-    ended: dict[int, Waited] = {}
-    while True:
-        for index, (rtype, namespace, name) in enumerate(targets):
-            if index in ended:
-                continue
-            found = await cluster.get(rtype, namespace, name)
-            status = (
-                RolloutStatus("waiting", "not on the cluster yet")
-                if found is None
-                else rollout_status(found)
-            )
-            if last.get(index) != status:
-                say(f"{rtype.describe(namespace, name)}: {status.message}")
-                last[index] = status
-            end = _end(status, settings.indefinite_pause)
-            if end is not None:
-                ended[index] = Waited(rtype.kind, namespace, name, end, status.message)
-        if len(ended) == len(targets):
-            break
-        if clock() >= deadline:
-            for index, (rtype, namespace, name) in enumerate(targets):
-                if index not in ended:
-                    why = f"timed out after {limit:g} s; last status: {last[index].message}"
-                    ended[index] = Waited(rtype.kind, namespace, name, "timeout", why)
-            break
-        await asyncio.sleep(max(0.0, min(settings.poll_interval, deadline - clock())))
-    return [ended[index] for index in range(len(targets))]
-
-
-def _end(status: RolloutStatus, on_pause: str) -> Literal["done", "paused", "failed"] | None:
-    if status.state in ("done", "failed"):
-        return status.state
-    if status.state == "paused" and on_pause != "wait":
-        return "paused" if on_pause == "succeed" else "failed"
-    return None

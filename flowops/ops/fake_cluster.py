@@ -36,14 +36,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from flowops.errors import ClusterError
+from flowops.ops import rollout as _rollout
 from flowops.ops.cluster import ResourceType
-from flowops.ops.rollout import (
-    ARGO_HASH_LABEL,
-    ARGO_REVISION,
-    DEPLOYMENT_HASH_LABEL,
-    DEPLOYMENT_REVISION,
-    revision_of,
-)
+from flowops.ops.rollout import revision_of
 
 __all__ = ["BUILTIN_TYPES", "CRD_TYPES", "Call", "FakeCluster"]
 
@@ -278,11 +273,13 @@ class FakeCluster:
                 continue
             if kind == "Deployment":
                 revision = self._revision(
-                    owner, template, DEPLOYMENT_REVISION, DEPLOYMENT_HASH_LABEL
+                    owner, template, _rollout.DEPLOYMENT_REVISION, _rollout.DEPLOYMENT_HASH_LABEL
                 )
-                owner["metadata"].setdefault("annotations", {})[DEPLOYMENT_REVISION] = revision
+                owner["metadata"].setdefault("annotations", {})[_rollout.DEPLOYMENT_REVISION] = (
+                    revision
+                )
             else:
-                self._revision(owner, template, ARGO_REVISION, ARGO_HASH_LABEL)
+                self._revision(owner, template, _rollout.ARGO_REVISION, _rollout.ARGO_HASH_LABEL)
 
     def _template_of(self, owner: Obj) -> Obj | None:
         reference = (owner.get("spec") or {}).get("workloadRef")
@@ -352,6 +349,11 @@ def _merged(current: Obj | None, manifest: Mapping[str, Any], manager: str) -> O
     (the only one), server fields and ``status`` stay, ``generation`` counts spec changes."""
     new: Obj = copy.deepcopy(dict(manifest))
     metadata = new["metadata"]
+    spec = new.get("spec")
+    if new["kind"] in ("Deployment", "StatefulSet", "Rollout") and isinstance(spec, dict):
+        # defaulted to 1 on create; later, another manager's (the HPA's) when not applied
+        earlier = ((current or {}).get("spec") or {}).get("replicas", 1)
+        spec.setdefault("replicas", earlier)
     metadata["managedFields"] = [
         {
             "manager": manager,
@@ -367,10 +369,10 @@ def _merged(current: Obj | None, manifest: Mapping[str, Any], manager: str) -> O
         return new
     old = current["metadata"]
     metadata.update(uid=old["uid"], creationTimestamp=old["creationTimestamp"])
-    revision = (old.get("annotations") or {}).get(DEPLOYMENT_REVISION)
+    revision = (old.get("annotations") or {}).get(_rollout.DEPLOYMENT_REVISION)
     if revision is not None:  # the Deployment controller's field: another manager's, kept
         metadata["annotations"] = {
-            DEPLOYMENT_REVISION: revision,
+            _rollout.DEPLOYMENT_REVISION: revision,
             **(metadata.get("annotations") or {}),
         }
     changed = new.get("spec") != current.get("spec")
@@ -444,4 +446,7 @@ def _same_template(
 
 
 def _revision(replicaset: Mapping[str, Any]) -> int:
-    return max(revision_of(replicaset, DEPLOYMENT_REVISION), revision_of(replicaset, ARGO_REVISION))
+    return max(
+        revision_of(replicaset, _rollout.DEPLOYMENT_REVISION),
+        revision_of(replicaset, _rollout.ARGO_REVISION),
+    )

@@ -17,13 +17,10 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from flowops.ops import rollout as _rollout
 from flowops.ops.cluster import ClusterClient, ResourceType
 from flowops.ops.deploy import Applied
 from flowops.ops.rollout import (
-    ARGO_HASH_LABEL,
-    ARGO_REVISION,
-    DEPLOYMENT_HASH_LABEL,
-    DEPLOYMENT_REVISION,
     previous_revision,
     revision_of,
     rollback_annotations,
@@ -71,8 +68,8 @@ async def rollback_one(
     if owner is None:
         return Applied(rtype.kind, namespace, name, "failed: not on the cluster", failed=True)
     argo = rtype.kind == "Rollout"
-    annotation = ARGO_REVISION if argo else DEPLOYMENT_REVISION
-    hash_label = ARGO_HASH_LABEL if argo else DEPLOYMENT_HASH_LABEL
+    annotation = _rollout.ARGO_REVISION if argo else _rollout.DEPLOYMENT_REVISION
+    hash_label = _rollout.ARGO_HASH_LABEL if argo else _rollout.DEPLOYMENT_HASH_LABEL
     previous = await _previous(cluster, owner, annotation)
     if previous is None:
         why = "failed: no previous revision to return to"

@@ -62,6 +62,12 @@ PACKAGES = [
     "flowops.monitor.probes.serving",
     "flowops.ops.kustomize",
     "flowops.ops.manifests",
+    "flowops.ops.cluster",
+    "flowops.ops.deploy",
+    "flowops.ops.fake_cluster",
+    "flowops.ops.rollback",
+    "flowops.ops.rollout",
+    "flowops.ops.waiting",
 ]
 
 

@@ -20,11 +20,10 @@ from flowops.ops.deploy import (
     deploy,
     deploy_images,
     parse_images,
-    wait_all,
-    wait_targets,
 )
 from flowops.ops.fake_cluster import BUILTIN_TYPES, FakeCluster
 from flowops.ops.manifests import render
+from flowops.ops.waiting import wait_all, wait_targets
 
 ROOT = Path(__file__).resolve().parents[3] / "infra" / "k8s"
 FAST = DeploySettings(manifests=ROOT, poll_interval=0.001, timeout=30)
@@ -168,7 +167,12 @@ async def wait(
     lines = Lines()
     applied = [m for (kind, _, _), m in cluster.objects.items() if kind != "ReplicaSet"]
     targets = await wait_targets(cluster, applied, lines)
-    return await wait_all(cluster, targets, settings, say=lines, **kw), lines
+    options = {
+        "timeout": settings.timeout,
+        "poll_interval": settings.poll_interval,
+        "on_pause": settings.indefinite_pause,
+    }
+    return await wait_all(cluster, targets, say=lines, **(options | kw)), lines
 
 
 def progress(replicas: int, updated: int, available: int, total: int) -> dict[str, Any]:
