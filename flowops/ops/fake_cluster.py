@@ -115,7 +115,8 @@ class FakeCluster:
         self.objects: dict[tuple[str, str, str], Obj] = {}
         self.calls: list[Call] = []
         self.forbidden: set[tuple[str, str]] = set()
-        self.scripts: dict[tuple[str, str, str], list[Obj]] = {}
+        self.scripts: dict[tuple[str, str, str], tuple[int, list[Obj]]] = {}
+        self._writes: dict[tuple[str, str, str], int] = {}
         self._server = server or "fake://cluster"
         self._version = 0
 
@@ -133,7 +134,8 @@ class FakeCluster:
     async def get(self, rtype: ResourceType, namespace: str | None, name: str) -> Obj | None:
         self._record(Call("get", rtype.kind, namespace, name))
         key = self._key(rtype, namespace, name)
-        if self.scripts.get(key) and key in self.objects:
+        since, statuses = self.scripts.get(key, (0, []))
+        if statuses and key in self.objects and self._writes.get(key, 0) > since:
             self._play(key)
         found = self.objects.get(key)
         return copy.deepcopy(found) if found is not None else None
@@ -162,6 +164,8 @@ class FakeCluster:
         key = self._key(rtype, namespace, metadata["name"])
         current = self.objects.get(key)
         new = _merged(current, manifest, manager)
+        if not dry_run:
+            self._writes[key] = self._writes.get(key, 0) + 1
         if current is not None and _comparable(new) == _comparable(current):
             return copy.deepcopy(current)
         self._version += 1
@@ -192,6 +196,7 @@ class FakeCluster:
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         self._version += 1
         new["metadata"]["resourceVersion"] = str(self._version)
+        self._writes[key] = self._writes.get(key, 0) + 1
         self._store(rtype, key, new)
         return copy.deepcopy(new)
 
@@ -215,11 +220,15 @@ class FakeCluster:
     def script(self, kind: str, namespace: str | None, name: str, statuses: Iterable[Obj]) -> None:
         """Statuses the object takes one by one, one per read of it (the last one stays):
         a rollout played forward without timing. A status without ``observedGeneration``
-        gets the object's generation then (a string for a Rollout, as Argo writes it)."""
-        self.scripts[(kind, namespace or "", name)] = [dict(s) for s in statuses]
+        gets the object's generation then (a string for a Rollout, as Argo writes it).
+
+        The script starts with the object's next write (an apply, changed or not, or a
+        patch), as a rollout starts with a deploy: reads before that leave it alone."""
+        key = (kind, namespace or "", name)
+        self.scripts[key] = (self._writes.get(key, 0), [dict(s) for s in statuses])
 
     def _play(self, key: tuple[str, str, str]) -> None:
-        status = self.scripts[key].pop(0)
+        status = self.scripts[key][1].pop(0)
         stored = self.objects[key]
         if "observedGeneration" not in status:
             generation = stored["metadata"].get("generation", 1)

@@ -162,7 +162,7 @@ class KubeApiServer:
             if (body.get("metadata") or {}).get("name") != name:
                 return _status(400, "the name of the object does not match the URL", "BadRequest")
             dry_run = request.query.get("dryRun") == "All"
-            created = await self.cluster.get(rtype, namespace, name) is None
+            created = (rtype.kind, namespace or "", name) not in self.cluster.objects
             applied = await self.cluster.apply(rtype, body, manager=manager, dry_run=dry_run)
             return web.json_response(applied, status=201 if created else 200)
         if request.content_type == JSON_PATCH_CONTENT_TYPE:

@@ -162,11 +162,15 @@ async def test_forbidden_names_the_verb_and_resource() -> None:
 
 
 async def wait(
-    cluster: FakeCluster, settings: DeploySettings = FAST, **kw: Any
+    cluster: FakeCluster,
+    objects: list[dict[str, Any]],
+    settings: DeploySettings = FAST,
+    **kw: Any,
 ) -> tuple[Any, Lines]:
+    """Apply ``objects`` (which starts their scripts), then wait for them."""
     lines = Lines()
-    applied = [m for (kind, _, _), m in cluster.objects.items() if kind != "ReplicaSet"]
-    targets = await wait_targets(cluster, applied, lines)
+    await apply(cluster, objects)
+    targets = await wait_targets(cluster, objects, lines)
     options = {
         "timeout": settings.timeout,
         "poll_interval": settings.poll_interval,
@@ -187,7 +191,6 @@ def progress(replicas: int, updated: int, available: int, total: int) -> dict[st
 @pytest.mark.asyncio
 async def test_wait_follows_the_rollout_one_line_per_change() -> None:
     cluster = FakeCluster()
-    await apply(cluster, [namespace(), deployment()])
     cluster.script(
         "Deployment",
         "apps",
@@ -201,7 +204,7 @@ async def test_wait_follows_the_rollout_one_line_per_change() -> None:
             progress(2, 2, 2, 2),
         ],
     )
-    (waited,), lines = await wait(cluster)
+    (waited,), lines = await wait(cluster, [namespace(), deployment()])
     assert (waited.kind, waited.name, waited.state) == ("Deployment", "web", "done")
     assert lines == [
         "Deployment apps/web: waiting for deployment spec update to be observed",
@@ -215,13 +218,12 @@ async def test_wait_follows_the_rollout_one_line_per_change() -> None:
 @pytest.mark.asyncio
 async def test_wait_fails_on_progress_deadline_with_the_reason() -> None:
     cluster = FakeCluster()
-    await apply(cluster, [namespace(), deployment()])
     message = 'ReplicaSet "web-5d4f" has timed out progressing.'
     condition = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
     cluster.script(
         "Deployment", "apps", "web", [{"conditions": [condition | {"message": message}]}]
     )
-    (waited,), _ = await wait(cluster)
+    (waited,), _ = await wait(cluster, [namespace(), deployment()])
     assert (waited.state, waited.ok) == ("failed", False)
     assert waited.message == f"ProgressDeadlineExceeded: {message}"
 
@@ -229,10 +231,11 @@ async def test_wait_fails_on_progress_deadline_with_the_reason() -> None:
 @pytest.mark.asyncio
 async def test_wait_times_out_with_the_last_status() -> None:
     cluster = FakeCluster()
-    await apply(cluster, [namespace(), deployment()])
     cluster.script("Deployment", "apps", "web", [progress(2, 1, 0, 3)])
     ticks = itertools.count(step=10.0)
-    (waited,), _ = await wait(cluster, timeout=25, clock=lambda: next(ticks))
+    (waited,), _ = await wait(
+        cluster, [namespace(), deployment()], timeout=25, clock=lambda: next(ticks)
+    )
     assert waited.state == "timeout"
     assert waited.message == (
         "timed out after 25 s; last status: 1 out of 2 new replicas have been updated"
@@ -245,12 +248,17 @@ async def test_wait_times_out_with_the_last_status() -> None:
 @pytest.mark.asyncio
 async def test_indefinite_canary_pause(on_pause: str, state: str) -> None:
     cluster = FakeCluster()
-    await apply(cluster, [namespace(), deployment(), rollout(pause={})])
     paused = {"phase": "Paused", "message": "CanaryPauseStep", "currentStepIndex": 1}
     cluster.script("Rollout", "apps", "web", [paused | {"pauseConditions": [{"reason": "x"}]}])
     settings = FAST.model_copy(update={"indefinite_pause": on_pause})
     ticks = itertools.count(step=10.0)
-    (waited,), lines = await wait(cluster, settings, timeout=15, clock=lambda: next(ticks))
+    (waited,), lines = await wait(
+        cluster,
+        [namespace(), deployment(), rollout(pause={})],
+        settings,
+        timeout=15,
+        clock=lambda: next(ticks),
+    )
     assert (waited.kind, waited.state) == ("Rollout", state)
     assert "paused at canary step 1 of 2" in waited.message
     assert lines[0] == "Deployment apps/web: rolled out by the Rollout web (workloadRef)"
@@ -259,7 +267,6 @@ async def test_indefinite_canary_pause(on_pause: str, state: str) -> None:
 @pytest.mark.asyncio
 async def test_canary_with_timed_pauses_is_followed_to_healthy() -> None:
     cluster = FakeCluster()
-    await apply(cluster, [namespace(), deployment(), rollout(pause={"duration": "2m"})])
     steps = [
         {
             "phase": "Progressing",
@@ -270,7 +277,9 @@ async def test_canary_with_timed_pauses_is_followed_to_healthy() -> None:
         {"phase": "Healthy", "stableRS": "abc", "currentPodHash": "abc", "currentStepIndex": 2},
     ]
     cluster.script("Rollout", "apps", "web", steps)
-    (waited,), lines = await wait(cluster)
+    (waited,), lines = await wait(
+        cluster, [namespace(), deployment(), rollout(pause={"duration": "2m"})]
+    )
     assert waited.state == "done"
     assert lines[1:] == [
         "Rollout apps/web: more replicas need to be updated (canary step 0 of 2)",
