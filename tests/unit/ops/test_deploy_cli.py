@@ -3,6 +3,7 @@ offline dry run. The API conversation is in tests/integration/test_deploy_api.py
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,21 @@ def test_missing_kubeconfig_file_is_named(no_kubeconfig: Path) -> None:
         result.stderr
         == f"flowops: error: config: deploy.kubeconfig: no kubeconfig file at {missing}\n"
     )
+
+
+def test_docs_list_every_setting() -> None:
+    from flowops.ops.deploy import DeploySettings
+
+    docs = (ROOT.parents[1] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `deploy\.(\w+)` \|", docs, flags=re.MULTILINE))
+    assert documented == set(DeploySettings.model_fields)
+
+
+def test_docs_example_settings_are_valid() -> None:
+    from flowops.config import section
+    from flowops.ops.deploy import DeploySettings
+
+    docs = (ROOT.parents[1] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```yaml\n(deploy:\n.*?)```", docs, flags=re.DOTALL)
+    settings = section(DeploySettings, yaml.safe_load(example)["deploy"], "deploy")
+    assert settings.indefinite_pause == "succeed"
