@@ -153,6 +153,7 @@ async def connect(config_file: str, context: str | None, *, request_timeout: flo
     from kubernetes_asyncio.config import ConfigException, list_kube_config_contexts
     from kubernetes_asyncio.config import load_kube_config as _load
 
+    _check_kubeconfig_files(config_file)
     try:
         contexts, current = list_kube_config_contexts(config_file)
     except (ConfigException, OSError, ValueError, TypeError, AttributeError) as exc:
@@ -170,6 +171,20 @@ async def connect(config_file: str, context: str | None, *, request_timeout: flo
         raise ConfigError("deploy.kubeconfig", f"{config_file}: {_first_line(exc)}") from None
     api = ApiClient(configuration)
     return KubeCluster(api, str(configuration.host), request_timeout=request_timeout)
+
+
+def _check_kubeconfig_files(config_file: str) -> None:
+    """Each file of ``config_file`` (``:``-separated) is YAML holding a mapping."""
+    import yaml
+
+    for path in config_file.split(os.pathsep):
+        try:
+            data = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError("deploy.kubeconfig", f"{path}: {_first_line(exc)}") from None
+        if not isinstance(data, dict):
+            why = "not a kubeconfig (expected clusters, contexts and users)"
+            raise ConfigError("deploy.kubeconfig", f"{path}: {why}")
 
 
 class KubeCluster:
@@ -296,7 +311,8 @@ class KubeCluster:
             async with response:
                 status, raw = response.status, await response.read()
         except aiohttp.ClientConnectorError as exc:
-            why = exc.os_error.strerror or str(exc.os_error)
+            error = exc.os_error
+            why = os.strerror(error.errno) if error.errno else error.strerror or str(error)
             raise ClusterError(self._server, f"cannot connect: {why}") from None
         except TimeoutError:
             raise ClusterError(self._server, f"no answer within {self._timeout:g} s") from None

@@ -97,3 +97,14 @@ def test_docs_example_settings_are_valid() -> None:
     (example,) = re.findall(r"```yaml\n(deploy:\n.*?)```", docs, flags=re.DOTALL)
     settings = section(DeploySettings, yaml.safe_load(example)["deploy"], "deploy")
     assert settings.indefinite_pause == "succeed"
+
+
+def test_a_file_that_is_not_a_kubeconfig(no_kubeconfig: Path) -> None:
+    garbage = no_kubeconfig / "notes.txt"
+    garbage.write_text("hello\n")
+    result = CliRunner().invoke(cli, ["deploy", "--env", "dev", "--kubeconfig", str(garbage)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"flowops: error: config: deploy.kubeconfig: {garbage}: "
+        "not a kubeconfig (expected clusters, contexts and users)\n"
+    )
