@@ -193,6 +193,8 @@ async def deploy(
     cluster: ClusterClient | None = None,
 ) -> DeployReport:
     """One ``flowops deploy`` run; ``cluster`` defaults to the kubeconfig's cluster."""
+    if request.rollback and request.dry_run:
+        raise ConfigError("--rollback", "has no dry run: leave out --dry-run")
     images = deploy_images(request, settings)
     rendered = _manifests.render(request.env, images, root=settings.manifests)
     report = DeployReport(request.env, request.dry_run, images)
@@ -265,11 +267,14 @@ async def _run(
             skip_missing_crds=settings.skip_missing_crds,
             say=say,
         )
-    if request.dry_run or not (request.wait or request.rollback) or not report.ok:
+    if request.dry_run or not (request.wait or request.rollback):
         return
-    skipped = {(a.kind, a.namespace, a.name) for a in report.objects if a.action.startswith("skip")}
-    kept = [m for m in rendered if _manifests.manifest_key(m) not in skipped]
-    targets = await wait_targets(cluster, kept, say)
+    failed = {(a.kind, a.namespace, a.name) for a in report.objects if a.failed}
+    targets = [
+        (rtype, namespace, name)
+        for rtype, namespace, name in await wait_targets(cluster, rendered, say)
+        if (rtype.kind, namespace, name) not in failed
+    ]
     report.rollouts = await wait_all(
         cluster,
         targets,

@@ -6,13 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_deploy import Lines, apply, deployment, namespace, rollout
+from test_deploy import FAST, Lines, apply, deployment, namespace, rollout
 
+from flowops.errors import ConfigError
+from flowops.ops.deploy import DeployRequest, deploy
 from flowops.ops.fake_cluster import FakeCluster
 from flowops.ops.rollback import rollback_all
 from flowops.ops.rollout import ARGO_REVISION, DEPLOYMENT_REVISION, revision_of
 
 pytestmark = pytest.mark.asyncio
+
+DONE = {"replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
 
 
 def image(obj: dict[str, Any]) -> str:
@@ -94,3 +98,30 @@ def _newest(cluster: FakeCluster) -> str:
         if rs["metadata"]["ownerReferences"][0]["kind"] == "Rollout"
     ]
     return str(max(owned, key=lambda rs: revision_of(rs, ARGO_REVISION))["metadata"]["name"])
+
+
+async def test_deploy_rollback_waits_for_those_that_rolled_back() -> None:
+    cluster = FakeCluster()
+    say = Lines()
+    await deploy(DeployRequest("dev", tag="t1"), FAST, say=say, cluster=cluster)
+    same_worker = {"worker": "flowops-worker:t1"}  # the worker has one revision only
+    await deploy(DeployRequest("dev", tag="t2", images=same_worker), FAST, say=say, cluster=cluster)
+    for name in ("flowops-gateway", "flowops-monitor"):
+        cluster.script("Deployment", "flowops-dev", name, [DONE])
+    report = await deploy(DeployRequest("dev", rollback=True), FAST, say=say, cluster=cluster)
+    assert [(a.name, a.action) for a in report.objects] == [
+        ("flowops-gateway", "rolled back to revision 1"),
+        ("flowops-monitor", "rolled back to revision 1"),
+        ("flowops-worker", "failed: no previous revision to return to"),
+    ]
+    assert [(w.name, w.state) for w in report.rollouts] == [
+        ("flowops-gateway", "done"),
+        ("flowops-monitor", "done"),
+    ]
+    assert not report.ok
+
+
+async def test_rollback_has_no_dry_run() -> None:
+    request = DeployRequest("dev", rollback=True, dry_run=True)
+    with pytest.raises(ConfigError, match="--rollback: has no dry run"):
+        await deploy(request, FAST, say=Lines(), cluster=FakeCluster())
