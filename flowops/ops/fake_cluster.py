@@ -30,12 +30,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from flowops.errors import ClusterError
+from flowops.ops import _fake_objects as _objects
 from flowops.ops import rollout as _rollout
 from flowops.ops.cluster import ResourceType
 from flowops.ops.rollout import revision_of
@@ -88,9 +88,6 @@ CRD_TYPES: Final = (
 )
 """Custom kinds of the operators FlowOps' overlays use: Argo Rollouts, External Secrets,
 Prometheus Operator and Strimzi."""
-
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_TEMPLATED: Final = ("Deployment", "StatefulSet", "DaemonSet", "Rollout")
 
 
 @dataclass(frozen=True)
@@ -159,14 +156,14 @@ class FakeCluster:
         metadata = manifest.get("metadata") or {}
         namespace = metadata.get("namespace") if rtype.namespaced else None
         self._record(Call("patch", rtype.kind, namespace, metadata.get("name"), dry_run, manager))
-        _validate(rtype, manifest)
+        _objects.validate(rtype, manifest)
         self._check_namespace(rtype, namespace)
         key = self._key(rtype, namespace, metadata["name"])
         current = self.objects.get(key)
-        new = _merged(current, manifest, manager)
+        new = _objects.merged(current, manifest, manager)
         if not dry_run:
             self._writes[key] = self._writes.get(key, 0) + 1
-        if current is not None and _comparable(new) == _comparable(current):
+        if current is not None and _objects.comparable(new) == _objects.comparable(current):
             return copy.deepcopy(current)
         self._version += 1
         new["metadata"]["resourceVersion"] = str(self._version)
@@ -190,8 +187,8 @@ class FakeCluster:
             raise ClusterError(self.server, f'{rtype.resource} "{name}" not found', status=404)
         new = copy.deepcopy(current)
         for operation in operations:
-            _json_patch(new, operation)
-        _validate(rtype, new)
+            _objects.json_patch(new, operation)
+        _objects.validate(rtype, new)
         if new.get("spec") != current.get("spec"):
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         self._version += 1
@@ -240,7 +237,7 @@ class FakeCluster:
         found = [
             o for (k, ns, _), o in self.objects.items() if k == "ReplicaSet" and ns == namespace
         ]
-        return sorted(found, key=lambda rs: (_revision(rs), rs["metadata"]["name"]))
+        return sorted(found, key=lambda rs: (_objects.any_revision(rs), rs["metadata"]["name"]))
 
     # ----- internals ---------------------------------------------------------------------
     def _record(self, call: Call) -> None:
@@ -303,8 +300,8 @@ class FakeCluster:
 
     def _revision(self, owner: Obj, template: Obj, annotation: str, hash_label: str) -> str:
         namespace, uid = owner["metadata"]["namespace"], owner["metadata"]["uid"]
-        owned = [rs for rs in self.replicasets(namespace) if _owner_uid(rs) == uid]
-        same = [rs for rs in owned if _same_template(rs, template, hash_label)]
+        owned = [rs for rs in self.replicasets(namespace) if _objects.owner_uid(rs) == uid]
+        same = [rs for rs in owned if _objects.same_template(rs, template, hash_label)]
         top = max((revision_of(rs, annotation) for rs in owned), default=0)
         if owned and same and revision_of(same[0], annotation) == top:
             return str(top)
@@ -351,111 +348,3 @@ class FakeCluster:
             replicaset
         )
         return replicaset
-
-
-def _merged(current: Obj | None, manifest: Mapping[str, Any], manager: str) -> Obj:
-    """The object after one manager applies ``manifest``: its fields replace that manager's
-    (the only one), server fields and ``status`` stay, ``generation`` counts spec changes."""
-    new: Obj = copy.deepcopy(dict(manifest))
-    metadata = new["metadata"]
-    spec = new.get("spec")
-    if new["kind"] in ("Deployment", "StatefulSet", "Rollout") and isinstance(spec, dict):
-        # defaulted to 1 on create; later, another manager's (the HPA's) when not applied
-        earlier = ((current or {}).get("spec") or {}).get("replicas", 1)
-        spec.setdefault("replicas", earlier)
-    metadata["managedFields"] = [
-        {
-            "manager": manager,
-            "operation": "Apply",
-            "apiVersion": new["apiVersion"],
-            "fieldsType": "FieldsV1",
-        }
-    ]
-    if current is None:
-        where = f"{new['kind']}-{metadata.get('namespace', '')}-{metadata['name']}"
-        metadata.update(uid=f"uid-{where}".lower(), generation=1)
-        metadata["creationTimestamp"] = "2026-01-01T00:00:00Z"
-        return new
-    old = current["metadata"]
-    metadata.update(uid=old["uid"], creationTimestamp=old["creationTimestamp"])
-    revision = (old.get("annotations") or {}).get(_rollout.DEPLOYMENT_REVISION)
-    if revision is not None:  # the Deployment controller's field: another manager's, kept
-        metadata["annotations"] = {
-            _rollout.DEPLOYMENT_REVISION: revision,
-            **(metadata.get("annotations") or {}),
-        }
-    changed = new.get("spec") != current.get("spec")
-    metadata["generation"] = old.get("generation", 1) + (1 if changed else 0)
-    if "status" in current:
-        new["status"] = copy.deepcopy(current["status"])
-    return new
-
-
-def _comparable(obj: Mapping[str, Any]) -> Obj:
-    view = {k: v for k, v in obj.items() if k != "status"}
-    view["metadata"] = {
-        k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields")
-    }
-    return view
-
-
-def _validate(rtype: ResourceType, obj: Mapping[str, Any]) -> None:
-    name = (obj.get("metadata") or {}).get("name")
-    what = f'{rtype.kind}.{rtype.group or "core"} "{name}" is invalid'
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ClusterError("", f"{what}: metadata.name: Invalid value: {name!r}", status=422)
-    spec = obj.get("spec") or {}
-    if rtype.kind not in _TEMPLATED or spec.get("workloadRef"):
-        return
-    selector = (spec.get("selector") or {}).get("matchLabels") or {}
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    if not selector.items() <= labels.items():
-        raise ClusterError(
-            "",
-            f"{what}: spec.template.metadata.labels: Invalid value: {labels}: "
-            "`selector` does not match template `labels`",
-            status=422,
-        )
-    for index, container in enumerate(
-        ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
-    ):
-        if not container.get("image"):
-            field = f"spec.template.spec.containers[{index}].image"
-            raise ClusterError("", f"{what}: {field}: Required value", status=422)
-
-
-def _json_patch(obj: Obj, operation: Mapping[str, Any]) -> None:
-    """One RFC 6902 operation (add, replace, remove) on ``obj``, in place."""
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].split("/")[1:]]
-    parent = obj
-    for part in parts[:-1]:
-        parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
-    last, op = parts[-1], operation["op"]
-    if op in ("add", "replace"):
-        parent[last] = copy.deepcopy(operation["value"])
-    elif op == "remove":
-        del parent[last]
-    else:
-        raise ClusterError("", f"the fake cluster does not do JSON patch op {op!r}", status=422)
-
-
-def _owner_uid(obj: Mapping[str, Any]) -> str | None:
-    for reference in obj["metadata"].get("ownerReferences") or []:
-        if reference.get("controller"):
-            return str(reference["uid"])
-    return None
-
-
-def _same_template(
-    replicaset: Mapping[str, Any], template: Mapping[str, Any], hash_label: str
-) -> bool:
-    mine = copy.deepcopy(replicaset["spec"]["template"])
-    mine.get("metadata", {}).get("labels", {}).pop(hash_label, None)
-    return bool(mine == template)
-
-
-def _revision(replicaset: Mapping[str, Any]) -> int:
-    return max(
-        revision_of(replicaset, _rollout.DEPLOYMENT_REVISION),
-        revision_of(replicaset, _rollout.ARGO_REVISION),
-    )
