@@ -208,9 +208,11 @@ def test_demo_traffic_goes_through_the_gateway_to_alerts_and_ctrl_c_stops_all(
     # by chance, as a test at level alpha does.
     found = up.wait_for(
         "drift in income after the shift and a KS alert",
-        lambda: "drift in income detected" in up.progress()
-        and "ks" in {a["test"] for a in income_alerts(up)}
-        and income_alerts(up),
+        lambda: (
+            "drift in income detected" in up.progress()
+            and "ks" in {a["test"] for a in income_alerts(up)}
+            and income_alerts(up)
+        ),
     )
 
     seen = metrics(gateway)
