@@ -68,6 +68,8 @@ PACKAGES = [
     "flowops.ops.rollback",
     "flowops.ops.rollout",
     "flowops.ops.waiting",
+    "flowops.ops.build",
+    "flowops.ops.builders",
 ]
 
 
