@@ -381,3 +381,28 @@ def test_json_of_a_report(repo: Path) -> None:
         "errors": [],
         "pushed": [],
     }
+
+
+# -- docs/build.md ---------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "build.md"
+
+
+def test_docs_list_every_setting() -> None:
+    from flowops.ops.builders import BuildahSettings
+
+    text = DOCS.read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `build\.(\w+)` \|", text, flags=re.MULTILINE))
+    assert documented == set(BuildSettings.model_fields)
+    buildah_table = text[text.index("`build.buildah` (buildah only") :]
+    buildah_keys = set(re.findall(r"^\| `(\w+)` \|", buildah_table, flags=re.MULTILINE))
+    assert set(BuildahSettings.model_fields) <= buildah_keys
+
+
+def test_docs_example_settings_are_valid() -> None:
+    import yaml
+
+    text = DOCS.read_text(encoding="utf-8")
+    (example,) = re.findall(r"```yaml\n(build:\n.*?)```", text, flags=re.DOTALL)
+    settings = section(BuildSettings, yaml.safe_load(example)["build"], "build")
+    assert (settings.builder, settings.buildah.storage_driver) == ("buildah", "overlay")
