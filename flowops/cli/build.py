@@ -120,7 +120,10 @@ def build(
     build_settings = section(BuildSettings, values, "build")
     request = BuildRequest(services, tags, push, keep_going)
     progress = RichProgress(_stderr_console()) if sys.stderr.isatty() else PlainProgress()
-    report = asyncio.run(run_build(request, build_settings, progress=progress))
+    try:
+        report = asyncio.run(run_build(request, build_settings, progress=progress))
+    finally:
+        progress.close()
     _render(report, output_format)
     _say_failures(report.results, report.builder)
     if not report.ok:
@@ -167,6 +170,9 @@ class PlainProgress:
     def finish(self, result: ServiceResult) -> None:
         _say(f"{result.service}: {_state(result)}")
 
+    def close(self) -> None:
+        pass
+
 
 class RichProgress:
     """A spinner with the builder's latest line on a terminal; build steps stay above it."""
@@ -194,12 +200,16 @@ class RichProgress:
             self._spinner.update(text=Text(f"{service}: {line}", overflow="ellipsis", no_wrap=True))
 
     def finish(self, result: ServiceResult) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        self.close()
         mark = "[green]built[/]" if result.ok else f"[bold red]{result.state}[/]"
         detail = _state(result).partition(result.state)[2]
         self.console.print(f"[bold]{result.service}[/]: {mark}{detail}")
+
+    def close(self) -> None:
+        """Stop the live line (and give the cursor back), also after Ctrl-C."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def _render(report: BuildReport, output_format: str) -> None:

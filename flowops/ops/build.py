@@ -87,7 +87,7 @@ class BuildSettings(BaseModel):
         description="holds <service>.Containerfile; default: ./infra/containerfiles",
     )
     context: Path | None = Field(
-        None, description="build context; default: two levels above containerfiles (the repo)"
+        None, description="build context; default: the git checkout holding containerfiles"
     )
     build_args: dict[str, str] = Field(
         default_factory=dict, description="--build-arg values, e.g. PYTHON_IMAGE"
@@ -101,8 +101,12 @@ class BuildSettings(BaseModel):
     buildah: _builders.BuildahSettings = Field(default_factory=_builders.BuildahSettings)
 
     def context_dir(self) -> Path:
-        """The build context: ``context``, else the containerfiles' grandparent."""
-        return self.context if self.context is not None else self.containerfiles / ".." / ".."
+        """The build context: ``context``, else the top of the git checkout holding the
+        containerfiles, else (no git) their grandparent (``infra/containerfiles/../..``)."""
+        if self.context is not None:
+            return self.context
+        top = _git(self.containerfiles, "rev-parse", "--show-toplevel")
+        return Path(top) if top else (self.containerfiles / ".." / "..").resolve()
 
 
 @dataclass(frozen=True)

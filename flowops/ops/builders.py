@@ -343,6 +343,15 @@ async def run_command(command: Command, on_line: OnLine) -> int:
     except OSError as exc:
         on_line(f"cannot run {command.argv[0]}: {exc.strerror or exc}")
         return 127
+    try:
+        await _stream(process, on_line)
+        return await process.wait()
+    except asyncio.CancelledError:  # Ctrl-C: stop the builder too
+        await _stop(process)
+        raise
+
+
+async def _stream(process: asyncio.subprocess.Process, on_line: OnLine) -> None:
     assert process.stdout is not None
     pending = b""
     while chunk := await process.stdout.read(65536):
@@ -350,7 +359,18 @@ async def run_command(command: Command, on_line: OnLine) -> int:
         for raw in complete:
             _emit(raw, on_line)
     _emit(pending, on_line)
-    return await process.wait()
+
+
+async def _stop(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 def _emit(raw: bytes, on_line: OnLine) -> None:

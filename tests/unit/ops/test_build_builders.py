@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from pathlib import Path
 
@@ -236,3 +237,26 @@ def test_a_probe_that_hangs_is_cut_off(path_dir: Path) -> None:
     _executable(path_dir, "nerdctl", "exec /bin/sleep 30")
     with pytest.raises(ServiceError, match=r"no answer within 0\.5 s"):
         choose_builder("nerdctl", probe_timeout=0.5)
+
+
+def test_a_cancelled_run_stops_the_builder() -> None:
+    async def scenario() -> int:
+        started = asyncio.Event()
+        pids: list[int] = []
+
+        def on_line(line: str) -> None:
+            pids.append(int(line))
+            started.set()
+
+        task = asyncio.create_task(
+            run_command(Command(("sh", "-c", "echo $$; exec sleep 30")), on_line)
+        )
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return pids[0]
+
+    pid = asyncio.run(scenario())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -6,6 +6,7 @@ The real buildah is in tests/integration/test_build_buildah.py."""
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -181,3 +182,29 @@ def test_a_bad_setting_in_the_config_file(workdir: Path) -> None:
     code, _, err = _invoke("--config", "flowops.yaml")
     assert code == 2
     assert err == "flowops: error: config: build.buildah.isolaton: Extra inputs are not permitted\n"
+
+
+def test_the_terminal_display_keeps_steps_and_ends_each_service() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from flowops.cli.build import RichProgress
+    from flowops.ops.build import ServiceResult
+
+    out = StringIO()
+    progress = RichProgress(Console(file=out, force_terminal=True, width=100))
+    progress.start("gateway", ["flowops-gateway:t"])
+    progress.line("gateway", "STEP 1/2: FROM scratch")
+    progress.line("gateway", "Copying blob sha256:0ee26d69")
+    progress.finish(ServiceResult("gateway", ["flowops-gateway:t"], "built", 3920, "3.92 KB", 0.3))
+    progress.start("worker", ["flowops-worker:t"])
+    progress.close()  # as after Ctrl-C: the live line stops
+    text = out.getvalue()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert "gateway: building flowops-gateway:t\n" in plain
+    assert "\n  STEP 1/2: FROM scratch\n" in plain
+    assert "Copying blob" in plain  # only on the live line, not kept
+    assert "\n  Copying blob" not in plain
+    assert "gateway: built, 3.92 KB, 0.3 s\n" in plain
+    assert text.rfind("\x1b[?25h") > text.rfind("\x1b[?25l")  # the cursor is shown again
