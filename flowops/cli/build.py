@@ -7,7 +7,6 @@ summary table or JSON goes to stdout.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -103,6 +102,8 @@ def build(
       flowops build gateway --builder buildah -o json
       flowops build --registry ghcr.io/acme --tag 1.2.0 --push
     """
+    import asyncio
+
     from flowops.config import load_settings, section
     from flowops.errors import InputError
     from flowops.ops.build import BuildRequest, BuildSettings
