@@ -68,6 +68,9 @@ PACKAGES = [
     "flowops.ops.rollback",
     "flowops.ops.rollout",
     "flowops.ops.waiting",
+    "flowops.ops.testing",
+    "flowops.ops.contract",
+    "flowops.ops.junit",
     "flowops.ops.build",
     "flowops.ops.builders",
 ]
