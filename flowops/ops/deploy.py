@@ -13,7 +13,6 @@ Progress goes to ``say``, one line per change; the :class:`DeployReport` is the 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowops._version import __version__
 from flowops.errors import ClusterError, ConfigError
+from flowops.ops import build as _build
 from flowops.ops import manifests as _manifests
 from flowops.ops.cluster import ClusterClient, ResourceType
 from flowops.ops.waiting import Waited, wait_all, wait_targets
@@ -122,24 +121,10 @@ class DeployReport:
 
 
 def default_tag(repo: Path | None = None) -> str:
-    """``<version>-<short commit>``, the tag ``flowops build`` gives its images; the bare
-    version outside a git checkout.
-
-    The same rule as the build command's (flowops.ops.build); kept here too until both
-    commands share one helper.
-    """
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short=7", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}-{done.stdout.strip()}"
+    """The tag ``flowops build`` gives its images when built in ``repo`` (the current
+    directory by default): ``<version>-<short commit>[-dirty]``, the bare version outside
+    a git checkout. One rule, :func:`flowops.ops.build.default_tag`."""
+    return _build.default_tag(_build.git_revision(repo or Path.cwd()))
 
 
 def parse_images(values: Iterable[str]) -> dict[str, str]:

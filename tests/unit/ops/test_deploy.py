@@ -315,8 +315,12 @@ def test_bad_image_option(value: str, message: str) -> None:
         parse_images([value])
 
 
-def test_default_tag_is_version_and_commit() -> None:
-    assert re.fullmatch(rf"{re.escape(__version__)}-[0-9a-f]{{7,}}", default_tag(ROOT))
+def test_default_tag_is_version_and_commit_as_build_tags() -> None:
+    from flowops.ops import build
+
+    tag = default_tag(ROOT)
+    assert re.fullmatch(rf"{re.escape(__version__)}-[0-9a-f]{{7}}(-dirty)?", tag)
+    assert tag == build.default_tag(build.git_revision(ROOT))
 
 
 def test_default_tag_outside_git_is_the_version(tmp_path: Path) -> None:
