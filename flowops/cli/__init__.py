@@ -56,7 +56,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": (
         "flowops.cli.up",
         "up",
-        "Run the whole pipeline on this machine (broker, worker, gateway; --demo: a model).",
+        "Run it all on this machine: broker, worker, gateway, monitor (--demo: a model).",
     ),
 }
 
