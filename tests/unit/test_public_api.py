@@ -57,6 +57,7 @@ PACKAGES = [
     "flowops.monitor.probes.dvc",
     "flowops.monitor.probes.kafka",
     "flowops.monitor.probes.mlflow",
+    "flowops.cli.reference",
     "flowops.monitor.probes.http",
     "flowops.monitor.probes.service",
     "flowops.monitor.probes.serving",
