@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from kubernetes_asyncio.client import ApiClient
 
@@ -35,6 +36,12 @@ CUSTOM = {
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
     ("argoproj.io/v1alpha1", "Rollout"),
+}
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+# the peer every policy names for Prometheus (network-policies.yaml's header)
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
 }
 
 
@@ -87,6 +94,22 @@ def matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 
 def selected(selector: Mapping[str, Any], manifests: list[dict[str, Any]]) -> list[str]:
     return [w for w, labels in pod_labels(manifests).items() if matches(selector, labels)]
+
+
+def monitored_service(monitor: Manifest, manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one Service a ServiceMonitor selects by its labels."""
+    (service,) = [
+        s
+        for s in of_kind(manifests, "Service")
+        if matches(monitor["spec"]["selector"], s["metadata"]["labels"])
+    ]
+    return service
+
+
+def container_ports(manifests: list[dict[str, Any]], workload: str) -> dict[str, int]:
+    """A Deployment's named container ports."""
+    spec = find(manifests, "Deployment", workload)["spec"]["template"]["spec"]
+    return {p["name"]: p["containerPort"] for c in spec["containers"] for p in c["ports"]}
 
 
 class _Response:
@@ -168,14 +191,8 @@ def test_every_selector_matches_a_workloads_pods(env: str) -> None:
     for policy in of_kind(manifests, "NetworkPolicy"):
         assert selected(policy["spec"]["podSelector"], manifests), name(policy)
     for monitor in of_kind(manifests, "ServiceMonitor"):
-        services = [
-            s
-            for s in of_kind(manifests, "Service")
-            if matches(monitor["spec"]["selector"], s["metadata"]["labels"])
-        ]
-        assert len(services) == 1, name(monitor)
-        port_names = {p["name"] for p in services[0]["spec"]["ports"]}
-        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= port_names
+        port_names = {p["name"] for p in monitored_service(monitor, manifests)["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= port_names, name(monitor)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -183,8 +200,7 @@ def test_services_reach_a_container_port(env: str) -> None:
     manifests = rendered(env)
     for service in of_kind(manifests, "Service"):
         (workload,) = [w for w in selected(service["spec"]["selector"], manifests) if "/" not in w]
-        spec = find(manifests, "Deployment", workload)["spec"]["template"]["spec"]
-        ports = {p["name"]: p["containerPort"] for c in spec["containers"] for p in c["ports"]}
+        ports = container_ports(manifests, workload)
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports, name(service)
             assert port["port"] == ports[port["targetPort"]]
@@ -261,6 +277,20 @@ def test_containers_have_probes_resources_and_a_locked_down_context(env: str) ->
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_probes_ask_a_named_port_of_their_container_over_http(env: str) -> None:
+    """httpGet on a declared port: no exec probe starts a process in the pod each period."""
+    for workload, spec in pod_specs(rendered(env)):
+        for container in spec["containers"]:
+            ports = {p["name"] for p in container["ports"]}
+            for kind in PROBES:
+                if kind in container:
+                    probe = container[kind]
+                    assert {"exec", "tcpSocket", "grpc"}.isdisjoint(probe), (workload, kind)
+                    assert probe["httpGet"]["port"] in ports, (workload, kind)
+                    assert probe["httpGet"]["path"].startswith("/"), (workload, kind)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_volumes_and_env_refer_to_what_the_render_makes(env: str) -> None:
     manifests = rendered(env)
     config_maps = {name(m) for m in of_kind(manifests, "ConfigMap")}
@@ -311,9 +341,12 @@ def test_the_embedded_config_is_valid_flowops_settings(
     }
     assert ports["flowops-gateway"] == {int(gateway.listen.rpartition(":")[2])}
     assert ports["flowops-monitor"] == {int(monitor.listen.rpartition(":")[2])}
+    assert ports["flowops-worker"] == {settings.streams.metrics_port}
+    assert settings.streams.metrics_host == "0.0.0.0", "the kubelet and Prometheus reach it"
     worker = find(manifests, "Deployment", "flowops-worker")["spec"]["template"]["spec"]
-    probe = " ".join(worker["containers"][0]["livenessProbe"]["exec"]["command"])
-    assert f"127.0.0.1:{settings.streams.metrics_port}/metrics" in probe
+    (container,) = worker["containers"]
+    for kind in PROBES:
+        assert container[kind]["httpGet"] == {"path": "/metrics", "port": "metrics"}, kind
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -428,18 +461,35 @@ def test_dev_has_no_canary() -> None:
     assert not of_kind(rendered("dev"), "Rollout")
 
 
+def prometheus_jobs() -> dict[str, str]:
+    """infra/prometheus/prometheus.yml's jobs and the ``service`` label of each."""
+    config = yaml.safe_load((ROOT.parent / "prometheus/prometheus.yml").read_text())
+    return {
+        job["job_name"]: label
+        for job in config["scrape_configs"]
+        for label in {c["labels"]["service"] for c in job["static_configs"]}
+    }
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_service_monitors_keep_the_prometheus_job_names(env: str) -> None:
-    """The job is the Service's name; the rules in infra/prometheus select on it."""
+def test_service_monitors_scrape_every_prometheus_job(env: str) -> None:
+    """Without a jobLabel the job is the Service's name: the jobs and ``service`` labels
+    are those of infra/prometheus/prometheus.yml, which its rules select on."""
     rules = "".join(p.read_text() for p in (ROOT.parent / "prometheus/rules").glob("*.yml"))
     manifests = rendered(env)
+    jobs = {}
     for monitor in of_kind(manifests, "ServiceMonitor"):
-        assert f'job="{name(monitor)}"' in rules
+        assert "jobLabel" not in monitor["spec"], name(monitor)
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"
         (relabel,) = endpoint["relabelings"]
         assert relabel["targetLabel"] == "service"
-        assert relabel["replacement"] == name(monitor).removeprefix("flowops-")
+        job = name(monitored_service(monitor, manifests))
+        assert job == name(monitor), "a ServiceMonitor is named after its job"
+        jobs[job] = relabel["replacement"]
+    assert jobs == prometheus_jobs()
+    for job in jobs:
+        assert f'job="{job}"' in rules
 
 
 # --- network policies ---------------------------------------------------------------------
@@ -460,7 +510,9 @@ def test_network_policies_allow_only_the_architectures_flows(env: str) -> None:
         assert "flowops-default-deny" in {name(p) for p in policies}
         assert {"flowops-dns", "flowops-kafka"} <= {name(p) for p in policies}
     worker = policies_for(manifests, "flowops-worker")
-    assert not [p for p in worker if p["spec"].get("ingress")], "nothing calls a worker"
+    (worker_in,) = [r for p in worker for r in p["spec"].get("ingress", [])]
+    assert worker_in["from"] == [PROMETHEUS], "nothing but Prometheus calls a worker"
+    assert worker_in["ports"] == [{"protocol": "TCP", "port": 6066}]
     assert {name(p) for p in worker if p["spec"].get("egress")} == {"flowops-dns", "flowops-kafka"}
     (gateway_in,) = [
         r for p in policies_for(manifests, "flowops-gateway") for r in p["spec"].get("ingress", [])
@@ -470,8 +522,7 @@ def test_network_policies_allow_only_the_architectures_flows(env: str) -> None:
     (monitor_in,) = [
         r for p in policies_for(manifests, "flowops-monitor") for r in p["spec"].get("ingress", [])
     ]
-    (peer,) = monitor_in["from"]
-    assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    assert monitor_in["from"] == [PROMETHEUS]
     assert monitor_in["ports"] == [{"protocol": "TCP", "port": 9108}]
     for policy in of_kind(manifests, "NetworkPolicy"):
         for rule in policy["spec"].get("egress", []):
@@ -480,6 +531,27 @@ def test_network_policies_allow_only_the_architectures_flows(env: str) -> None:
                     local = selected(peer["podSelector"], manifests)
                     strimzi = peer["podSelector"]["matchLabels"].get("strimzi.io/cluster")
                     assert local or [k for k in of_kind(manifests, "Kafka") if name(k) == strimzi]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_prometheus_may_reach_every_port_it_scrapes(env: str) -> None:
+    manifests = rendered(env)
+    for monitor in of_kind(manifests, "ServiceMonitor"):
+        service = monitored_service(monitor, manifests)
+        (workload,) = [w for w in selected(service["spec"]["selector"], manifests) if "/" not in w]
+        target = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+        ingress = [
+            r for p in policies_for(manifests, workload) for r in p["spec"].get("ingress", [])
+        ]
+        for endpoint in monitor["spec"]["endpoints"]:
+            port = container_ports(manifests, workload)[target[endpoint["port"]]]
+            allowed = [
+                r
+                for r in ingress
+                if {"protocol": "TCP", "port": port} in r["ports"]
+                and ("from" not in r or PROMETHEUS in r["from"])
+            ]
+            assert allowed, f"{name(monitor)}: no policy lets Prometheus reach {workload}:{port}"
 
 
 # --- the overlays differ sensibly ----------------------------------------------------------
