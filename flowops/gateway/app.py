@@ -1,4 +1,4 @@
-"""The gateway's aiohttp application: its own endpoints, the proxy, and their lifecycle.
+"""The gateway's request handler: its own endpoints, the proxy, and their lifecycle.
 
 :class:`Gateway` owns what lives as long as the server: the upstream client (keep-alive
 connection pools, :mod:`flowops.gateway.client`), the health checks' aiohttp session, the
@@ -13,20 +13,20 @@ metrics. Its own endpoints:
   ``gateway.admin_identities`` as ``key:<name>`` or ``jwt:<subject>`` (401 without
   credentials, 403 for anyone else).
 
-Every other path goes to :class:`~flowops.gateway.proxy.Proxy`.
+They answer GET and HEAD; every other request goes to
+:class:`~flowops.gateway.proxy.Proxy`. :meth:`Gateway.handle` is what the
+:class:`~flowops.gateway.listener.Listener` calls.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Final
 
 import aiohttp
-import orjson
-from aiohttp import web
 
 from flowops.config import Settings
 from flowops.events import TrafficRow
@@ -34,6 +34,7 @@ from flowops.gateway.auth import Authenticator, AuthFailure
 from flowops.gateway.client import UpstreamClient
 from flowops.gateway.config import gateway_settings
 from flowops.gateway.health import HealthChecker
+from flowops.gateway.listener import Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.proxy import Proxy
 from flowops.gateway.publisher import TrafficPublisher
@@ -62,8 +63,14 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
         self.authenticator: Authenticator | None = None
+        self._own: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/admin/upstreams": self._admin_upstreams,
+        }
 
-    async def start(self) -> web.Application:
+    async def start(self) -> None:
         """Load credentials, make the upstream clients, start checks and the publisher.
 
         Raises :class:`~flowops.errors.ConfigError` for credentials it cannot load.
@@ -90,7 +97,6 @@ class Gateway:
                 checker.start()
                 self.checkers.append(checker)
         await self.publisher.start()
-        return self.application()
 
     async def stop(self) -> None:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
@@ -107,35 +113,33 @@ class Gateway:
         if self.session is not None:
             await self.session.close()
 
-    def application(self) -> web.Application:
-        """The aiohttp application: the gateway's endpoints, then the proxy for the rest."""
+    async def handle(self, request: Request) -> Response | None:
+        """One request: the gateway's own endpoint for its path, else the proxy."""
         assert self.proxy is not None, "start() first"
-        app = web.Application(client_max_size=self.gateway.max_body_bytes + 1)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/admin/upstreams", self._admin_upstreams)
-        app.router.add_route("*", "/{tail:.*}", self.proxy.handle)
-        return app
+        if request.method in ("GET", "HEAD"):
+            own = self._own.get(request.path)
+            if own is not None:
+                return await own(request)
+        return await self.proxy.handle(request)
 
     def _publish(self, rows: list[TrafficRow]) -> None:
         for row in rows:
             self.publisher.offer(row)
 
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok", "pid": os.getpid()})
+    async def _healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok", "pid": os.getpid()})
 
-    async def _readyz(self, request: web.Request) -> web.Response:
+    async def _readyz(self, request: Request) -> Response:
         assert self.proxy is not None
         down = [route.settings.name for route in self.proxy.routes if not route.available()]
         if down:
-            return _json({"status": "unready", "routes_without_upstream": down}, status=503)
-        return _json({"status": "ready"})
+            return json_response({"status": "unready", "routes_without_upstream": down}, status=503)
+        return json_response({"status": "ready"})
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": _METRICS_TYPE})
+    async def _metrics(self, request: Request) -> Response:
+        return Response(200, self.metrics.render(), [("Content-Type", _METRICS_TYPE)])
 
-    async def _admin_upstreams(self, request: web.Request) -> web.Response:
+    async def _admin_upstreams(self, request: Request) -> Response:
         assert self.proxy is not None
         assert self.authenticator is not None
         try:
@@ -143,7 +147,7 @@ class Gateway:
         except AuthFailure as failure:
             return _refused(failure)
         if identity.key not in self.gateway.admin_identities:
-            return _json(
+            return json_response(
                 {"error": "forbidden", "reason": "not in gateway.admin_identities"},
                 status=403,
             )
@@ -152,19 +156,13 @@ class Gateway:
             for route in self.proxy.routes
             for pool in route.pools
         }
-        return _json({"routes": routes, "publisher": asdict(self.publisher.stats())})
+        return json_response({"routes": routes, "publisher": asdict(self.publisher.stats())})
 
 
-def _refused(failure: AuthFailure) -> web.Response:
-    response = _json({"error": failure.code, "reason": failure.reason}, status=failure.status)
-    if failure.www_authenticate:
-        response.headers["WWW-Authenticate"] = failure.www_authenticate
-    return response
-
-
-def _json(body: object, *, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
-        status=status,
-        content_type="application/json",
+def _refused(failure: AuthFailure) -> Response:
+    challenge = failure.www_authenticate
+    return json_response(
+        {"error": failure.code, "reason": failure.reason},
+        status=failure.status,
+        headers=[("WWW-Authenticate", challenge)] if challenge else (),
     )

@@ -150,6 +150,7 @@ class Response:
         "_connection",
         "_content_length",
         "_error",
+        "_first",
         "_head",
         "_interim",
         "_released",
@@ -168,6 +169,7 @@ class Response:
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[str, str]] = []
+        self._first: dict[str, str] = {}  # lower-case name: first value
         self.keep_alive = False
         self.head_received: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connection = connection
@@ -194,11 +196,7 @@ class Response:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), None when absent."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
+        return self._first.get(name.lower())
 
     def __aiter__(self) -> Response:
         return self
@@ -255,9 +253,10 @@ class Response:
             return  # a trailer: not kept
         if len(name) == 14 and name.lower() == b"content-length":
             self._content_length = int(value)
-        self.headers.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        key = name.decode("utf-8", "surrogateescape")
+        text = value.decode("utf-8", "surrogateescape")
+        self.headers.append((key, text))
+        self._first.setdefault(key.lower(), text)
 
     def on_headers_complete(self) -> None:
         parser = self._connection.parser
@@ -265,7 +264,7 @@ class Response:
         status = parser.get_status_code()
         if 100 <= status < 200:  # 100 Continue and the like: the answer comes after
             self._interim = True
-            self.headers, self._content_length = [], None
+            self.headers, self._first, self._content_length = [], {}, None
             return
         self.status = status
         self.keep_alive = parser.should_keep_alive()

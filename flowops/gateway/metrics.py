@@ -110,11 +110,19 @@ class GatewayMetrics:
         )
         self._state = _StateCollector()
         reg.register(self._state)
+        self._children: dict[tuple[str, int, str | None], tuple[Counter, Histogram]] = {}
 
     def request(self, route: str, status: int, upstream: str | None, seconds: float) -> None:
         """Count an answered request and its duration."""
-        self._requests.labels(route, str(status), upstream or "").inc()
-        self._duration.labels(route).observe(seconds)
+        key = (route, status, upstream)
+        children = self._children.get(key)
+        if children is None:  # labels() costs a lock and a dict a call: once per key
+            children = self._children[key] = (
+                self._requests.labels(route, str(status), upstream or ""),
+                self._duration.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def retry(self, route: str, outcome: str) -> None:
         """Count a retry."""

@@ -26,14 +26,11 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import aiohttp
 import orjson
-from aiohttp import web
-from multidict import CIMultiDict
 
 from flowops.events import TrafficRow
 from flowops.gateway import split as splitting
@@ -45,8 +42,10 @@ from flowops.gateway.auth import (
 )
 from flowops.gateway.auth import CREDENTIAL_HEADERS as _CREDENTIALS
 from flowops.gateway.callers import CallerKey, ModelSelector
-from flowops.gateway.client import Response, UpstreamClient, UpstreamConnectError, UpstreamError
+from flowops.gateway.client import Response as UpstreamResponse
+from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
+from flowops.gateway.listener import BodyTooLarge, Request, Response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
@@ -75,7 +74,6 @@ VARIANT_HEADER: Final = "X-FlowOps-Variant"
 """Tells the client which side of an A/B split answered."""
 _NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"}
 _FORWARDING: Final = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-request-id"})
-_CHUNK: Final = 64 * 1024
 
 
 @dataclass
@@ -213,8 +211,8 @@ class Proxy:
 
     # -- one request ----------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """The aiohttp handler of every proxied request."""
+    async def handle(self, request: Request) -> Response | None:
+        """Answer a proxied request: a whole response, or None when it was streamed."""
         # 128 random bits in hex, as uuid4().hex without building a UUID (2% of a request)
         request_id = request.headers.get("X-Request-ID") or os.urandom(16).hex()
         body: bytes | None = None
@@ -242,8 +240,8 @@ class Proxy:
         return response
 
     async def _serve(
-        self, request: web.Request, exchange: _Exchange, body: bytes | None
-    ) -> web.StreamResponse:
+        self, request: Request, exchange: _Exchange, body: bytes | None
+    ) -> Response | None:
         route = exchange.route
         exchange.identity = self._identify(request, route)
         await self._limit(request, exchange)
@@ -254,7 +252,7 @@ class Proxy:
         route.retry.on_request()
         return await self._forward(request, exchange)
 
-    def _variant(self, request: web.Request, exchange: _Exchange) -> Variant:
+    def _variant(self, request: Request, exchange: _Exchange) -> Variant:
         """The side of the route's split that answers this request."""
         route = exchange.route
         if len(route.split.items) == 1:
@@ -267,7 +265,7 @@ class Proxy:
             )
         return route.split.choose(splitting.Split.point(route.settings.name, caller))
 
-    def _identify(self, request: web.Request, route: RouteState) -> Identity:
+    def _identify(self, request: Request, route: RouteState) -> Identity:
         settings = route.settings
         try:
             return self.authenticator.check(
@@ -280,7 +278,7 @@ class Proxy:
             )
             raise _Refusal(failure.status, failure.code, failure.reason, headers) from None
 
-    async def _limit(self, request: web.Request, exchange: _Exchange) -> None:
+    async def _limit(self, request: Request, exchange: _Exchange) -> None:
         limiter = exchange.route.limiter
         if limiter is None:
             return
@@ -303,7 +301,7 @@ class Proxy:
                 rate_limit_headers(decision),
             )
 
-    async def _forward(self, request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+    async def _forward(self, request: Request, exchange: _Exchange) -> Response | None:
         route = exchange.route
         timeout = route.settings.timeout
         deadline = exchange.started + timeout.total
@@ -349,13 +347,13 @@ class Proxy:
 
     async def _try(
         self,
-        request: web.Request,
+        request: Request,
         lease: Lease,
         path: str,
         headers: list[tuple[str, str]],
         exchange: _Exchange,
         budget: float,
-    ) -> tuple[Outcome, Response | None]:
+    ) -> tuple[Outcome, UpstreamResponse | None]:
         """One try, up to the response's headers: its outcome, and the response if any."""
         try:
             async with asyncio.timeout(max(budget, 0.0)):
@@ -378,57 +376,57 @@ class Proxy:
 
     async def _relay(
         self,
-        request: web.Request,
+        request: Request,
         lease: Lease,
-        upstream: Response,
+        upstream: UpstreamResponse,
         exchange: _Exchange,
         deadline: float,
-    ) -> web.StreamResponse:
+    ) -> Response | None:
         """The upstream's response to the client, keeping its first bytes: whole, in one
         write, when its body came with its head; else streamed as it comes."""
         latency = (exchange.headers_at or time.monotonic()) - lease.started_at
         lease.finish(outcome_of_status(upstream.status), latency)
-        headers = CIMultiDict(_downstream_headers(upstream))
-        headers["X-Request-ID"] = exchange.request_id
+        headers = _downstream_headers(upstream, "X-Request-ID", VARIANT_HEADER)
+        headers.append(("X-Request-ID", exchange.request_id))
         if exchange.variant.name is not None:
-            headers[VARIANT_HEADER] = exchange.variant.name
+            headers.append((VARIANT_HEADER, exchange.variant.name))
         exchange.status = upstream.status
         exchange.response_type = upstream.header("Content-Type")
         capture = self.settings.capture_bytes
         keep = upstream.header("Content-Encoding") is None and capture > 0
         body = upstream.body_if_complete() if request.method != "HEAD" else None
-        if body is not None:  # aiohttp sends the head and the body in one write
+        if body is not None:  # head and body in one write
             exchange.captured = bytearray(body) if keep and len(body) <= capture else None
-            return web.Response(
-                status=upstream.status, reason=upstream.reason, headers=headers, body=body
-            )
+            return Response(upstream.status, body, headers, upstream.reason)
         exchange.captured = bytearray() if keep else None
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        response.headers.extend(headers)
-        if upstream.content_length is not None:
-            response.content_length = upstream.content_length
         try:
-            await response.prepare(request)
+            stream = await request.stream(
+                upstream.status,
+                headers,
+                reason=upstream.reason,
+                content_length=upstream.content_length,
+            )
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
                 async for chunk in upstream:
-                    await response.write(chunk)
+                    await stream.write(chunk)
                     if exchange.captured is not None:
                         room = capture - len(exchange.captured)
                         if room < len(chunk):
                             exchange.captured = None  # too large to parse: not kept
                         else:
                             exchange.captured += chunk
-            await response.write_eof()
-        except (UpstreamError, aiohttp.ClientError, TimeoutError, ConnectionResetError) as exc:
+            await stream.end()
+        except (UpstreamError, TimeoutError, ConnectionResetError) as exc:
+            # the client's connection is closed: its answer is cut short, visibly
             exchange.notes.append(f"response cut short: {type(exc).__name__}")
             exchange.captured = None
         finally:
             upstream.release()
-        return response
+        return None
 
     # -- after the response -----------------------------------------------------------
 
-    def _finish(self, request: web.Request, exchange: _Exchange) -> None:
+    def _finish(self, request: Request, exchange: _Exchange) -> None:
         elapsed = time.monotonic() - exchange.started
         route = exchange.route.settings.name
         self.metrics.request(route, exchange.status, exchange.upstream, elapsed)
@@ -437,9 +435,7 @@ class Proxy:
         if self.publish is not None and exchange.route.settings.publish and exchange.upstream:
             self.publish(self._events(request, exchange, elapsed))
 
-    def _events(
-        self, request: web.Request, exchange: _Exchange, elapsed: float
-    ) -> list[TrafficRow]:
+    def _events(self, request: Request, exchange: _Exchange, elapsed: float) -> list[TrafficRow]:
         settings = exchange.route.settings
         response = bytes(exchange.captured) if exchange.captured is not None else None
         found = extract(
@@ -461,7 +457,7 @@ class Proxy:
 
     # -- shadow traffic ---------------------------------------------------------------
 
-    def _mirror(self, request: web.Request, exchange: _Exchange) -> None:
+    def _mirror(self, request: Request, exchange: _Exchange) -> None:
         """Send a copy of the request to the route's shadow, in the background."""
         route = exchange.route
         settings = route.settings.shadow
@@ -576,7 +572,7 @@ class _Copy:
     request_id: str
 
 
-async def _bounded_read(response: Response, limit: int) -> bytes | None:
+async def _bounded_read(response: UpstreamResponse, limit: int) -> bytes | None:
     """The whole body when it holds at most ``limit`` bytes, else None (read all the
     same, so the connection goes back to the pool)."""
     kept: bytearray | None = bytearray()
@@ -606,7 +602,7 @@ class _Refusal(Exception):  # noqa: N818 - not an error: an answer the gateway g
         self.status, self.code, self.reason = status, code, reason
         self.headers = dict(headers or {})
 
-    def response(self, request_id: str) -> web.Response:
+    def response(self, request_id: str) -> Response:
         return _error(self.status, self.code, self.reason, request_id, self.headers)
 
 
@@ -622,33 +618,33 @@ def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:
 
 def _error(
     status: int, code: str, reason: str, request_id: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
+) -> Response:
     body = orjson.dumps({"error": code, "reason": reason, "request_id": request_id})
-    response = web.Response(status=status, body=body, content_type="application/json")
-    response.headers.update(headers or {})
-    response.headers["X-Request-ID"] = request_id
-    return response
+    return Response(
+        status,
+        body,
+        [
+            ("Content-Type", "application/json"),
+            *(headers or {}).items(),
+            ("X-Request-ID", request_id),
+        ],
+    )
 
 
 # -- headers, paths, bodies -------------------------------------------------------------
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytes:
     """The whole request body; 413 as soon as it is known to pass ``limit``."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise _Refusal(413, "body_too_large", f"the body may hold at most {limit} bytes")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise _Refusal(413, "body_too_large", f"the body may hold at most {limit} bytes")
-    return bytes(body)
+    try:
+        return await request.read(limit)
+    except BodyTooLarge as exc:
+        raise _Refusal(413, "body_too_large", str(exc)) from None
 
 
-def _upstream_path(request: web.Request, route: RouteSettings) -> str:
+def _upstream_path(request: Request, route: RouteSettings) -> str:
     """The path (and query) the upstream gets: unchanged, or without the route's prefix."""
-    path = request.raw_path
+    path = request.target
     if route.strip_prefix and route.prefix != "/":
         path = path[len(route.prefix) :] or "/"
         if not path.startswith("/"):
@@ -656,9 +652,7 @@ def _upstream_path(request: web.Request, route: RouteSettings) -> str:
     return path
 
 
-def _upstream_headers(
-    request: web.Request, request_id: str, *, strip: bool
-) -> list[tuple[str, str]]:
+def _upstream_headers(request: Request, request_id: str, *, strip: bool) -> list[tuple[str, str]]:
     """The client's headers less hop-by-hop ones (and its credentials, on a route whose
     auth the gateway checked), plus the forwarding headers (in place of the client's)."""
     dropped = _NOT_FORWARDED | _FORWARDING | _named_in_connection(request.headers.get("Connection"))
@@ -673,9 +667,12 @@ def _upstream_headers(
     return headers
 
 
-def _downstream_headers(upstream: Response) -> Iterable[tuple[str, str]]:
+def _downstream_headers(upstream: UpstreamResponse, *set_here: str) -> list[tuple[str, str]]:
+    """The upstream's headers less hop-by-hop ones and those the gateway sets."""
     dropped = _NOT_FORWARDED | _named_in_connection(upstream.header("Connection"))
-    return ((k, v) for k, v in upstream.headers if k.lower() not in dropped)
+    if set_here:
+        dropped = dropped | {name.lower() for name in set_here}
+    return [(k, v) for k, v in upstream.headers if k.lower() not in dropped]
 
 
 def _named_in_connection(value: str | None) -> frozenset[str]:
@@ -685,7 +682,7 @@ def _named_in_connection(value: str | None) -> frozenset[str]:
     return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
 
 
-def _access_line(request: web.Request, exchange: _Exchange, elapsed: float) -> str:
+def _access_line(request: Request, exchange: _Exchange, elapsed: float) -> str:
     entry: dict[str, Any] = {
         "ts": round(time.time(), 3),
         "request_id": exchange.request_id,

@@ -3,12 +3,14 @@
 A :class:`ModelServer` is a small aiohttp app that answers like an MLflow or KServe v1
 server (``{"predictions": [...]}``, one per instance) and says who it is in an
 ``X-Upstream`` header; a test can make it fail (``status``), slow (``delay``) or stop.
-:func:`running_gateway` runs :class:`flowops.gateway.app.Gateway` in the test's loop.
+:func:`running_gateway` runs :class:`flowops.gateway.app.Gateway` on its
+:class:`~flowops.gateway.listener.Listener` in the test's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from aiohttp import web
 from flowops.broker import free_port
 from flowops.config import load_settings
 from flowops.gateway.app import Gateway
+from flowops.gateway.listener import Listener
 
 
 @dataclass
@@ -97,12 +100,14 @@ async def running_gateway(gateway: Mapping[str, Any], **sections: Any) -> AsyncI
     settings = load_settings(
         overrides={"gateway": {"listen": f"127.0.0.1:{port}", **gateway}, **sections}
     )
-    app = Gateway(settings)
-    runner = web.AppRunner(await app.start(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    gateway = Gateway(settings)
+    await gateway.start()
+    listener = Listener(gateway.handle)
     try:
+        sock = socket.create_server(("127.0.0.1", port))
+        sock.setblocking(False)
+        await listener.start(sock)
         yield f"http://127.0.0.1:{port}"
     finally:
-        await runner.cleanup()
-        await app.stop()
+        await listener.stop(timeout=5.0)
+        await gateway.stop()

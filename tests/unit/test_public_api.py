@@ -36,6 +36,7 @@ PACKAGES = [
     "flowops.gateway.client",
     "flowops.gateway.config",
     "flowops.gateway.health",
+    "flowops.gateway.listener",
     "flowops.gateway.metrics",
     "flowops.gateway.payloads",
     "flowops.gateway.proxy",
