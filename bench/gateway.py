@@ -12,8 +12,9 @@ then SIGKILL after a timeout) whatever happens:
   ``worker_processes auto``;
 - (c) **the FlowOps gateway** (``flowops gateway --config FILE --no-access-log``), with
   every feature the issue names on: an API key required (``auth: true``), a rate limit
-  high enough never to refuse (100,000/s; the memory store with one worker, Redis with
-  several, since the gateway refuses a memory store there), metrics counted on every
+  high enough never to refuse (100,000/s; the memory store with one worker; with several,
+  the store the workers share in memory, or Redis, since the gateway refuses a memory
+  store there), metrics counted on every
   request (``/metrics`` is read after each run), and every request published to
   ``flowops.traffic`` on an embedded Tansu broker;
 - (d) **a plain aiohttp proxy** (``bench/plain_proxy.py``, 30 lines: one shared
@@ -38,7 +39,8 @@ request's send to its response, so time a request waits for its slot is not coun
 small, and the same for both runs.
 
 **Steps.** The gateway is measured one change at a time (asyncio, then uvloop; the memory
-store, then Redis; one worker, then several), each step's gain printed beside it.
+store, then the shared-memory store; one worker, then several; shared memory, then Redis),
+each step's gain printed beside the setup it changes.
 
 The machine's cores are shared by wrk, the upstream, the proxy under test, the broker and
 Redis: on 2 cores every figure here is a lower bound of what the proxy alone would do.
@@ -71,7 +73,7 @@ WARMUP = 1  # seconds of wrk before each measured run (connections, caches)
 THREADS = 2
 CONNECTIONS = 64
 PACED_CONNECTIONS = 16  # for the runs at half the peak rate: enough to keep the pace
-GATEWAY_WORKERS = (2, 3)  # worker counts measured with uvloop and Redis
+GATEWAY_WORKERS = (2, 3)  # worker counts measured with uvloop and the shared store
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
@@ -243,7 +245,7 @@ class GatewaySetup:
 
     workers: int
     uvloop: bool
-    store: str  # memory or redis
+    store: str  # memory, shared or redis
 
     @property
     def name(self) -> str:
@@ -490,8 +492,9 @@ def run(workdir: Path) -> None:
         steps = [
             GatewaySetup(1, uvloop=False, store="memory"),
             GatewaySetup(1, uvloop=True, store="memory"),
-            GatewaySetup(1, uvloop=True, store="redis"),
-            *(GatewaySetup(n, uvloop=True, store="redis") for n in GATEWAY_WORKERS),
+            GatewaySetup(1, uvloop=True, store="shared"),
+            *(GatewaySetup(n, uvloop=True, store="shared") for n in GATEWAY_WORKERS),
+            GatewaySetup(GATEWAY_WORKERS[0], uvloop=True, store="redis"),
         ]
         measured = [measure_gateway(workdir, s, upstream.url, broker, redis_url) for s in steps]
         best = max(measured[2:], key=lambda row: row[1].load.rps)
@@ -559,7 +562,7 @@ def report(
         f"goal < {GOAL_ADDED_P99_MS:g} ms: {verdict(added < GOAL_ADDED_P99_MS)}"
     )
     print()
-    print("Steps (each against the line before it):")
+    print("Steps (each against the setup it changes one thing of):")
     print()
     print("| step | requests/s | gain |")
     print("| --- | ---: | ---: |")
@@ -567,11 +570,39 @@ def report(
         f"| plain aiohttp proxy: asyncio -> uvloop | {plain[True].load.rps:,.0f} "
         f"| {plain[True].load.rps / anchor - 1:+.0%} |"
     )
-    previous = None
     for setup, row in measured:
-        gain = "" if previous is None else f"{row.load.rps / previous - 1:+.0%}"
-        print(f"| {setup.name} | {row.load.rps:,.0f} | {gain} |")
-        previous = row.load.rps
+        before = _changed_from(setup, measured)
+        if before is None:
+            print(f"| {setup.name} | {row.load.rps:,.0f} | |")
+            continue
+        gain = row.load.rps / before[1].load.rps - 1
+        print(f"| {_step(before[0], setup)} | {row.load.rps:,.0f} | {gain:+.0%} |")
+
+
+def _changed_from(
+    setup: GatewaySetup, measured: list[tuple[GatewaySetup, Row]]
+) -> tuple[GatewaySetup, Row] | None:
+    """The measured setup before ``setup`` that differs from it in one thing, if any."""
+    earlier = measured[: [s for s, _ in measured].index(setup)]
+    for other, row in reversed(earlier):
+        differences = (
+            (other.workers != setup.workers)
+            + (other.uvloop != setup.uvloop)
+            + (other.store != setup.store)
+        )
+        if differences == 1:
+            return other, row
+    return None
+
+
+def _step(before: GatewaySetup, after: GatewaySetup) -> str:
+    if before.workers != after.workers:
+        change = f"{before.workers} -> {after.workers} workers"
+    elif before.uvloop != after.uvloop:
+        change = "asyncio -> uvloop"
+    else:
+        change = f"{before.store} -> {after.store} limits"
+    return f"gateway, {change} ({after.name.removeprefix('FlowOps gateway, ')})"
 
 
 def verdict(met: bool) -> str:

@@ -24,7 +24,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
@@ -40,6 +40,9 @@ from flowops.gateway.proxy import Proxy
 from flowops.gateway.publisher import TrafficPublisher
 from flowops.gateway.ratelimit import RateLimiters
 
+if TYPE_CHECKING:
+    from flowops.gateway.ratelimit_shared import SharedTable
+
 __all__ = ["Gateway"]
 
 log = logging.getLogger("flowops.gateway")
@@ -51,12 +54,18 @@ _CONNECTIONS_PER_HOST: Final = 256
 class Gateway:
     """Builds the application from settings; :meth:`start` and :meth:`stop` its parts."""
 
-    def __init__(self, settings: Settings, *, say: Callable[[str], None] = log.info) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        say: Callable[[str], None] = log.info,
+        shared: SharedTable | None = None,
+    ) -> None:
         self.settings = settings
         self.gateway = gateway_settings(settings)
         self.say = say
         self.metrics = GatewayMetrics()
-        self.limiters = RateLimiters()
+        self.limiters = RateLimiters(shared=shared)
         self.publisher = TrafficPublisher.for_kafka(settings.kafka, self.gateway.publish)
         self.session: aiohttp.ClientSession | None = None
         self.client: UpstreamClient | None = None

@@ -1,4 +1,4 @@
-"""Rate limiting: a token bucket per route and caller, kept in memory or shared in Redis.
+"""Rate limiting: a token bucket per route and caller, in memory, shared memory or Redis.
 
 Each route with a ``rate_limit`` gets a :class:`RateLimiter`. A caller's bucket holds up
 to ``burst`` tokens and refills at ``rate`` tokens a second; a request takes one token or
@@ -20,7 +20,7 @@ One number per bucket makes a Redis decision one short Lua script (read, compare
 with an expiry at the moment the bucket is full, after which the key is as good as
 absent), and lets the memory store drop any bucket whose ``tat`` has passed.
 
-Two stores sit behind one interface (:class:`BucketStore`):
+Three stores sit behind one interface (:class:`BucketStore`):
 
 - :class:`MemoryStore`: exact, O(1) per decision, bounded memory. It limits **per
   process**: when the gateway runs N worker processes on one port (``SO_REUSEPORT``),
@@ -28,6 +28,9 @@ Two stores sit behind one interface (:class:`BucketStore`):
   gets up to N times the rate. :meth:`Limit.split` divides a limit between processes
   for callers that spread their connections; a caller on one keep-alive connection then
   gets a share only, which is why it is not applied by default.
+- ``SharedStore`` (:mod:`flowops.gateway.ratelimit_shared`): buckets in memory shared by
+  the worker processes of one gateway (made before they are forked), exact across them,
+  without a network round trip. Other hosts' replicas do not see them.
 - ``RedisStore`` (:mod:`flowops.gateway.ratelimit_redis`): shared by every process and
   replica that names the same Redis; one atomic script per decision, timed by the Redis
   server's clock so that replicas agree. When Redis does not answer, each route's
@@ -67,6 +70,7 @@ from flowops.gateway.callers import CallerKey
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_redis import RedisStore
+    from flowops.gateway.ratelimit_shared import SharedStore, SharedTable
 
 __all__ = [
     "BucketStore",
@@ -387,9 +391,10 @@ class RateLimitSettings(BaseModel):
         description="the caller: api_key (auth's identity, else the client address), "
         "client (its address), or header:<name> (that header's value, else the address)",
     )
-    store: Literal["memory", "redis"] = Field(
+    store: Literal["memory", "shared", "redis"] = Field(
         "memory",
-        description="memory: per gateway process; redis: shared by all processes and replicas",
+        description="memory: per gateway process; shared: by the gateway's worker processes "
+        "(one host); redis: by all processes and replicas",
     )
     redis_url: SecretStr | None = Field(
         None,
@@ -434,31 +439,42 @@ class RateLimitSettings(BaseModel):
 
 class RateLimiters:
     """Builds each route's limiter from its settings, with one store per kind and URL:
-    routes share the memory store (one ``max_buckets`` bound) and one Redis client per
-    URL. :meth:`stores` is what ``/metrics`` reads; :meth:`close` closes them all.
+    routes share the memory store (one ``max_buckets`` bound), the shared-memory store
+    (``shared``: the table the gateway made before forking its workers, else one of this
+    process's own) and one Redis client per URL. :meth:`close` closes them all.
     """
 
-    def __init__(self, *, max_buckets: int = 100_000, retry_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_buckets: int = 100_000,
+        retry_interval: float = 1.0,
+        shared: SharedTable | None = None,
+    ) -> None:
         self._max_buckets = max_buckets
         self._retry_interval = retry_interval
+        self._table = shared
         self._memory: MemoryStore | None = None
+        self._shared: SharedStore | None = None
         self._redis: dict[tuple[str, float], RedisStore] = {}
 
     def limiter(self, route: str, settings: RateLimitSettings) -> RateLimiter:
         """The limiter of ``route``."""
         return RateLimiter.from_settings(route, settings, self._store(settings))
 
-    def stores(self) -> list[MemoryStore | RedisStore]:
+    def stores(self) -> list[MemoryStore | SharedStore | RedisStore]:
         """Every store built so far."""
-        memory = [self._memory] if self._memory is not None else []
-        return [*memory, *self._redis.values()]
+        local = [store for store in (self._memory, self._shared) if store is not None]
+        return [*local, *self._redis.values()]
 
     async def close(self) -> None:
         """Close every store."""
         for store in self.stores():
             await store.close()
 
-    def _store(self, settings: RateLimitSettings) -> MemoryStore | RedisStore:
+    def _store(self, settings: RateLimitSettings) -> MemoryStore | SharedStore | RedisStore:
+        if settings.store == "shared":
+            return self._shared_store()
         if settings.store == "memory" or settings.redis_url is None:
             if self._memory is None:
                 self._memory = MemoryStore(max_buckets=self._max_buckets)
@@ -473,3 +489,11 @@ class RateLimiters:
             )
             self._redis[url, settings.redis_timeout] = found
         return found
+
+    def _shared_store(self) -> SharedStore:
+        from flowops.gateway.ratelimit_shared import SharedStore, SharedTable
+
+        if self._shared is None:
+            table = self._table or SharedTable(self._max_buckets)
+            self._shared = SharedStore(table)
+        return self._shared

@@ -24,8 +24,10 @@ breakers and outlier ejection, Kafka producer and metrics. So:
 * **Rate limits.** ``rate_limit.store: memory`` keeps buckets per process: with N
   workers a caller whose connections land on several of them would get up to N times
   its rate. That is refused at start-up (a ConfigError naming the route's
-  ``rate_limit.store`` and ``gateway.workers``); use ``store: redis``, which every worker
-  (and every replica) shares, exactly, or ``workers: 1``.
+  ``rate_limit.store`` and ``gateway.workers``); use ``store: shared``, buckets in
+  memory that this process maps before it forks and every worker shares, exactly
+  (:mod:`flowops.gateway.ratelimit_shared`), ``store: redis``, shared by replicas on
+  other hosts too, or ``workers: 1``.
 * **Metrics.** Each worker's ``/metrics`` describes that worker only, and a scrape of
   the shared port reaches whichever worker the kernel picks, so counters read that way
   step between workers. ``/healthz`` names the pid of the worker that answered. Scrape a
@@ -46,7 +48,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from flowops import logs
 from flowops.config import Settings
@@ -54,6 +56,9 @@ from flowops.errors import ConfigError, FlowOpsError
 from flowops.gateway.app import Gateway
 from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.listener import Listener
+
+if TYPE_CHECKING:
+    from flowops.gateway.ratelimit_shared import SharedTable
 
 __all__ = [
     "BACKLOG",
@@ -90,13 +95,15 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
     )
     logs.quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
     loop_factory, loop_name = _loop_factory(config.uvloop)
+    shared = _shared_table(config)
     sockets = [_listen(config, reuse_port=config.workers > 1) for _ in range(config.workers)]
     routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"
     listening = f"listening on http://{config.listen} (routes: {routes}; {loop_name}"
     if config.workers == 1:
-        _serve_in(settings, sockets[0], loop_factory, say, _Say(say, f"{listening}); Ctrl-C stops"))
+        ready = _Say(say, f"{listening}); Ctrl-C stops")
+        _serve_in(settings, sockets[0], loop_factory, say, ready, shared)
     else:
-        _Supervisor(settings, sockets, loop_factory, say).run(listening)
+        _Supervisor(settings, sockets, loop_factory, say, shared).run(listening)
     say("stopped")
 
 
@@ -119,7 +126,8 @@ def check_workers(config: GatewaySettings) -> None:
                 f"gateway.routes[{index}].rate_limit.store",
                 f"memory keeps a bucket per process, and gateway.workers is "
                 f"{config.workers}: a caller could get {config.workers} times the rate of "
-                f"route {route.name}; use store: redis (shared by every worker) or workers: 1",
+                f"route {route.name}; use store: shared (the workers share buckets), "
+                "store: redis (replicas too) or workers: 1",
             )
 
 
@@ -142,16 +150,21 @@ def _serve_in(
     loop_factory: LoopFactory,
     say: Callable[[str], None],
     ready: Callable[[], None],
+    shared: SharedTable | None,
 ) -> None:
     """Serve ``sock`` in this process until SIGINT or SIGTERM."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(settings, sock, say, ready))
+        runner.run(_serve(settings, sock, say, ready, shared))
 
 
 async def _serve(
-    settings: Settings, sock: socket.socket, say: Callable[[str], None], ready: Callable[[], None]
+    settings: Settings,
+    sock: socket.socket,
+    say: Callable[[str], None],
+    ready: Callable[[], None],
+    shared: SharedTable | None,
 ) -> None:
-    gateway = Gateway(settings, say=say)
+    gateway = Gateway(settings, say=say, shared=shared)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -167,6 +180,15 @@ async def _serve(
     finally:
         await listener.stop(SHUTDOWN_TIMEOUT)
         await gateway.stop()
+
+
+def _shared_table(config: GatewaySettings) -> SharedTable | None:
+    """The shared-memory buckets, made before any fork, if a route keeps its limit there."""
+    if not any(r.rate_limit is not None and r.rate_limit.store == "shared" for r in config.routes):
+        return None
+    from flowops.gateway.ratelimit_shared import SharedTable
+
+    return SharedTable()
 
 
 def _tune_gc() -> None:
@@ -239,8 +261,10 @@ class _Supervisor:
         sockets: list[socket.socket],
         loop_factory: LoopFactory,
         say: Callable[[str], None],
+        shared: SharedTable | None,
     ) -> None:
         self.settings = settings
+        self.shared = shared
         self.sockets = sockets
         self.loop_factory = loop_factory
         self.say = say
@@ -308,7 +332,7 @@ class _Supervisor:
 
         code = 1
         try:
-            _serve_in(self.settings, sock, self.loop_factory, worker_say, ready)
+            _serve_in(self.settings, sock, self.loop_factory, worker_say, ready, self.shared)
             code = 0
         except FlowOpsError as exc:
             worker_say(f"error: {exc}")

@@ -1,9 +1,10 @@
 """``flowops gateway`` with ``workers: 2`` as a real process: two workers share the port,
-the rate limit holds across them (Redis), SIGTERM stops them all, and a memory-store
-limit is refused at start-up."""
+the rate limit holds across them (in Redis, and in memory the workers share), SIGTERM
+stops them all, and a memory-store limit is refused at start-up."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -146,10 +147,13 @@ def test_two_workers_serve_the_port_and_sigterm_stops_them_all(
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
-def test_a_redis_limit_holds_across_the_workers(tmp_path: Path, upstream: int) -> None:
-    with RedisServer(tmp_path) as redis:
-        limit = {"rate": 0.001, "burst": 5, "key": "client", "store": "redis"}
-        config, port = _config(tmp_path, upstream, rate_limit=limit | {"redis_url": redis.url})
+@pytest.mark.parametrize("store", ["redis", "shared"])
+def test_a_limit_holds_across_the_workers(tmp_path: Path, upstream: int, store: str) -> None:
+    with contextlib.ExitStack() as stack:
+        limit: dict[str, Any] = {"rate": 0.001, "burst": 5, "key": "client", "store": store}
+        if store == "redis":
+            limit["redis_url"] = stack.enter_context(RedisServer(tmp_path)).url
+        config, port = _config(tmp_path, upstream, rate_limit=limit)
         gateway = _start(config)
         try:
             _wait_up(port, gateway)
@@ -174,6 +178,7 @@ def test_a_memory_limit_with_two_workers_is_refused_at_start(tmp_path: Path, ups
     assert code == 2
     assert "gateway.routes[0].rate_limit.store" in err
     assert "gateway.workers is 2" in err
+    assert "store: shared" in err
     assert "store: redis" in err
     assert "Traceback" not in err
 

@@ -43,6 +43,7 @@ PACKAGES = [
     "flowops.gateway.publisher",
     "flowops.gateway.ratelimit",
     "flowops.gateway.ratelimit_redis",
+    "flowops.gateway.ratelimit_shared",
     "flowops.gateway.retry",
     "flowops.gateway.server",
     "flowops.gateway.split",
