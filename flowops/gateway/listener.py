@@ -17,10 +17,11 @@ One connection, :class:`_Connection`, handles one request at a time, in order:
   body, or streams one (:meth:`Request.stream`: ``Content-Length`` when known, else
   chunked) and returns None;
 * keep-alive by HTTP/1.1's rules (``Connection: close``, HTTP/1.0 without keep-alive);
-  idle connections close after :data:`KEEP_ALIVE_TIMEOUT`. A request whose body was not
-  read whole is answered with ``Connection: close``, and what is left of its body is read
-  and dropped for up to :data:`LINGER` seconds first, so the client gets its answer
-  rather than a reset;
+  a connection with no request under way (none, or a head still arriving) closes
+  :data:`KEEP_ALIVE_TIMEOUT` after it opened or answered its last request. A request
+  whose body was not read whole is answered with ``Connection: close``, and what is left
+  of its body is read and dropped for up to :data:`LINGER` seconds first, so the client
+  gets its answer rather than a reset;
 * requests pipelined behind the one being handled wait their turn (reading pauses past
   :data:`_MAX_WAITING` of them); a body unread past :data:`_HIGH_WATER` bytes pauses
   reading too, and a slow client pauses the writer (:meth:`Stream.write` waits);
@@ -347,7 +348,8 @@ class _Connection(asyncio.Protocol):
         self.active: Request | None = None  # the request being handled
         self.waiting: deque[Request] = deque()
         self.task: asyncio.Task[None] | None = None
-        self.idle: asyncio.TimerHandle | None = None
+        self.idle: asyncio.TimerHandle | None = None  # closes the connection if idle
+        self.linger: asyncio.TimerHandle | None = None  # closes it after an unread body
         self.reading = True
         self.deaf = False  # after an Upgrade or what is not HTTP: read nothing more
         self.lost = False
@@ -369,9 +371,6 @@ class _Connection(asyncio.Protocol):
         self._idle_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-            self.idle = None
         if self.deaf:
             return  # what follows an Upgrade or an error: dropped until the close
         try:
@@ -386,8 +385,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self.idle is not None:
-            self.idle.cancel()
+        for timer in (self.idle, self.linger):
+            if timer is not None:
+                timer.cancel()
         for request in (self.parsing, self.active, *self.waiting):
             if request is not None:
                 request._lose()
@@ -509,8 +509,7 @@ class _Connection(asyncio.Protocol):
         request._discard = True
         request._chunks.clear()
         self.resume_reading()
-        loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(LINGER, self.close)
+        self.linger = asyncio.get_running_loop().call_later(LINGER, self.close)
 
     def head(
         self,
@@ -580,6 +579,10 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _idle_timer(self) -> None:
+        """Close the connection if no request is under way ``keep_alive_timeout`` from now
+        (one whose head has not all arrived by then is not under way: slow heads lose)."""
+        if self.idle is not None:
+            self.idle.cancel()
         loop = asyncio.get_running_loop()
         self.idle = loop.call_later(self.listener.keep_alive_timeout, self.close_if_idle)
 

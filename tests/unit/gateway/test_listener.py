@@ -373,3 +373,30 @@ async def test_stop_closes_what_is_still_busy_after_its_timeout() -> None:
         assert await busy.closed()
         assert listener.connections == set()
         app.release.set()
+
+
+async def test_a_connection_without_a_request_under_way_closes_after_the_timeout() -> None:
+    app = App()
+    listener = Listener(app, keep_alive_timeout=0.2)
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    await listener.start(sock)
+    try:
+        idle = await Client.open(port)
+        await idle.send(get("/a"))
+        await idle.answer()
+        trickling = await Client.open(port)
+        await trickling.send(b"GET /b HTTP/1.1\r\nHost: x\r\n")  # and never the end
+        busy = await Client.open(port)
+        app.release.clear()
+        await busy.send(get("/slow"))
+        assert await idle.closed()
+        assert await trickling.closed()
+        await asyncio.sleep(0.3)
+        app.release.set()
+        status, _, body = await busy.answer()  # a request under way is not cut
+    finally:
+        await listener.stop(timeout=2.0)
+        await Client.close_all()
+    assert (status, body) == (200, b"/slow")
