@@ -304,13 +304,24 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
     [
         (b"NOT HTTP AT ALL\r\n\r\n", 400, b'"error":"bad_request"'),
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400, b"bad_request"),
+        (  # smuggling: two framings, or two lengths, are refused, never guessed
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            400,
+            b"bad_request",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            400,
+            b"bad_request",
+        ),
         (
             b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n",
             431,
             b'"error":"request_header_fields_too_large"',
         ),
     ],
-    ids=["garbage", "bad-length", "head-too-large"],
+    ids=["garbage", "bad-length", "length-and-chunked", "two-lengths", "head-too-large"],
 )
 async def test_what_is_not_a_request_is_refused_and_closed(
     data: bytes, status: int, error: bytes
