@@ -349,6 +349,7 @@ class _Connection(asyncio.Protocol):
         self.waiting: deque[Request] = deque()
         self.task: asyncio.Task[None] | None = None
         self.idle: asyncio.TimerHandle | None = None  # closes the connection if idle
+        self.idle_since = 0.0  # loop time of the connection's start or last answer
         self.linger: asyncio.TimerHandle | None = None  # closes it after an unread body
         self.reading = True
         self.deaf = False  # after an Upgrade or what is not HTTP: read nothing more
@@ -499,7 +500,7 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.resume_reading()
-        self._idle_timer()
+        self.idle_since = asyncio.get_running_loop().time()
 
     def _close_after(self, request: Request) -> None:
         """Close now, or once the rest of an unread body has arrived (LINGER at most)."""
@@ -579,12 +580,24 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _idle_timer(self) -> None:
-        """Close the connection if no request is under way ``keep_alive_timeout`` from now
-        (one whose head has not all arrived by then is not under way: slow heads lose)."""
-        if self.idle is not None:
-            self.idle.cancel()
+        """Close the connection when no request has been under way for
+        ``keep_alive_timeout`` since it opened or last answered (a head still arriving is
+        not under way: slow heads lose). One timer a connection, moved on when it fires
+        early, rather than one a request."""
         loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(self.listener.keep_alive_timeout, self.close_if_idle)
+        self.idle_since = loop.time()
+        self.idle = loop.call_later(self.listener.keep_alive_timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.listener.keep_alive_timeout
+        due = self.idle_since + timeout
+        if self.active is not None or self.parsing is not None:
+            due = loop.time() + timeout  # under way: look again later
+        if due <= loop.time():
+            self.close()
+        else:
+            self.idle = loop.call_at(due, self._idle_check)
 
     def close_if_idle(self) -> None:
         if self.active is None and self.parsing is None:
