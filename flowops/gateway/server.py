@@ -78,7 +78,7 @@ BACKLOG: Final = 1024
 GC_THRESHOLD: Final = 20_000
 """Allocations between collections of the youngest generation (Python's default: 700).
 A request makes a few hundred short-lived objects that reference counting frees; at the
-default the collector ran every few requests and took 15% of a worker's time."""
+default the collector ran every few requests and took about a sixth of a worker's time."""
 _POLL: Final = 0.1  # seconds between the supervisor's looks at its workers
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
