@@ -1,5 +1,7 @@
 """flowops.gateway.listener: the HTTP/1.1 server, spoken to byte by byte over loopback
-sockets, so that keep-alive, pipelining, bodies, streaming and refusals are exact."""
+sockets, so that keep-alive, pipelining, bodies, streaming and refusals are exact. Each
+test runs on asyncio's loop and on uvloop's (``conftest.py``): the gateway runs on
+uvloop, whose transports differ."""
 
 from __future__ import annotations
 
