@@ -74,6 +74,8 @@ VARIANT_HEADER: Final = "X-FlowOps-Variant"
 """Tells the client which side of an A/B split answered."""
 _NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"}
 _FORWARDING: Final = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-request-id"})
+_NOT_RELAYED: Final = _NOT_FORWARDED | {"x-request-id", VARIANT_HEADER.lower()}
+"""Upstream headers the client does not get: hop-by-hop ones, and those the gateway sets."""
 
 
 @dataclass
@@ -386,7 +388,7 @@ class Proxy:
         write, when its body came with its head; else streamed as it comes."""
         latency = (exchange.headers_at or time.monotonic()) - lease.started_at
         lease.finish(outcome_of_status(upstream.status), latency)
-        headers = _downstream_headers(upstream, "X-Request-ID", VARIANT_HEADER)
+        headers = _downstream_headers(upstream)
         headers.append(("X-Request-ID", exchange.request_id))
         if exchange.variant.name is not None:
             headers.append((VARIANT_HEADER, exchange.variant.name))
@@ -667,11 +669,12 @@ def _upstream_headers(request: Request, request_id: str, *, strip: bool) -> list
     return headers
 
 
-def _downstream_headers(upstream: UpstreamResponse, *set_here: str) -> list[tuple[str, str]]:
+def _downstream_headers(upstream: UpstreamResponse) -> list[tuple[str, str]]:
     """The upstream's headers less hop-by-hop ones and those the gateway sets."""
-    dropped = _NOT_FORWARDED | _named_in_connection(upstream.header("Connection"))
-    if set_here:
-        dropped = dropped | {name.lower() for name in set_here}
+    dropped = _NOT_RELAYED
+    named = upstream.header("Connection")
+    if named:
+        dropped = dropped | _named_in_connection(named)
     return [(k, v) for k, v in upstream.headers if k.lower() not in dropped]
 
 
