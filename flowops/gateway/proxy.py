@@ -45,7 +45,7 @@ from flowops.gateway.callers import CallerKey, ModelSelector
 from flowops.gateway.client import Response as UpstreamResponse
 from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
-from flowops.gateway.listener import BodyTooLarge, Request, Response
+from flowops.gateway.listener import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
@@ -621,15 +621,10 @@ def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:
 def _error(
     status: int, code: str, reason: str, request_id: str, headers: Mapping[str, str] | None = None
 ) -> Response:
-    body = orjson.dumps({"error": code, "reason": reason, "request_id": request_id})
-    return Response(
-        status,
-        body,
-        [
-            ("Content-Type", "application/json"),
-            *(headers or {}).items(),
-            ("X-Request-ID", request_id),
-        ],
+    return json_response(
+        {"error": code, "reason": reason, "request_id": request_id},
+        status=status,
+        headers=[*(headers or {}).items(), ("X-Request-ID", request_id)],
     )
 
 
