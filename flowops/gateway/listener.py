@@ -185,11 +185,6 @@ class Request:
         path = self.target.partition("?")[0]
         return unquote(path) if "%" in path else path
 
-    @property
-    def complete(self) -> bool:
-        """Whether the whole body has arrived."""
-        return self._complete
-
     async def read(self, limit: int) -> bytes:
         """The whole body; :class:`BodyTooLarge` as soon as it is known to pass
         ``limit`` bytes, :class:`ClientGone` if the client leaves first."""
@@ -233,7 +228,7 @@ class Request:
             extra.append(("Content-Length", str(content_length)))
         connection = self._connection
         connection.write(connection.head(self, status, reason, [*headers, *extra], length=None))
-        return Stream(self._connection, self, chunked=chunked, bodyless=bodyless)
+        return Stream(self, chunked=chunked, bodyless=bodyless)
 
     # -- from the connection ---------------------------------------------------------
 
@@ -264,16 +259,13 @@ class Request:
 class Stream:
     """The body of a streamed answer (:meth:`Request.stream`)."""
 
-    __slots__ = ("_bodyless", "_chunked", "_connection", "_request", "ended")
+    __slots__ = ("_bodyless", "_chunked", "_connection", "_request")
 
-    def __init__(
-        self, connection: _Connection, request: Request, *, chunked: bool, bodyless: bool
-    ) -> None:
-        self._connection = connection
+    def __init__(self, request: Request, *, chunked: bool, bodyless: bool) -> None:
         self._request = request
+        self._connection = request._connection
         self._chunked = chunked
         self._bodyless = bodyless
-        self.ended = False
 
     async def write(self, data: bytes) -> None:
         """Send ``data``; waits while the client is slower than the upstream."""
@@ -288,7 +280,7 @@ class Stream:
         """The body is complete."""
         if self._chunked:
             self._connection.write(b"0\r\n\r\n")
-        self.ended = self._request._ended = True
+        self._request._ended = True
         await self._connection.drain()
 
 
@@ -347,7 +339,7 @@ class _Connection(asyncio.Protocol):
         self.parsing: Request | None = None  # the request whose body is arriving
         self.active: Request | None = None  # the request being handled
         self.waiting: deque[Request] = deque()
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
         self.idle: asyncio.TimerHandle | None = None  # closes the connection if idle
         self.idle_since = 0.0  # loop time of the connection's start or last answer
         self.linger: asyncio.TimerHandle | None = None  # closes it after an unread body
