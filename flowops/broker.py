@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import struct
@@ -93,11 +94,37 @@ def port_in_use(port: int, host: str = HOST) -> bool:
 
 
 def free_port(host: str = HOST) -> int:
-    """A port nothing listens on now (the kernel's choice), for tests."""
+    """A port nothing listens on now, for tests, benchmarks and the demo's model server.
+
+    It comes from below the kernel's ephemeral range, so no outgoing connection can take
+    it between this choice and the caller's bind (the kernel's own choice, port 0, is
+    in that range and was taken that way under load); and never the same port twice in
+    one process, so two servers made before either starts cannot be handed one port.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(200 if low > _LOWEST_CHOSEN + 1_000 else 0):
+        port = _RANDOM.randrange(_LOWEST_CHOSEN, low)
+        if port not in _handed_out and not port_in_use(port, host):
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        sock.bind((host, 0))  # a machine whose ephemeral range starts low: the kernel's pick
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+_LOWEST_CHOSEN: Final = 10_000
+_RANDOM: Final = random.Random()
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' ports (Linux's default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
 
 
 def probe(host: str, port: int, timeout: float = 1.0) -> tuple[str, int]:

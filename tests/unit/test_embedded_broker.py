@@ -136,6 +136,29 @@ def test_free_port_is_free() -> None:
     assert not port_in_use(free_port())
 
 
+def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
+    """Outgoing connections take ephemeral ports; one took a test server's port once."""
+    low, _ = broker_module._ephemeral_range()
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 <= port < low for port in ports)
+
+
+def test_free_port_passes_over_a_taken_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        taken = server.getsockname()[1]
+        choose = broker_module._RANDOM.randrange
+        picks: list[int] = []
+
+        def taken_first(start: int, stop: int) -> int:
+            picks.append(taken if not picks else choose(start, stop))
+            return picks[-1]
+
+        monkeypatch.setattr(broker_module._RANDOM, "randrange", taken_first)
+        assert free_port() != taken
+        assert picks[0] == taken and len(picks) >= 2
+
+
 def test_a_taken_port_is_refused_before_starting(fake_tansu: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
