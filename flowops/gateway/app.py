@@ -8,7 +8,8 @@ metrics. Its own endpoints:
 * ``GET /healthz``: 200 while the process serves, with its pid (which worker answered);
 * ``GET /readyz``: 200 when every route has an upstream it may send to, else 503 naming
   the routes that have none;
-* ``GET /metrics``: Prometheus text format (:mod:`flowops.gateway.metrics`);
+* ``GET /metrics``: Prometheus text format (:mod:`flowops.gateway.metrics`); with
+  ``metrics_across`` (the workers' shared directory), the whole gateway's;
 * ``GET /admin/upstreams``: every upstream's state as JSON, for an identity listed in
   ``gateway.admin_identities`` as ``key:<name>`` or ``jwt:<subject>`` (401 without
   credentials, 403 for anyone else).
@@ -20,10 +21,13 @@ They answer GET and HEAD; every other request goes to
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
@@ -43,12 +47,13 @@ from flowops.gateway.ratelimit import RateLimiters
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable
 
-__all__ = ["Gateway"]
+__all__ = ["METRICS_REFRESH", "Gateway"]
 
 log = logging.getLogger("flowops.gateway")
 
 _METRICS_TYPE: Final = "text/plain; version=0.0.4"
 _CONNECTIONS_PER_HOST: Final = 256
+METRICS_REFRESH: Final = 1.0  # seconds between a worker's writes of its upstreams' state
 
 
 class Gateway:
@@ -60,11 +65,14 @@ class Gateway:
         *,
         say: Callable[[str], None] = log.info,
         shared: SharedTable | None = None,
+        metrics_across: Path | None = None,
     ) -> None:
         self.settings = settings
         self.gateway = gateway_settings(settings)
         self.say = say
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(metrics_across)
+        self._metrics_shared = metrics_across is not None
+        self._refreshing: asyncio.Task[None] | None = None
         self.limiters = RateLimiters(shared=shared)
         self.publisher = TrafficPublisher.for_kafka(settings.kafka, self.gateway.publish)
         self.session: aiohttp.ClientSession | None = None
@@ -106,9 +114,20 @@ class Gateway:
                 checker.start()
                 self.checkers.append(checker)
         await self.publisher.start()
+        if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
+            self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
+
+    async def _refresh_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_REFRESH)
+            self.metrics.refresh()
 
     async def stop(self) -> None:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
         for checker in self.checkers:
             await checker.stop()
         if self.proxy is not None:

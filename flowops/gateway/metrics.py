@@ -1,8 +1,17 @@
 """The gateway's Prometheus metrics, served on its ``/metrics`` page.
 
 Counters and histograms are updated on the request path; the state of upstreams and
-of the traffic publisher is read when Prometheus scrapes (:meth:`GatewayMetrics.watch`),
-so a request pays nothing for it.
+of the traffic publisher is read when Prometheus scrapes, and every second with several
+workers (:meth:`GatewayMetrics.watch`, :meth:`GatewayMetrics.refresh`), so a request
+pays nothing for it.
+
+**Several workers.** Given a directory the worker processes share (``across``), every
+value lives in a small memory-mapped file per worker there (prometheus_client's
+multiprocess mode) and :meth:`GatewayMetrics.render` adds them up, so a scrape of the
+shared port describes the whole gateway, whichever worker answers it: counters and
+histograms are summed, as are the in-flight tries and the publisher's queue; an
+upstream counts as available or healthy only where every worker says so (the lowest
+value), and a breaker state is 1 when any worker's breaker is in it (the highest).
 
 ============================================  =========  ==================================
 metric                                        type       labels
@@ -33,12 +42,20 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from flowops.gateway.upstreams import Pool, UpstreamEvent
 
@@ -60,11 +77,17 @@ class PublisherStats(Protocol):
 
 
 class GatewayMetrics:
-    """The gateway's metrics in a registry of its own; :meth:`render` serves them."""
+    """The gateway's metrics in a registry of its own; :meth:`render` serves them.
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
+    ``across``: the directory a gateway's workers share, to serve all of them at once
+    (see the module docstring). It switches this *process's* prometheus_client to its
+    multiprocess mode, so it is for a worker process of its own only.
+    """
+
+    def __init__(self, across: str | Path | None = None) -> None:
+        if across is not None:
+            _write_values_to(across)
+        reg = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
             "flowops_gateway_requests",
             "Requests answered, by route, status and the upstream that answered.",
@@ -108,9 +131,13 @@ class GatewayMetrics:
             ["route", "outcome"],
             registry=reg,
         )
-        self._state = _StateCollector()
-        reg.register(self._state)
+        self._state = _State(reg)
         self._children: dict[tuple[str, int, str | None], tuple[Counter, Histogram]] = {}
+        if across is None:
+            self.registry = reg
+        else:
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=str(across))  # type: ignore[no-untyped-call]
 
     def request(self, route: str, status: int, upstream: str | None, seconds: float) -> None:
         """Count an answered request and its duration."""
@@ -145,64 +172,92 @@ class GatewayMetrics:
         self._events.labels(event.route, event.upstream, event.kind).inc()
 
     def watch(self, pools: Sequence[Pool], publisher: PublisherStats | None) -> None:
-        """Read these pools and this publisher at each scrape."""
+        """Read these pools and this publisher at each :meth:`refresh`."""
         self._state.pools = list(pools)
         self._state.publisher = publisher
 
+    def refresh(self) -> None:
+        """Write the watched pools' and publisher's state now (done by :meth:`render`;
+        the gateway also calls it every second when workers share the metrics)."""
+        self._state.refresh()
+
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""
+        self._state.refresh()
         return generate_latest(self.registry)
 
 
-class _StateCollector(Collector):
-    """Upstream and publisher state, read at scrape time."""
+def _write_values_to(directory: str | Path) -> None:
+    """Make this process's metric values memory-mapped files in ``directory``."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
-    def __init__(self) -> None:
+
+class _State:
+    """Upstream and publisher state, as gauges and counters written at each refresh."""
+
+    def __init__(self, reg: CollectorRegistry) -> None:
         self.pools: list[Pool] = []
         self.publisher: PublisherStats | None = None
-
-    def describe(self) -> Iterable[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
         labels = ["route", "upstream"]
-        available = GaugeMetricFamily(
-            "flowops_gateway_upstream_available", "1 if requests may go there now.", labels=labels
+        self.available = Gauge(
+            "flowops_gateway_upstream_available",
+            "1 if requests may go there now.",
+            labels,
+            registry=reg,
+            multiprocess_mode="livemin",
         )
-        healthy = GaugeMetricFamily(
-            "flowops_gateway_upstream_healthy", "1 unless active checks failed.", labels=labels
+        self.healthy = Gauge(
+            "flowops_gateway_upstream_healthy",
+            "1 unless active checks failed.",
+            labels,
+            registry=reg,
+            multiprocess_mode="livemin",
         )
-        outstanding = GaugeMetricFamily(
-            "flowops_gateway_upstream_outstanding", "Tries in flight.", labels=labels
+        self.outstanding = Gauge(
+            "flowops_gateway_upstream_outstanding",
+            "Tries in flight.",
+            labels,
+            registry=reg,
+            multiprocess_mode="livesum",
         )
-        breaker = GaugeMetricFamily(
+        self.breaker = Gauge(
             "flowops_gateway_breaker_state",
             "1 for the circuit breaker's current state.",
-            labels=[*labels, "state"],
+            [*labels, "state"],
+            registry=reg,
+            multiprocess_mode="livemax",
         )
+        self.depth = Gauge(
+            "flowops_gateway_publish_queue_depth",
+            "Traffic events waiting to be sent.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.sent = Counter(
+            "flowops_gateway_published", "Traffic events sent to Kafka.", registry=reg
+        )
+        self.dropped = Counter(
+            "flowops_gateway_publish_dropped",
+            "Traffic events dropped because the queue was full.",
+            registry=reg,
+        )
+        self._counted = (0, 0)  # the publisher's sent and dropped at the last refresh
+
+    def refresh(self) -> None:
         for pool in self.pools:
             for status in pool.snapshot():
-                key = [pool.route, status.url]
-                available.add_metric(key, float(status.available))
-                healthy.add_metric(key, float(status.healthy is not False))
-                outstanding.add_metric(key, float(status.outstanding))
+                key = (pool.route, status.url)
+                self.available.labels(*key).set(float(status.available))
+                self.healthy.labels(*key).set(float(status.healthy is not False))
+                self.outstanding.labels(*key).set(float(status.outstanding))
                 for state in _BREAKER_STATES:
-                    breaker.add_metric([*key, state], float(status.breaker == state))
-        yield from (available, healthy, outstanding, breaker)
-        yield from _publisher_metrics(self.publisher)
-
-
-def _publisher_metrics(publisher: PublisherStats | None) -> Iterator[Metric]:
-    if publisher is None:
-        return
-    depth = GaugeMetricFamily(
-        "flowops_gateway_publish_queue_depth", "Traffic events waiting to be sent."
-    )
-    depth.add_metric([], float(publisher.queue_depth))
-    sent = CounterMetricFamily("flowops_gateway_published", "Traffic events sent to Kafka.")
-    sent.add_metric([], float(publisher.sent))
-    dropped = CounterMetricFamily(
-        "flowops_gateway_publish_dropped", "Traffic events dropped because the queue was full."
-    )
-    dropped.add_metric([], float(publisher.dropped))
-    yield from (depth, sent, dropped)
+                    self.breaker.labels(*key, state).set(float(status.breaker == state))
+        publisher = self.publisher
+        if publisher is None:
+            return
+        self.depth.set(float(publisher.queue_depth))
+        sent, dropped = publisher.sent, publisher.dropped
+        self.sent.inc(sent - self._counted[0])
+        self.dropped.inc(dropped - self._counted[1])
+        self._counted = (sent, dropped)

@@ -28,10 +28,11 @@ breakers and outlier ejection, Kafka producer and metrics. So:
   memory that this process maps before it forks and every worker shares, exactly
   (:mod:`flowops.gateway.ratelimit_shared`), ``store: redis``, shared by replicas on
   other hosts too, or ``workers: 1``.
-* **Metrics.** Each worker's ``/metrics`` describes that worker only, and a scrape of
-  the shared port reaches whichever worker the kernel picks, so counters read that way
-  step between workers. ``/healthz`` names the pid of the worker that answered. Scrape a
-  single-worker gateway (scale out with replicas) where exact counters matter.
+* **Metrics.** This process makes a directory before it forks (removed when the
+  gateway stops) where every worker keeps its metric values, memory-mapped, so the
+  ``/metrics`` of any worker adds up all of them: a scrape of the shared port describes
+  the whole gateway, whichever worker the kernel picks (:mod:`flowops.gateway.metrics`).
+  ``/healthz`` names the pid of the worker that answered.
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ import asyncio
 import contextlib
 import gc
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Final, NoReturn
 
@@ -95,16 +99,29 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
     )
     logs.quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
     loop_factory, loop_name = _loop_factory(config.uvloop)
-    shared = _shared_table(config)
     sockets = [_listen(config, reuse_port=config.workers > 1) for _ in range(config.workers)]
     routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"
     listening = f"listening on http://{config.listen} (routes: {routes}; {loop_name}"
     if config.workers == 1:
         ready = _Say(say, f"{listening}); Ctrl-C stops")
-        _serve_in(settings, sockets[0], loop_factory, say, ready, shared)
+        _serve_in(settings, sockets[0], loop_factory, say, ready, _Shared(_shared_table(config)))
     else:
-        _Supervisor(settings, sockets, loop_factory, say, shared).run(listening)
+        metrics = Path(tempfile.mkdtemp(prefix="flowops-gateway-metrics-"))
+        try:
+            shared = _Shared(_shared_table(config), metrics)
+            _Supervisor(settings, sockets, loop_factory, say, shared).run(listening)
+        finally:
+            shutil.rmtree(metrics, ignore_errors=True)
     say("stopped")
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What the workers share, made before any fork: the rate limits' buckets (when a
+    route keeps them there) and the metrics' directory (with several workers)."""
+
+    table: SharedTable | None = None
+    metrics: Path | None = None
 
 
 def check_workers(config: GatewaySettings) -> None:
@@ -150,7 +167,7 @@ def _serve_in(
     loop_factory: LoopFactory,
     say: Callable[[str], None],
     ready: Callable[[], None],
-    shared: SharedTable | None,
+    shared: _Shared,
 ) -> None:
     """Serve ``sock`` in this process until SIGINT or SIGTERM."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
@@ -162,9 +179,9 @@ async def _serve(
     sock: socket.socket,
     say: Callable[[str], None],
     ready: Callable[[], None],
-    shared: SharedTable | None,
+    shared: _Shared,
 ) -> None:
-    gateway = Gateway(settings, say=say, shared=shared)
+    gateway = Gateway(settings, say=say, shared=shared.table, metrics_across=shared.metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -261,7 +278,7 @@ class _Supervisor:
         sockets: list[socket.socket],
         loop_factory: LoopFactory,
         say: Callable[[str], None],
-        shared: SharedTable | None,
+        shared: _Shared,
     ) -> None:
         self.settings = settings
         self.shared = shared

@@ -1,6 +1,7 @@
 """``flowops gateway`` with ``workers: 2`` as a real process: two workers share the port,
-the rate limit holds across them (in Redis, and in memory the workers share), SIGTERM
-stops them all, and a memory-store limit is refused at start-up."""
+the rate limit holds across them (in Redis, and in memory the workers share), either
+worker's ``/metrics`` counts the whole gateway, SIGTERM stops them all, and a
+memory-store limit is refused at start-up."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer
 
-from flowops.broker import free_port
+from flowops.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +30,13 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 
 
-def _config(tmp_path: Path, upstream_port: int, **route: Any) -> tuple[Path, int]:
+def _config(
+    tmp_path: Path, upstream_port: int, kafka: str | None = None, **route: Any
+) -> tuple[Path, int]:
     port = free_port()
     config = tmp_path / "flowops.yaml"
     settings = {
-        "kafka": {"bootstrap": f"127.0.0.1:{free_port()}"},  # nothing there: events queue
+        "kafka": {"bootstrap": kafka or f"127.0.0.1:{free_port()}"},  # none: events queue
         "gateway": {
             "listen": f"127.0.0.1:{port}",
             "workers": 2,
@@ -66,12 +70,13 @@ def upstream() -> Iterator[int]:
         proc.communicate()
 
 
-def _start(config: Path) -> subprocess.Popen[str]:
+def _start(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "flowops", "gateway", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -168,6 +173,61 @@ def test_a_limit_holds_across_the_workers(tmp_path: Path, upstream: int, store: 
     assert statuses.count(200) == 5  # one bucket for both workers: not 5 each
     assert statuses.count(429) == 35
     assert code == 0, err
+
+
+PUBLISHED = ("flowops_gateway_published_total", frozenset())
+
+
+def _scrape(port: int) -> tuple[int, dict[tuple[str, frozenset[tuple[str, str]]], float]]:
+    """The pid that answered ``/metrics`` on a new connection, and its samples."""
+    pid = json.loads(_request(port, "GET", "/healthz")[1])["pid"]  # most likely the same one
+    status, body = _request(port, "GET", "/metrics")
+    assert status == 200
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+    return pid, samples
+
+
+def test_every_worker_serves_the_whole_gateways_metrics(tmp_path: Path, upstream: int) -> None:
+    """Requests land on both workers; each scrape, whichever worker answers, counts all."""
+    answered, scrapes = set(), []
+    with EmbeddedBroker(port=free_port(), log=tmp_path / "tansu.log") as broker:
+        config, port = _config(tmp_path, upstream, kafka=broker.bootstrap)
+        gateway = _start(config, env={**os.environ, "TMPDIR": str(tmp_path)})
+        try:
+            _wait_up(port, gateway)
+            (directory,) = tmp_path.glob("flowops-gateway-metrics-*")
+            for _ in range(60):  # each on a new connection, so on both workers
+                answered.add(json.loads(_request(port, "GET", "/healthz")[1])["pid"])
+                assert _request(port, "POST", "/models/iris/invocations")[0] == 200
+            deadline = time.monotonic() + START_TIMEOUT  # each worker's publisher delivers,
+            while _scrape(port)[1].get(PUBLISHED, 0) < 60:  # then writes it within a second
+                assert time.monotonic() < deadline, "the traffic never reached Kafka"
+                time.sleep(0.2)
+            time.sleep(1.5)  # and once more, after its last delivery
+            scrapes = [_scrape(port) for _ in range(20)]
+        finally:
+            code, err = _stop(gateway)
+    assert code == 0, err
+    assert len(answered) == 2
+    assert len({pid for pid, _ in scrapes}) == 2, "one worker answered every scrape"
+    upstream_url = f"http://127.0.0.1:{upstream}"
+    ok = frozenset({("route", "iris"), ("status", "200"), ("upstream", upstream_url)})
+    for _, samples in scrapes:
+        assert samples["flowops_gateway_requests_total", ok] == 60
+        route = frozenset({("route", "iris")})
+        assert samples["flowops_gateway_request_duration_seconds_count", route] == 60
+        assert samples[PUBLISHED] == 60
+        assert samples["flowops_gateway_publish_queue_depth", frozenset()] == 0
+        assert samples["flowops_gateway_publish_dropped_total", frozenset()] == 0
+        where = frozenset({("route", "iris"), ("upstream", upstream_url)})
+        assert samples["flowops_gateway_upstream_available", where] == 1
+        assert samples["flowops_gateway_breaker_state", where | {("state", "closed")}] == 1
+        assert samples["flowops_gateway_breaker_state", where | {("state", "open")}] == 0
+    assert not directory.exists()
 
 
 def test_a_memory_limit_with_two_workers_is_refused_at_start(tmp_path: Path, upstream: int) -> None:
