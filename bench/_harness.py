@@ -6,10 +6,19 @@ prints both with their ratio; the goal each issue set is printed beside it.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+
+def usage(doc: str | None) -> None:
+    """``--help`` prints the benchmark's docstring (what it measures, against what); any
+    other argument is refused, as these benchmarks take none."""
+    argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
 
 
 def best_of(fn: Callable[[], object], repeat: int = 5) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from _harness import median_of
+from _harness import median_of, usage
 
 GOAL_SECONDS = 0.25
 RUNS = 15
@@ -39,4 +39,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    usage(__doc__)
     main()

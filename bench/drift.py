@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.stats
-from _harness import Comparison, best_of, print_table
+from _harness import Comparison, best_of, print_table, usage
 from numpy.typing import NDArray
 from river import drift as river_drift
 
@@ -125,4 +125,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    usage(__doc__)
     main()

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from _harness import usage
 
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.gateway.auth import hash_api_key
@@ -615,4 +616,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    usage(__doc__)
     main()

@@ -28,6 +28,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
+from _harness import usage
 from gateway import (  # bench/gateway.py: Python puts the script's directory on the path
     API_KEY,
     NGINX_UPSTREAM,
@@ -136,4 +137,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    usage(__doc__)
     main()

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from _harness import usage
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -595,4 +596,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    usage(__doc__)
     main()
