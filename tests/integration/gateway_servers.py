@@ -46,7 +46,11 @@ class ModelServer:
         app.router.add_route("*", "/{tail:.*}", self._predict)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        try:
+            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -83,9 +87,9 @@ def _numbers(row: Any) -> list[float]:
 async def model_servers(count: int) -> AsyncIterator[list[ModelServer]]:
     """``count`` started model servers, stopped afterwards."""
     servers = [ModelServer(f"m{i}") for i in range(count)]
-    for server in servers:
-        await server.start()
-    try:
+    try:  # the ones started are stopped if a later one cannot start
+        for server in servers:
+            await server.start()
         yield servers
     finally:
         for server in servers:

@@ -48,7 +48,11 @@ class ModelServer:
         app.router.add_get(READY_PATH, self._ready)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        try:
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -66,9 +70,9 @@ class ModelServer:
 @pytest_asyncio.fixture
 async def servers() -> AsyncIterator[list[ModelServer]]:
     started = [ModelServer(), ModelServer()]
-    for server in started:
-        await server.start()
-    try:
+    try:  # the ones started are stopped if a later one cannot start
+        for server in started:
+            await server.start()
         yield started
     finally:
         for server in started:
