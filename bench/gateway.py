@@ -67,6 +67,7 @@ import yaml
 from _harness import usage
 
 from flowops.broker import EmbeddedBroker, free_port
+from flowops.gateway.app import METRICS_REFRESH
 from flowops.gateway.auth import hash_api_key
 
 DURATION = 5  # seconds of each measured wrk run
@@ -420,9 +421,9 @@ def measure(workdir: Path, target: Service, *, rate: float = 0.0) -> Load:
 
 @dataclass
 class Published:
-    """What the gateway's workers say they counted and published."""
+    """What the gateway says it counted and published (all its workers: any worker's
+    ``/metrics`` adds up every worker's)."""
 
-    workers: int = 0
     answered: float = 0.0
     published: float = 0.0
     dropped: float = 0.0
@@ -430,27 +431,22 @@ class Published:
 
 
 def published(target: Service, workers: int) -> Published:
-    """Sum each worker's /metrics: /healthz then /metrics on one connection is one worker."""
+    """The gateway's ``/metrics``, once each worker has written its publisher's state."""
+    if workers > 1:
+        time.sleep(METRICS_REFRESH + 0.5)
     host, _, port = target.url.removeprefix("http://").partition(":")
-    seen: dict[int, dict[str, float]] = {}
-    for _ in range(workers * 50):
-        if len(seen) == workers:
-            break
-        connection = http.client.HTTPConnection(host, int(port), timeout=5)
-        try:
-            connection.request("GET", "/healthz")
-            pid = json.loads(connection.getresponse().read())["pid"]
-            connection.request("GET", "/metrics")
-            seen[pid] = samples(connection.getresponse().read().decode())
-        finally:
-            connection.close()
-    total = Published(workers=len(seen))
-    for found in seen.values():
-        total.answered += found.get("requests", 0.0)
-        total.published += found.get("flowops_gateway_published_total", 0.0)
-        total.dropped += found.get("flowops_gateway_publish_dropped_total", 0.0)
-        total.queued += found.get("flowops_gateway_publish_queue_depth", 0.0)
-    return total
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        found = samples(connection.getresponse().read().decode())
+    finally:
+        connection.close()
+    return Published(
+        answered=found.get("requests", 0.0),
+        published=found.get("flowops_gateway_published_total", 0.0),
+        dropped=found.get("flowops_gateway_publish_dropped_total", 0.0),
+        queued=found.get("flowops_gateway_publish_queue_depth", 0.0),
+    )
 
 
 def samples(text: str) -> dict[str, float]:
@@ -515,8 +511,7 @@ def measure_gateway(
         counts = published(target, setup.workers)
     note = (
         f"{counts.answered:,.0f} answered, {counts.published:,.0f} published to Kafka, "
-        f"{counts.dropped:,.0f} dropped, {counts.queued:,.0f} queued "
-        f"({counts.workers} worker{'s' if counts.workers > 1 else ''} read)"
+        f"{counts.dropped:,.0f} dropped, {counts.queued:,.0f} queued"
     )
     say(note)
     return setup, Row(f"(c) {setup.name}", load, note)
