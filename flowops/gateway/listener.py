@@ -25,7 +25,8 @@ One connection, :class:`_Connection`, handles one request at a time, in order:
 * requests pipelined behind the one being handled wait their turn (reading pauses past
   :data:`_MAX_WAITING` of them); a body unread past :data:`_HIGH_WATER` bytes pauses
   reading too, and a slow client pauses the writer (:meth:`Stream.write` waits);
-* what is not HTTP gets a ``400``, a head over :data:`MAX_HEAD_BYTES` a ``431``, an
+* what is not HTTP gets a ``400``, a head over :data:`MAX_HEAD_BYTES` a ``431``, a
+  transfer coding other than ``chunked`` (``gzip, chunked``) a ``501``, an
   ``Upgrade`` an ordinary answer and then the close (the gateway proxies no WebSockets);
   a handler that raises gets a ``500`` (or a cut connection, if it had started to
   stream), logged with its traceback.
@@ -420,11 +421,15 @@ class _Connection(asyncio.Protocol):
             self._refuse(431, f"the request's head is over {MAX_HEAD_BYTES} bytes")
             return
         parser = self.parser
+        headers = CIMultiDict(self._headers)
+        if "Transfer-Encoding" in headers and _codings(headers) != ["chunked"]:
+            self._refuse(501, "only the chunked transfer coding is understood")
+            return
         request = Request(
             self,
             parser.get_method().decode("ascii", "replace"),
             b"".join(self._url).decode("utf-8", "surrogateescape"),
-            CIMultiDict(self._headers),
+            headers,
             version=parser.get_http_version(),
             keep_alive=parser.should_keep_alive(),
             remote=self.remote,
@@ -613,6 +618,20 @@ def _server_error() -> Response:
 
 
 _REASONS: Final = {status.value: status.phrase for status in HTTPStatus}
+
+
+def _codings(headers: CIMultiDict[str]) -> list[str]:
+    """A request's transfer codings, in order (``gzip, chunked``: ``["gzip", "chunked"]``).
+
+    The parser undoes ``chunked`` only: a body with another coding would be forwarded
+    still coded and no longer saying so, hence the 501 (RFC 9112, 6.1) for any other.
+    """
+    return [
+        coding.strip().lower()
+        for value in headers.getall("Transfer-Encoding")
+        for coding in value.split(",")
+        if coding.strip()
+    ]
 
 _date_cache: list[object] = [0, ""]
 

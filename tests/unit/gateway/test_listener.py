@@ -320,8 +320,21 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
             431,
             b'"error":"request_header_fields_too_large"',
         ),
+        (  # a coding besides chunked would reach the upstream still coded, unsaid
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n",
+            501,
+            b'"error":"not_implemented"',
+        ),
     ],
-    ids=["garbage", "bad-length", "length-and-chunked", "two-lengths", "head-too-large"],
+    ids=[
+        "garbage",
+        "bad-length",
+        "length-and-chunked",
+        "two-lengths",
+        "head-too-large",
+        "gzip-coded",
+    ],
 )
 async def test_what_is_not_a_request_is_refused_and_closed(
     data: bytes, status: int, error: bytes
