@@ -633,6 +633,7 @@ def _codings(headers: CIMultiDict[str]) -> list[str]:
         if coding.strip()
     ]
 
+
 _date_cache: list[object] = [0, ""]
 
 
