@@ -138,10 +138,13 @@ class ADWIN:
         [511]
         """
         x = np.ascontiguousarray(values, dtype=np.float64).ravel()
-        if not np.isfinite(x).all():
+        scan = _BatchScan(self, x)
+        # A NaN or an infinity makes every prefix sum after it non-finite, the last one
+        # included: one look instead of a pass (the pass only when a sum overflowed).
+        if not math.isfinite(scan.c1[-1]) and not np.isfinite(x).all():
             bad = int(np.flatnonzero(~np.isfinite(x))[0])
             raise InputError(f"ADWIN takes finite values, got {x[bad]} at index {bad}")
-        found = list(_BatchScan(self, x).detections())
+        found = list(scan.detections())
         self.n_detections += len(found)
         return np.asarray(found, dtype=np.int64)
 

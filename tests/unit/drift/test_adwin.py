@@ -157,6 +157,12 @@ def test_non_finite_values_are_refused(bad: float) -> None:
         ADWIN().update(bad)
     with pytest.raises(InputError, match="index 2"):
         ADWIN().update_many([1.0, 2.0, bad])
+    warm = ADWIN()
+    warm.update_many(np.arange(100.0))
+    before = warm.to_state()
+    with pytest.raises(InputError, match="index 0"):
+        warm.update_many([bad, 1.0])
+    assert warm.to_state() == before  # refused whole: nothing of the batch was taken
 
 
 @pytest.mark.parametrize(
