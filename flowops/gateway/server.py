@@ -19,7 +19,7 @@ worker that exits on its own (a crash, a failed start) stops the others and the 
 exits non-zero: leave restarting to the supervisor (systemd, Kubernetes).
 
 Each worker is a whole gateway: its own upstream connections, health checks, circuit
-breakers and outlier ejection, Kafka producer and metrics. So:
+breakers and outlier ejection, and Kafka producer. So:
 
 * **Rate limits.** ``rate_limit.store: memory`` keeps buckets per process: with N
   workers a caller whose connections land on several of them would get up to N times
