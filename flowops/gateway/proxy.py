@@ -45,6 +45,7 @@ from flowops.gateway.callers import CallerKey, ModelSelector
 from flowops.gateway.client import Response as UpstreamResponse
 from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
+from flowops.gateway.deadline import Deadlines
 from flowops.gateway.listener import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
@@ -161,6 +162,7 @@ class Proxy:
             None if settings.model_from is None else ModelSelector.parse(settings.model_from)
         )
         self._shadows: set[asyncio.Task[None]] = set()
+        self._deadlines = Deadlines()  # each try's: one timer for all, not one each
 
     def _route_state(self, route: RouteSettings, limiters: RateLimiters) -> RouteState:
         def variant(name: str | None, version: str, upstreams: Any) -> Variant:
@@ -358,7 +360,7 @@ class Proxy:
     ) -> tuple[Outcome, UpstreamResponse | None]:
         """One try, up to the response's headers: its outcome, and the response if any."""
         try:
-            async with asyncio.timeout(max(budget, 0.0)):
+            async with self._deadlines.after(budget):
                 response = await self.client.request(
                     request.method,
                     lease.upstream.url,
@@ -408,7 +410,7 @@ class Proxy:
                 reason=upstream.reason,
                 content_length=upstream.content_length,
             )
-            async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+            async with self._deadlines.after(deadline - time.monotonic()):
                 async for chunk in upstream:
                     await stream.write(chunk)
                     if exchange.captured is not None:
@@ -525,7 +527,7 @@ class Proxy:
     ) -> tuple[Outcome, int | None, bytes | None, str | None]:
         """The copy sent: its outcome, and its status, first bytes and type if it answered."""
         try:
-            async with asyncio.timeout(budget):
+            async with self._deadlines.after(budget):
                 response = await self.client.request(
                     copy.method,
                     lease.upstream.url,

@@ -35,6 +35,7 @@ PACKAGES = [
     "flowops.gateway.callers",
     "flowops.gateway.client",
     "flowops.gateway.config",
+    "flowops.gateway.deadline",
     "flowops.gateway.health",
     "flowops.gateway.listener",
     "flowops.gateway.metrics",

@@ -1,4 +1,5 @@
-"""The gateway's unit tests: the listener's on both event loops the gateway may run on."""
+"""The gateway's unit tests: the listener's and the deadlines' on both event loops the
+gateway may run on."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, LoopFactory]:
-    """asyncio and uvloop for the listener's tests (uvloop's transports are not asyncio's
-    classes, which one bug of the listener showed); asyncio alone for the others."""
-    if item.path.name == "test_listener.py":
+    """asyncio and uvloop for the listener's and the deadlines' tests (uvloop's transports
+    and timers are not asyncio's classes, which one bug of the listener showed); asyncio
+    alone for the others."""
+    if item.path.name in ("test_listener.py", "test_deadline.py"):
         return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
