@@ -171,7 +171,7 @@ class Response:
         self.headers: list[tuple[str, str]] = []
         self._first: dict[str, str] = {}  # lower-case name: first value
         self.keep_alive = False
-        self.head_received: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head_received: asyncio.Future[None] = connection.loop.create_future()
         self._connection = connection
         self._head = head
         self._content_length: int | None = None
@@ -209,7 +209,7 @@ class Response:
             if self._error is not None:
                 self.release()
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._connection.loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -324,6 +324,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, pool: _HostPool) -> None:
         self.pool = pool
+        self.loop = asyncio.get_running_loop()  # once: each lookup is a getpid() call
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpResponseParser | None = None
         self.response: Response | None = None

@@ -334,6 +334,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
+        self.loop = asyncio.get_running_loop()  # once: each lookup is a getpid() call
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.remote: str | None = None
@@ -458,7 +459,7 @@ class _Connection(asyncio.Protocol):
 
     def _handle(self, request: Request) -> None:
         self.active = request
-        self.task = asyncio.get_running_loop().create_task(self._run(request))
+        self.task = self.loop.create_task(self._run(request))
 
     async def _run(self, request: Request) -> None:
         try:
@@ -497,7 +498,7 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.resume_reading()
-        self.idle_since = asyncio.get_running_loop().time()
+        self.idle_since = self.loop.time()
 
     def _close_after(self, request: Request) -> None:
         """Close now, or once the rest of an unread body has arrived (LINGER at most)."""
@@ -507,7 +508,7 @@ class _Connection(asyncio.Protocol):
         request._discard = True
         request._chunks.clear()
         self.resume_reading()
-        self.linger = asyncio.get_running_loop().call_later(LINGER, self.close)
+        self.linger = self.loop.call_later(LINGER, self.close)
 
     def head(
         self,
