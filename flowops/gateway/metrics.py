@@ -190,7 +190,8 @@ class GatewayMetrics:
 def _write_values_to(directory: str | Path) -> None:
     """Make this process's metric values memory-mapped files in ``directory``."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    pid = os.getpid()  # the worker's, for its life: not asked again at every update
+    values.ValueClass = values.MultiProcessValue(lambda: pid)  # type: ignore[no-untyped-call]
 
 
 class _State:
