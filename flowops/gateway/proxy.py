@@ -15,8 +15,11 @@
    retried status goes to :class:`~flowops.gateway.retry.RetryPolicy`; when no
    upstream is left the client gets a 503 with a JSON body at once;
 5. the response streamed back as it arrives, its first ``capture_bytes`` kept;
-6. after the response is sent: the traffic event(s) handed to ``publish``, which only
-   queues them (it never waits for Kafka).
+6. after the response is handed to the listener: the exchange set aside, and in the
+   loop's next round every exchange set aside meanwhile read into traffic events, all
+   in one go, and handed to ``publish``, which only queues them (it never waits for
+   Kafka). Reading a few payloads together, after the answers have been written, costs
+   less than one at a time between requests, and no answer waits for it.
 """
 
 from __future__ import annotations
@@ -162,6 +165,8 @@ class Proxy:
         )
         self._shadows: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines()  # each try's: one timer for all, not one each
+        # exchanges to publish: (exchange, request Content-Type, seconds, wall-clock time)
+        self._unpublished: list[tuple[_Exchange, str | None, float, float]] = []
 
     def _route_state(self, route: RouteSettings, limiters: RateLimiters) -> RouteState:
         def variant(name: str | None, version: str, upstreams: Any) -> Variant:
@@ -437,27 +442,39 @@ class Proxy:
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(_access_line(request, exchange, elapsed))
         if self.publish is not None and exchange.route.settings.publish and exchange.upstream:
-            self.publish(self._events(request, exchange, elapsed))
+            pending = self._unpublished
+            pending.append((exchange, request.headers.get("Content-Type"), elapsed, time.time()))
+            if len(pending) == 1:
+                asyncio.get_running_loop().call_soon(self.publish_pending)
 
-    def _events(self, request: Request, exchange: _Exchange, elapsed: float) -> list[TrafficRow]:
-        settings = exchange.route.settings
-        response = bytes(exchange.captured) if exchange.captured is not None else None
-        found = extract(
-            exchange.body,
-            request.headers.get("Content-Type"),
-            response,
-            exchange.response_type,
-            settings.features or (),
-        )
-        return found.traffic_rows(
-            model=settings.model_name,
-            version=exchange.variant.version,
-            request_id=exchange.request_id,
-            timestamp=time.time(),
-            latency_ms=elapsed * 1000,
-            status=exchange.status,
-            variant=exchange.variant.name,
-        )
+    def publish_pending(self) -> None:
+        """Read the exchanges set aside into traffic events and hand them to ``publish``
+        (the loop calls this; :meth:`close` too, for what is left)."""
+        pending, self._unpublished = self._unpublished, []
+        publish = self.publish
+        if publish is None:
+            return
+        for exchange, request_type, elapsed, timestamp in pending:
+            settings = exchange.route.settings
+            response = bytes(exchange.captured) if exchange.captured is not None else None
+            found = extract(
+                exchange.body,
+                request_type,
+                response,
+                exchange.response_type,
+                settings.features or (),
+            )
+            publish(
+                found.traffic_rows(
+                    model=settings.model_name,
+                    version=exchange.variant.version,
+                    request_id=exchange.request_id,
+                    timestamp=timestamp,
+                    latency_ms=elapsed * 1000,
+                    status=exchange.status,
+                    variant=exchange.variant.name,
+                )
+            )
 
     # -- shadow traffic ---------------------------------------------------------------
 
@@ -558,10 +575,12 @@ class Proxy:
         return outcome, response.status, kept, response.header("Content-Type")
 
     async def close(self) -> None:
-        """Cancel the shadow copies still under way (the gateway is stopping)."""
+        """Cancel the shadow copies still under way (the gateway is stopping) and publish
+        the exchanges still set aside."""
         for task in list(self._shadows):
             task.cancel()
         await asyncio.gather(*self._shadows, return_exceptions=True)
+        self.publish_pending()
 
 
 @dataclass(frozen=True, slots=True)
