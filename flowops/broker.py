@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import shutil
@@ -101,7 +102,7 @@ def free_port(host: str = HOST) -> int:
     in that range and was taken that way under load); and never the same port twice in
     one process, so two servers made before either starts cannot be handed one port.
     """
-    low, _ = _ephemeral_range()
+    low = _ephemeral_low()
     for _ in range(200 if low > _LOWEST_CHOSEN + 1_000 else 0):
         port = _RANDOM.randrange(_LOWEST_CHOSEN, low)
         if port not in _handed_out and not port_in_use(port, host):
@@ -118,13 +119,14 @@ _RANDOM: Final = random.Random()
 _handed_out: set[int] = set()
 
 
-def _ephemeral_range() -> tuple[int, int]:
-    """The kernel's range for outgoing connections' ports (Linux's default elsewhere)."""
+@functools.cache
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux's default elsewhere);
+    read once."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32_768, 60_999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def probe(host: str, port: int, timeout: float = 1.0) -> tuple[str, int]:

@@ -199,7 +199,7 @@ class Request:
                 raise BodyTooLarge(limit)
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._connection.loop.create_future()
             self._connection.resume_reading()
             try:
                 await self._waiter
@@ -392,7 +392,7 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.writable is None:
-            self.writable = asyncio.get_running_loop().create_future()
+            self.writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
         writable, self.writable = self.writable, None
@@ -582,12 +582,12 @@ class _Connection(asyncio.Protocol):
         ``keep_alive_timeout`` since it opened or last answered (a head still arriving is
         not under way: slow heads lose). One timer a connection, moved on when it fires
         early, rather than one a request."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.idle_since = loop.time()
         self.idle = loop.call_later(self.listener.keep_alive_timeout, self._idle_check)
 
     def _idle_check(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         timeout = self.listener.keep_alive_timeout
         due = self.idle_since + timeout
         if self.active is not None or self.parsing is not None:

@@ -183,7 +183,7 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""
-        self._state.refresh()
+        self.refresh()
         return generate_latest(self.registry)
 
 
