@@ -274,6 +274,12 @@ def _check_baseline_flags(
     help="Multiple-testing correction across features. [default: bh; drift.correction]",
 )
 @output_option(["table", "json"], "Table for people, JSON for programs.")
+@click.option(
+    "--html",
+    "html_file",
+    metavar="FILE",
+    help="Also write the report as one self-contained HTML page (plots, no network).",
+)
 @_shared_options
 @click.pass_context
 def compare(
@@ -283,6 +289,7 @@ def compare(
     alpha: float | None,
     correction: str | None,
     output_format: Literal["table", "json"],
+    html_file: str | None,
     features: list[str] | None,
     bins: int | None,
     config_file: str | None,
@@ -299,6 +306,7 @@ def compare(
     Examples:
       flowops drift compare --reference profile.json --current today.csv
       flowops drift compare --reference train.parquet --current today.jsonl -o json
+      flowops drift compare --reference profile.json --current today.csv --html report.html
     """
     from flowops.cli import render
     from flowops.config import load_settings
@@ -315,7 +323,23 @@ def compare(
         correction=settings.correction,
     )
     render.write_report(report, output_format)
+    if html_file is not None:
+        _write_html(html_file, report, reference, current, features, settings.bins)
     ctx.exit(1 if report.drift else 0)
+
+
+def _write_html(
+    path: str, report: Any, reference: str, current: str, features: list[str] | None, bins: int
+) -> None:
+    """The page shows the JSON report's dict exactly as ``-o json`` prints it."""
+    import orjson
+
+    from flowops.cli import render
+    from flowops.reports import write_comparison_html
+
+    data = orjson.loads(render.report_json(report))
+    size = write_comparison_html(path, data, reference, current, features=features, bins=bins)
+    render.note(f"wrote the HTML report to {path} ({size:,} bytes)")
 
 
 @drift.command(epilog=_WATCH_EXIT_CODES, short_help="Show drift alerts as they arrive.")

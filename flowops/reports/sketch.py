@@ -1,0 +1,248 @@
+"""What a report draws of one feature: both sides' distributions, small and row-free.
+
+A report must not grow with the rows it compares, so each feature is reduced to a
+*sketch* before anything is drawn: for a numeric feature, both sides' shares on the
+profile's PSI bins and on a fine grid of the reference's quantiles (``GRID_CELLS``
+cells), their summary statistics, and where the two ECDFs lie furthest apart; for a
+categorical one, both sides' category counts. A stream worker keeps exactly these
+counts for a window, so the same drawing serves a batch comparison and an alert.
+
+The fine grid's interior edges are the reference's ``j / GRID_CELLS`` quantiles (from
+the profile's sample), repeated values merged; its outer edges are the smallest and
+largest value either side holds. A value equal to an edge counts in the cell to its
+right, as in the PSI bins (:func:`flowops.drift.reference.bin_counts`).
+
+>>> import numpy as np
+>>> from flowops.drift import Profile
+>>> rng = np.random.default_rng(1)
+>>> profile = Profile.from_columns({"x": rng.normal(size=1_000)}, bins=4)
+>>> current = rng.normal(0.5, size=500)
+>>> sketch = numeric_sketch(profile.features["x"], current)
+>>> len(sketch.reference.bin_shares), round(sum(sketch.current.grid_shares), 9)
+(4, 1.0)
+>>> from flowops.drift import ks_2samp
+>>> distance = abs(sketch.ks_current - sketch.ks_reference)
+>>> round(distance, 12) == round(ks_2samp(profile.features["x"].reference(), current).statistic, 12)
+True
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from flowops.drift.profile import CategoricalProfile, Column, NumericProfile, category_counts
+from flowops.drift.reference import bin_counts
+
+__all__ = [
+    "GRID_CELLS",
+    "QUANTILES",
+    "CategoricalSide",
+    "CategoricalSketch",
+    "FeatureSketch",
+    "NumericSide",
+    "NumericSketch",
+    "categorical_sketch",
+    "numeric_sketch",
+    "sketch_columns",
+    "sketch_feature",
+]
+
+GRID_CELLS = 60
+"""Cells of the fine grid: enough to show a shape, few enough to keep 100 features small."""
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""The quantiles each side's summary shows, between its minimum and maximum."""
+
+
+@dataclass(frozen=True)
+class NumericSide:
+    """One side (reference or current) of a numeric feature, as shares and statistics."""
+
+    n: int  # usable values
+    excluded: int  # NaN, inf or missing values left out
+    mean: float
+    std: float  # population standard deviation
+    minimum: float
+    maximum: float
+    quantiles: tuple[float, ...]  # at QUANTILES
+    bin_shares: tuple[float, ...]  # on the profile's PSI bins
+    grid_shares: tuple[float, ...]  # on the fine grid
+
+    @property
+    def missing_share(self) -> float:
+        """The share of this side's values left out (NaN, inf or missing)."""
+        total = self.n + self.excluded
+        return self.excluded / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class NumericSketch:
+    """A numeric feature's two sides on shared bins, and the KS distance's place."""
+
+    bin_edges: tuple[float, ...]  # the PSI bins' interior edges
+    grid: tuple[float, ...]  # the fine grid's edges, outer ones included
+    reference: NumericSide
+    current: NumericSide
+    ks_at: float  # where the two ECDFs lie furthest apart
+    ks_reference: float  # the reference's ECDF there
+    ks_current: float  # the current data's ECDF there
+    kind: str = "numeric"
+
+
+@dataclass(frozen=True)
+class CategoricalSide:
+    """One side of a categorical feature: the count of every category."""
+
+    n: int
+    excluded: int
+    counts: dict[str, int]
+
+    @property
+    def missing_share(self) -> float:
+        """The share of this side's values that were missing."""
+        total = self.n + self.excluded
+        return self.excluded / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class CategoricalSketch:
+    """A categorical feature's two sides."""
+
+    reference: CategoricalSide
+    current: CategoricalSide
+    kind: str = "categorical"
+
+    @property
+    def unseen(self) -> dict[str, int]:
+        """Current categories the reference never held, with their counts, most first."""
+        known = self.reference.counts
+        found = {name: count for name, count in self.current.counts.items() if name not in known}
+        return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+
+FeatureSketch = NumericSketch | CategoricalSketch
+
+
+def sketch_feature(profile: NumericProfile | CategoricalProfile, column: Column) -> FeatureSketch:
+    """The sketch of one feature's current ``column`` against its ``profile``."""
+    if isinstance(profile, NumericProfile):
+        return numeric_sketch(profile, column)
+    return categorical_sketch(profile, column)
+
+
+def numeric_sketch(profile: NumericProfile, column: Column) -> NumericSketch:
+    """Both sides of a numeric feature on the PSI bins and the fine grid.
+
+    ``column`` holds the current values, NaN, inf or ``None`` where missing; at least
+    one must be finite (the comparison that precedes a report checks that).
+    """
+    values = np.asarray(column, dtype=np.float64)
+    current = np.sort(values[np.isfinite(values)])
+    sample = np.asarray(profile.sample, dtype=np.float64)
+    edges = np.asarray(profile.edges, dtype=np.float64)
+    grid = _grid(sample, min(profile.min, float(current[0])), max(profile.max, float(current[-1])))
+    reference_side = NumericSide(
+        n=profile.n,
+        excluded=profile.excluded,
+        mean=profile.mean,
+        std=profile.std,
+        minimum=profile.min,
+        maximum=profile.max,
+        quantiles=_quantiles(sample),
+        bin_shares=_shares(np.asarray(profile.counts, dtype=np.float64)),
+        grid_shares=_shares(bin_counts(grid[1:-1], sample).astype(np.float64)),
+    )
+    current_side = _numeric_side(current, int(values.size - current.size), edges, grid)
+    at, ref_f, cur_f = _ks_place(sample, current)
+    return NumericSketch(
+        bin_edges=tuple(edges.tolist()),
+        grid=tuple(grid.tolist()),
+        reference=reference_side,
+        current=current_side,
+        ks_at=at,
+        ks_reference=ref_f,
+        ks_current=cur_f,
+    )
+
+
+def categorical_sketch(profile: CategoricalProfile, column: Column) -> CategoricalSketch:
+    """Both sides' category counts, most frequent first."""
+    counts: Counter[str] = category_counts(column)
+    n = sum(counts.values())
+    return CategoricalSketch(
+        reference=CategoricalSide(profile.n, profile.excluded, dict(profile.frequencies)),
+        current=CategoricalSide(n, len(column) - n, dict(counts.most_common())),
+    )
+
+
+def _numeric_side(
+    current: NDArray[np.float64],
+    excluded: int,
+    edges: NDArray[np.float64],
+    grid: NDArray[np.float64],
+) -> NumericSide:
+    """The current side's statistics and shares; ``current`` is sorted and finite."""
+    below = np.searchsorted(current, grid[1:-1], side="left")
+    grid_counts = np.diff(np.concatenate(([0], below, [current.size]))).astype(np.float64)
+    return NumericSide(
+        n=int(current.size),
+        excluded=excluded,
+        mean=float(np.mean(current)),
+        std=float(np.std(current)),
+        minimum=float(current[0]),
+        maximum=float(current[-1]),
+        quantiles=_quantiles(current),
+        bin_shares=_shares(bin_counts(edges, current).astype(np.float64)),
+        grid_shares=_shares(grid_counts),
+    )
+
+
+def _grid(sample: NDArray[np.float64], low: float, high: float) -> NDArray[np.float64]:
+    """The fine grid: the sample's quantiles inside, ``low`` and ``high`` outside.
+
+    Interior edges at or below the sample's minimum are dropped, like the PSI bins'
+    (a cell left of the minimum would hold no reference value).
+    """
+    inner = np.unique(np.quantile(sample, np.arange(1, GRID_CELLS) / GRID_CELLS))
+    inner = inner[(inner > sample[0]) & (inner > low) & (inner < high)]
+    return np.concatenate(([low], inner, [high]))
+
+
+def _quantiles(values: NDArray[np.float64]) -> tuple[float, ...]:
+    return tuple(np.quantile(values, QUANTILES).tolist())
+
+
+def _shares(counts: NDArray[np.float64]) -> tuple[float, ...]:
+    total = float(counts.sum())
+    return tuple((counts / total).tolist()) if total else tuple(0.0 for _ in counts)
+
+
+def _ks_place(
+    reference: NDArray[np.float64], current: NDArray[np.float64]
+) -> tuple[float, float, float]:
+    """Where the right-continuous ECDFs of two sorted samples differ most, and their values.
+
+    The supremum is reached at a data point of one sample or the other, so both
+    samples' points are the candidates.
+    """
+    points = np.concatenate((reference, current))
+    ref_f = np.searchsorted(reference, points, side="right") / reference.size
+    cur_f = np.searchsorted(current, points, side="right") / current.size
+    best = int(np.argmax(np.abs(ref_f - cur_f)))
+    return float(points[best]), float(ref_f[best]), float(cur_f[best])
+
+
+def sketch_columns(
+    profiles: Mapping[str, NumericProfile | CategoricalProfile], columns: Mapping[str, Column]
+) -> dict[str, FeatureSketch]:
+    """Sketches of every profiled feature ``columns`` holds, by name."""
+    return {
+        name: sketch_feature(profile, columns[name])
+        for name, profile in profiles.items()
+        if name in columns
+    }
