@@ -33,14 +33,15 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from flowops.errors import InputError
+from flowops.reports import sketch as _sketch
+from flowops.reports import style as _style
 from flowops.reports import svg
 from flowops.reports.sketch import (
-    QUANTILES,
     CategoricalSketch,
     FeatureSketch,
     NumericSketch,
 )
-from flowops.reports.style import STYLESHEET
 
 __all__ = ["is_prediction", "render_html", "write_html"]
 
@@ -78,9 +79,15 @@ def write_html(
     sketches: Mapping[str, FeatureSketch],
     context: Mapping[str, Any] | None = None,
 ) -> int:
-    """Write the page to ``path``; returns its size in bytes."""
+    """Write the page to ``path``; returns its size in bytes.
+
+    Raises :class:`~flowops.errors.InputError` naming the path when it cannot be written.
+    """
     data = render_html(report, sketches, context).encode()
-    Path(path).write_bytes(data)
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", path=os.fspath(path)) from None
     return len(data)
 
 
@@ -106,7 +113,7 @@ def render_html(
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLESHEET}</style></head><body>"
+        f"<title>{escape(title)}</title><style>{_style.STYLESHEET}</style></head><body>"
         '<a class="skip" href="#features">Skip to the features</a>'
         f'<div class="layout">{_nav(features)}<main><h1>{escape(title)}</h1>'
         f"{''.join(sections)}</main></div></body></html>"
@@ -411,7 +418,7 @@ def _summary_table(sketch: FeatureSketch) -> str:
     ]
     rows += [
         (f"{q:.0%} quantile", svg.fmt(a), svg.fmt(b))
-        for q, a, b in zip(QUANTILES, ref.quantiles, cur.quantiles, strict=True)
+        for q, a, b in zip(_sketch.QUANTILES, ref.quantiles, cur.quantiles, strict=True)
     ]
     rows.append(("maximum", svg.fmt(ref.maximum), svg.fmt(cur.maximum)))
     return _two_sided(rows)
