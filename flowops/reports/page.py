@@ -328,7 +328,7 @@ def _top_categories(sketch: CategoricalSketch) -> tuple[list[str], list[float], 
         key=lambda k: (-max(ref_share.get(k, 0.0), cur_share.get(k, 0.0)), k),
     )
     shown, rest = names[:_TOP_CATEGORIES], names[_TOP_CATEGORIES:]
-    labels = [name + (" (unseen)" if name not in ref_share else "") for name in shown]
+    labels = [name + (" (new)" if name not in ref_share else "") for name in shown]
     ref_values = [ref_share.get(k, 0.0) for k in shown]
     cur_values = [cur_share.get(k, 0.0) for k in shown]
     if rest:

@@ -49,13 +49,15 @@ svg text{font-size:10px;fill:var(--mute)}
 path.ref.area{stroke:none}.ref.line{stroke:var(--ref)}.cur.line{stroke:var(--cur)}
 polyline.cur.line{stroke-dasharray:5 3}
 rect.cur{stroke:#8a5d00;stroke-width:.6}
-.ks{stroke:#000;stroke-width:2.5;fill:none}svg text.ks-label{fill:#000;font-weight:600}
+.ks{stroke:#000;stroke-width:2.5;fill:none}svg text.ks-label{fill:#000;font-weight:600;
+paint-order:stroke;stroke:#fff;stroke-width:3px}
 .tables{display:flex;flex-wrap:wrap;align-items:flex-start;gap:1rem;margin-top:.5rem}
 table{border-collapse:collapse;font-size:.85rem}
 caption{text-align:left;font-weight:600;padding:.2rem 0}
 th,td{padding:.15rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 td{font-variant-numeric:tabular-nums}
 .note{color:var(--mute)}
+@media print{article{content-visibility:visible}nav{display:none}.layout{display:block}}
 @media (max-width:800px){.layout{display:block}
 nav{position:static;height:auto;max-height:40vh;border-right:0;border-bottom:1px solid var(--line)}
 main{padding:0 .6rem 2rem}.tables{display:block}table{margin-bottom:.6rem}}

@@ -220,12 +220,12 @@ def ecdf_plot(
         for cls, shares in (("ref", reference), ("cur", current))
     ]
     x = frame.x(at)
-    low, high = frame.y(min(ref_f, cur_f)), frame.y(max(ref_f, cur_f))
+    y_low, y_high = frame.y(min(ref_f, cur_f)), frame.y(max(ref_f, cur_f))
     anchor = "end" if x > _W / 2 else "start"
     text_x = x - 4 if anchor == "end" else x + 4
     marker = (
-        f'<path class="ks" d="M{x} {low}V{high}"/>'
-        f'<text class="ks-label" x="{text_x}" y="{round((low + high) / 2 + 4, 1)}" '
+        f'<path class="ks" d="M{x} {y_low}V{y_high}"/>'
+        f'<text class="ks-label" x="{text_x}" y="{round((y_low + y_high) / 2 + 4, 1)}" '
         f'text-anchor="{anchor}">KS D = {escape(distance)}</text>'
     )
     xticks = [(t, fmt(t, 3)) for t in nice_ticks(low, high)]

@@ -162,10 +162,8 @@ class Page:
         ]
         for method in ("Page.enable", "Network.enable", "Runtime.enable"):
             self.call(method)
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
-        )
+        self.width, self.height = width, height
+        self._viewport(width, height)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.browser.call(method, params, self.session)
@@ -196,18 +194,30 @@ class Page:
         ]
 
     def screenshot(self, path: Path, *, full_page: bool = False) -> None:
-        """A PNG of the viewport (or of the whole page)."""
-        params: dict[str, Any] = {"format": "png"}
+        """A PNG of the viewport, or of the whole page (at most 16,000 pixels high).
+
+        For the whole page the viewport is made as tall as the page first: content
+        outside the viewport may not be painted (``content-visibility: auto``).
+        """
         if full_page:
-            params["captureBeyondViewport"] = True
-            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-            params["clip"] = {"x": 0, "y": 0, "scale": 1, **_size(size)}
-        data = self.call("Page.captureScreenshot", params)["data"]
+            width = self.evaluate("window.innerWidth")
+            height = min(self.evaluate("document.documentElement.scrollHeight"), 16_000)
+            self._viewport(width, height)
+            self.evaluate(_TWO_FRAMES)
+        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
         path.write_bytes(base64.b64decode(data))
+        if full_page:
+            self._viewport(self.width, self.height)
+
+    def _viewport(self, width: int, height: int) -> None:
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+        )
 
 
-def _size(size: dict[str, float]) -> dict[str, float]:
-    return {"width": size["width"], "height": min(size["height"], 12_000)}
+_TWO_FRAMES = "new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+"""Resolves once the page has painted a frame after the last change."""
 
 
 @contextmanager
