@@ -13,7 +13,7 @@ install: $(STAMP) debian
 # command:package pairs; apt-get runs only when one is missing.
 DEBIAN := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager git:git \
-	buildah:buildah
+	buildah:buildah chromium:chromium
 # ... and those only `make bench` needs (bench/gateway.py, bench/monitor.py); `make test`
 # never installs them
 DEBIAN_BENCH := nginx:nginx wrk:wrk prometheus-blackbox-exporter:prometheus-blackbox-exporter
@@ -46,7 +46,7 @@ demo: install
 	$(BIN)/flowops drift baseline --data $(DEMO)/reference.csv -o $(DEMO)/profile.json
 	@# exit 1 means "drift found", which is what the demo data is made to show
 	$(BIN)/flowops drift compare --reference $(DEMO)/profile.json --current $(DEMO)/current.csv \
-		|| test $$? -eq 1
+		--html $(DEMO)/report.html || test $$? -eq 1
 	$(BIN)/flowops up --demo --duration $(DEMO_SECONDS) --workdir $(DEMO)/up
 
 lint: install
@@ -66,6 +66,7 @@ bench: install debian-bench
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/gateway_features.py
 	$(BIN)/python bench/monitor.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

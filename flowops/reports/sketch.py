@@ -142,10 +142,11 @@ def numeric_sketch(profile: NumericProfile, column: Column) -> NumericSketch:
     one must be finite (the comparison that precedes a report checks that).
     """
     values = np.asarray(column, dtype=np.float64)
-    current = np.sort(values[np.isfinite(values)])
+    current = values[np.isfinite(values)]
     sample = np.asarray(profile.sample, dtype=np.float64)
     edges = np.asarray(profile.edges, dtype=np.float64)
-    grid = _grid(sample, min(profile.min, float(current[0])), max(profile.max, float(current[-1])))
+    low, high = float(current.min()), float(current.max())
+    grid = _grid(sample, min(profile.min, low), max(profile.max, high))
     reference_side = NumericSide(
         n=profile.n,
         excluded=profile.excluded,
@@ -186,20 +187,29 @@ def _numeric_side(
     edges: NDArray[np.float64],
     grid: NDArray[np.float64],
 ) -> NumericSide:
-    """The current side's statistics and shares; ``current`` is sorted and finite."""
-    below = np.searchsorted(current, grid[1:-1], side="left")
-    grid_counts = np.diff(np.concatenate(([0], below, [current.size]))).astype(np.float64)
+    """The current side's statistics and shares; ``current`` is finite, in any order.
+
+    Nothing here sorts the current values: counts come from binning them on the
+    reference's edges and quantiles from a partition, so a million rows cost a few
+    passes over them.
+    """
     return NumericSide(
         n=int(current.size),
         excluded=excluded,
         mean=float(np.mean(current)),
         std=float(np.std(current)),
-        minimum=float(current[0]),
-        maximum=float(current[-1]),
+        minimum=float(current.min()),
+        maximum=float(current.max()),
         quantiles=_quantiles(current),
         bin_shares=_shares(bin_counts(edges, current).astype(np.float64)),
-        grid_shares=_shares(grid_counts),
+        grid_shares=_shares(_counts(grid[1:-1], current).astype(np.float64)),
     )
+
+
+def _counts(edges: NDArray[np.float64], values: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Counts of ``values`` in ``(-inf, e1), [e1, e2), ..., [ek, +inf)``, in one pass."""
+    cells = np.searchsorted(edges, values, side="right")
+    return np.bincount(cells, minlength=edges.size + 1)
 
 
 def _grid(sample: NDArray[np.float64], low: float, high: float) -> NDArray[np.float64]:
@@ -225,16 +235,29 @@ def _shares(counts: NDArray[np.float64]) -> tuple[float, ...]:
 def _ks_place(
     reference: NDArray[np.float64], current: NDArray[np.float64]
 ) -> tuple[float, float, float]:
-    """Where the right-continuous ECDFs of two sorted samples differ most, and their values.
+    """Where the ECDFs differ most, and their values there; ``reference`` is sorted.
 
-    The supremum is reached at a data point of one sample or the other, so both
-    samples' points are the candidates.
+    Between two reference points the reference's ECDF is flat and the current one
+    rises, so the largest difference is at a reference point ``r`` (both ECDFs at
+    ``r``) or just left of one (both left limits). Counting the current values at or
+    below, and strictly below, each reference point takes two binary searches of the
+    current values in the (small) reference, not a sort of the current values.
     """
-    points = np.concatenate((reference, current))
-    ref_f = np.searchsorted(reference, points, side="right") / reference.size
-    cur_f = np.searchsorted(current, points, side="right") / current.size
-    best = int(np.argmax(np.abs(ref_f - cur_f)))
-    return float(points[best]), float(ref_f[best]), float(cur_f[best])
+    k, n = reference.size, current.size
+    at_or_below = np.cumsum(
+        np.bincount(np.searchsorted(reference, current, side="left"), minlength=k + 1)
+    )[:k]
+    below = np.cumsum(
+        np.bincount(np.searchsorted(reference, current, side="right"), minlength=k + 1)
+    )[:k]
+    ref_at = np.searchsorted(reference, reference, side="right") / k
+    ref_below = np.searchsorted(reference, reference, side="left") / k
+    cur_at, cur_below = at_or_below / n, below / n
+    gap_at, gap_below = np.abs(ref_at - cur_at), np.abs(ref_below - cur_below)
+    i, j = int(np.argmax(gap_at)), int(np.argmax(gap_below))
+    if gap_at[i] >= gap_below[j]:
+        return float(reference[i]), float(ref_at[i]), float(cur_at[i])
+    return float(reference[j]), float(ref_below[j]), float(cur_below[j])
 
 
 def sketch_columns(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowops.drift import Profile, ks_2samp
 from flowops.drift.profile import CategoricalProfile, NumericProfile
@@ -32,8 +34,29 @@ def test_ks_place_gives_the_ks_statistic(shift: float) -> None:
     sketch = _numeric(reference, current)
     expected = ks_2samp(reference, current).statistic
     assert abs(sketch.ks_current - sketch.ks_reference) == pytest.approx(expected, abs=1e-12)
-    assert np.mean(reference <= sketch.ks_at) == pytest.approx(sketch.ks_reference)
-    assert np.mean(current <= sketch.ks_at) == pytest.approx(sketch.ks_current)
+    _at_the_place(sketch, reference, current)
+
+
+def _at_the_place(sketch: NumericSketch, reference: np.ndarray, current: np.ndarray) -> None:
+    """The marked ECDF values are both sides' ECDFs at ks_at, or both left limits there."""
+    at = (np.mean(reference <= sketch.ks_at), np.mean(current <= sketch.ks_at))
+    left = (np.mean(reference < sketch.ks_at), np.mean(current < sketch.ks_at))
+    marked = (sketch.ks_reference, sketch.ks_current)
+    assert marked == pytest.approx(at) or marked == pytest.approx(left)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=40),
+    st.lists(st.integers(0, 6), min_size=1, max_size=40),
+)
+def test_ks_place_with_ties_is_the_supremum(reference: list[int], current: list[int]) -> None:
+    ref, cur = np.array(reference, dtype=np.float64), np.array(current, dtype=np.float64)
+    sketch = _numeric(ref, cur, bins=2)
+    points = np.concatenate((ref, cur))  # D by its definition, at every data point
+    expected = np.max(np.abs((ref <= points[:, None]).mean(1) - (cur <= points[:, None]).mean(1)))
+    assert abs(sketch.ks_current - sketch.ks_reference) == pytest.approx(expected, abs=1e-12)
+    _at_the_place(sketch, ref, cur)
 
 
 def test_shares_count_values_on_the_reference_bins_and_grid() -> None:
