@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 
 from flowops.drift import Profile, ks_2samp
 from flowops.drift.profile import CategoricalProfile, NumericProfile
+from flowops.errors import InputError
 from flowops.reports.sketch import (
     GRID_CELLS,
     CategoricalSketch,
@@ -106,3 +109,21 @@ def test_sketch_columns_skips_features_the_data_lacks() -> None:
     profile = Profile.from_columns({"x": np.arange(10.0), "k": ["a", "b"]})
     sketches = sketch_columns(profile.features, {"x": np.arange(5.0)})
     assert list(sketches) == ["x"]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [["a", "z", None, "z"], np.array(["a", "z", "z"])],
+    ids=["list", "string array"],
+)
+def test_category_counts_of_lists_and_string_arrays(column: Any) -> None:
+    profile = CategoricalProfile.from_values(["a", "b"])
+    sketch = sketch_feature(profile, column)
+    assert isinstance(sketch, CategoricalSketch)
+    assert sketch.current.counts == {"z": 2, "a": 1}
+
+
+def test_a_number_in_a_categorical_column_is_an_input_error() -> None:
+    profile = CategoricalProfile.from_values(["a", "b"])
+    with pytest.raises(InputError, match="categorical values must be strings"):
+        sketch_feature(profile, ["a", 3])  # type: ignore[list-item]
