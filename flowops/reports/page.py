@@ -107,8 +107,8 @@ def render_html(
     inputs = [item for item in features if not is_prediction(str(item[1].get("feature")))]
     sections = [_summary(report, features, dict(context or {}))]
     if predictions:
-        sections.append(_group("predictions", "Predictions", predictions, sketches))
-    sections.append(_group("features", "Features", inputs, sketches))
+        sections.append(_group("predictions", "Predictions", predictions, sketches, report))
+    sections.append(_group("features", "Features", inputs, sketches, report))
     title = "Drift report" + (f": {context['model']}" if context and context.get("model") else "")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -218,9 +218,11 @@ def _group(
     title: str,
     features: Sequence[tuple[int, Mapping[str, Any]]],
     sketches: Mapping[str, FeatureSketch],
+    report: Mapping[str, Any],
 ) -> str:
+    alpha = report.get("alpha")
     body = "".join(
-        _feature(index, feature, sketches.get(str(feature.get("feature"))))
+        _feature(index, feature, sketches.get(str(feature.get("feature"))), alpha)
         for index, feature in features
     )
     return (
@@ -229,7 +231,9 @@ def _group(
     )
 
 
-def _feature(index: int, feature: Mapping[str, Any], sketch: FeatureSketch | None) -> str:
+def _feature(
+    index: int, feature: Mapping[str, Any], sketch: FeatureSketch | None, alpha: Any
+) -> str:
     name = str(feature.get("feature"))
     kind = feature.get("kind", getattr(sketch, "kind", ""))
     plots = (
@@ -237,7 +241,7 @@ def _feature(index: int, feature: Mapping[str, Any], sketch: FeatureSketch | Non
         if sketch is not None
         else ('<p class="note">No distribution data for this feature.</p>')
     )
-    stats = _statistics(index, feature)
+    stats = _statistics(index, feature, alpha)
     summary = _summary_table(sketch) if sketch is not None else ""
     cls = "drift" if feature.get("drift") is True else "ok"
     return (
@@ -338,15 +342,22 @@ def _top_categories(sketch: CategoricalSketch) -> tuple[list[str], list[float], 
     return labels, ref_values, cur_values
 
 
-def _statistics(index: int, feature: Mapping[str, Any]) -> str:
-    """Every scalar the feature carries, then a table for each list or mapping of objects."""
+def _statistics(index: int, feature: Mapping[str, Any], alpha: Any) -> str:
+    """Every scalar the feature carries, then a table for each list or mapping of objects.
+
+    A feature without a threshold of its own is judged against the report's ``alpha``,
+    shown with it so that the table reads on its own.
+    """
     prefix = f"features.{index}."
     scalars = [
         (key, value)
         for key, value in feature.items()
         if key not in _SKIP and not isinstance(value, list | Mapping) and value is not None
     ]
-    parts = [f'<table class="kv"><caption>Statistics</caption>{_kv_rows(scalars, prefix)}</table>']
+    rows = _kv_rows(scalars, prefix)
+    if "threshold" not in feature and isinstance(alpha, int | float):
+        rows += _kv_rows([("alpha", alpha)], "")
+    parts = [f'<table class="kv"><caption>Statistics</caption>{rows}</table>']
     for key, value in feature.items():
         if isinstance(value, list | Mapping) and value:
             parts.append(_object_table(_label(key), value, f"{prefix}{key}."))

@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from headless_chromium import Browser, Page, browser, find
 
+from flowops.broker import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 WIDTHS = {"laptop": (1280, 800), "phone": (390, 844)}
 
@@ -116,6 +118,26 @@ def test_every_feature_is_drawn(page: Page, rendered: tuple[Path, dict[str, Any]
 
 def test_nothing_is_fetched(page: Page, rendered: tuple[Path, dict[str, Any]]) -> None:
     assert page.requests() == [rendered[0].as_uri()]
+
+
+def test_the_request_record_sees_a_fetch(chromium: Browser, tmp_path: Path) -> None:
+    """The instrument itself: a page that does fetch something is caught."""
+    port = free_port()  # nothing listens there: the request is made, and fails
+    fetching = tmp_path / "fetching.html"
+    fetching.write_text(f'<!DOCTYPE html><img src="http://127.0.0.1:{port}/x.png">')
+    tab = Page(chromium, 800, 600)
+    tab.open(fetching.as_uri())
+    assert f"http://127.0.0.1:{port}/x.png" in tab.requests()
+    tab.call("Page.close")
+
+
+def test_screenshots_were_taken(page: Page, rendered: tuple[Path, dict[str, Any]]) -> None:
+    shots = sorted(rendered[0].parent.glob("*.png"))
+    assert shots
+    for shot in shots:
+        data = shot.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        assert len(data) > 20_000, shot.name  # a blank page compresses to a few KB
 
 
 def test_numbers_equal_the_json_report(page: Page, rendered: tuple[Path, dict[str, Any]]) -> None:

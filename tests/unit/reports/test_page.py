@@ -133,3 +133,12 @@ def test_a_feature_without_a_sketch_still_shows_its_statistics(report: dict[str,
 )
 def test_is_prediction(name: str, expected: bool) -> None:
     assert is_prediction(name) is expected
+
+
+def test_each_feature_shows_the_threshold_it_is_judged_by(report: dict[str, Any]) -> None:
+    page = _page(report)
+    assert page.count('data-k="alpha">0.05<') == 1 + len(report["features"])  # + summary
+    own = {**report, "features": [{**f, "threshold": 0.1} for f in report["features"]]}
+    page = _page(own)
+    assert page.count('data-k="alpha">') == 1
+    assert page.count('data-k="features.0.threshold">0.1<') == 1
