@@ -4,8 +4,9 @@ A report must not grow with the rows it compares, so each feature is reduced to 
 *sketch* before anything is drawn: for a numeric feature, both sides' shares on the
 profile's PSI bins and on a fine grid of the reference's quantiles (``GRID_CELLS``
 cells), their summary statistics, and where the two ECDFs lie furthest apart; for a
-categorical one, both sides' category counts. A stream worker keeps exactly these
-counts for a window, so the same drawing serves a batch comparison and an alert.
+categorical one, both sides' category counts. These are the kinds of counts the
+stream windows keep (a fine grid of the reference's quantiles, counts per category), so
+a sketch made from a window's counts can serve an alert's report with the same drawing.
 
 The fine grid's interior edges are the reference's ``j / GRID_CELLS`` quantiles (from
 the profile's sample), repeated values merged; its outer edges are the smallest and
@@ -39,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flowops.drift.profile import CategoricalProfile, Column, NumericProfile, category_counts
+from flowops.errors import EmptyInputError
 
 __all__ = [
     "GRID_CELLS",
@@ -140,11 +142,13 @@ def sketch_feature(profile: NumericProfile | CategoricalProfile, column: Column)
 def numeric_sketch(profile: NumericProfile, column: Column) -> NumericSketch:
     """Both sides of a numeric feature on the PSI bins and the fine grid.
 
-    ``column`` holds the current values, NaN, inf or ``None`` where missing; at least
-    one must be finite (the comparison that precedes a report checks that).
+    ``column`` holds the current values, NaN, inf or ``None`` where missing; raises
+    :class:`~flowops.errors.EmptyInputError` when none is finite.
     """
     values = np.asarray(column, dtype=np.float64)
     current = np.sort(values[np.isfinite(values)])  # 15 ms a million values (numpy 2)
+    if current.size == 0:
+        raise EmptyInputError("no usable current values (all NaN, inf or missing)")
     sample = np.asarray(profile.sample, dtype=np.float64)
     edges = np.asarray(profile.edges, dtype=np.float64)
     grid = _grid(sample, min(profile.min, current[0]), max(profile.max, current[-1]))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from flowops.drift import Profile, ks_2samp
 from flowops.drift.profile import CategoricalProfile, NumericProfile
-from flowops.errors import InputError
+from flowops.errors import EmptyInputError, InputError
 from flowops.reports.sketch import (
     GRID_CELLS,
     CategoricalSketch,
@@ -127,3 +127,8 @@ def test_a_number_in_a_categorical_column_is_an_input_error() -> None:
     profile = CategoricalProfile.from_values(["a", "b"])
     with pytest.raises(InputError, match="categorical values must be strings"):
         sketch_feature(profile, ["a", 3])  # type: ignore[list-item]
+
+
+def test_no_finite_current_value_is_an_empty_input_error() -> None:
+    with pytest.raises(EmptyInputError, match="no usable current values"):
+        _numeric(np.arange(10.0), np.array([np.nan, np.inf]))
