@@ -188,7 +188,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     await gateway.start()
     _tune_gc()
-    listener = Listener(gateway.handle)
+    listener = Listener(gateway.handle, limits=gateway.gateway.limits)
     try:
         await listener.start(sock, backlog=BACKLOG)
         ready()

@@ -106,7 +106,7 @@ async def running_gateway(gateway: Mapping[str, Any], **sections: Any) -> AsyncI
     )
     gateway = Gateway(settings)
     await gateway.start()
-    listener = Listener(gateway.handle)
+    listener = Listener(gateway.handle, limits=gateway.gateway.limits)
     try:
         sock = socket.create_server(("127.0.0.1", port))
         sock.setblocking(False)

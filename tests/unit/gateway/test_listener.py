@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from flowops.gateway.config import LimitSettings
 from flowops.gateway.listener import (
-    MAX_HEAD_BYTES,
     BodyTooLarge,
     Listener,
     Request,
@@ -316,7 +316,7 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
             b"bad_request",
         ),
         (
-            b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
             431,
             b'"error":"request_header_fields_too_large"',
         ),
@@ -399,9 +399,9 @@ async def test_stop_closes_what_is_still_busy_after_its_timeout() -> None:
         app.release.set()
 
 
-async def test_a_connection_without_a_request_under_way_closes_after_the_timeout() -> None:
+async def test_idle_connections_close_and_slow_heads_get_a_408() -> None:
     app = App()
-    listener = Listener(app, keep_alive_timeout=0.2)
+    listener = Listener(app, limits=LimitSettings(keep_alive_timeout=0.2, head_timeout=0.2))
     sock = socket.create_server(("127.0.0.1", 0))
     sock.setblocking(False)
     port = sock.getsockname()[1]
@@ -416,6 +416,7 @@ async def test_a_connection_without_a_request_under_way_closes_after_the_timeout
         app.release.clear()
         await busy.send(get("/slow"))
         assert await idle.closed()
+        late = await trickling.answer()
         assert await trickling.closed()
         await asyncio.sleep(0.3)
         app.release.set()
@@ -424,3 +425,4 @@ async def test_a_connection_without_a_request_under_way_closes_after_the_timeout
         await listener.stop(timeout=2.0)
         await Client.close_all()
     assert (status, body) == (200, b"/slow")
+    assert (late[0], late[1]["connection"]) == (408, "close")
