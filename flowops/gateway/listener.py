@@ -440,11 +440,12 @@ class _Connection(asyncio.Protocol):
     """One client connection: parses requests, runs the handler on each in turn.
 
     The head is counted as it arrives. llhttp reports the target piece by piece
-    (``on_url``), but httptools hands over a header only once it is whole, so a header
-    still arriving is counted by the reads that brought nothing else: a read during a
-    head that called back nothing was all header (``_blind``). What a read brought
-    after its last callback is not counted until the next one: a head may pass its cap
-    by one read at most before it is refused.
+    (``on_url``), but httptools hands over a header only once it is whole (and joins
+    its pieces itself), so a read that leaves a head unfinished is measured too: what
+    follows its last LF is the line still arriving (``_line``), and a read without an
+    LF adds to it. One read is not measured: one in which a request ended and the next
+    began without a header reported yet (where it began in the read is not known). A
+    head may pass its caps by that read at most before it is refused.
     """
 
     def __init__(self, listener: Listener) -> None:
@@ -470,12 +471,13 @@ class _Connection(asyncio.Protocol):
         self.lost = False
         self.writable: asyncio.Future[None] | None = None  # set while writing is paused
         self.in_head = False
-        self._called = False  # a head callback ran during this read
+        self._began = False  # a head began during this read
+        self._ended = False  # a request ended during this read
         self._url: list[bytes] = []
         self._headers: list[tuple[str, str]] = []
         self._url_bytes = 0
         self._head_bytes = 0  # the whole header lines reported so far
-        self._blind = 0  # reads of a header line not reported yet
+        self._line = 0  # the line still arriving, as far as the reads measured it
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -495,8 +497,7 @@ class _Connection(asyncio.Protocol):
             return  # what follows an Upgrade or a refusal: dropped until the close
         if self.parsing is not None:
             self.read_at = self.loop.time()
-        in_head = self.in_head
-        self._called = False
+        self._ended = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -506,9 +507,8 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(400, f"not a valid HTTP/1.1 request: {exc}")
         else:
-            if in_head and self.in_head and not self._called:
-                self._blind += len(data)
-                self._check_blind()
+            if self.in_head:
+                self._measure_head(data)
 
     def eof_received(self) -> bool | None:
         return False  # close our side too: a half-closed client gets nothing more
@@ -546,25 +546,22 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = []
         self._headers = []
-        self._url_bytes = self._head_bytes = self._blind = 0
-        self.in_head = self._called = True
+        self._url_bytes = self._head_bytes = self._line = 0
+        self.in_head = self._began = True
         self.head_started = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
-        self._called = True
         self._url.append(url)
         self._url_bytes += len(url)
         if self._url_bytes > self.limits.max_request_line_bytes:
             raise _Refused(414, f"the request target is over {self._url_bytes - 1} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._called = True
         size = len(name) + len(value) + 4  # ": " and CRLF
         limits = self.limits
         if size > limits.max_header_bytes:
             raise _Refused(431, f"a header line is over {limits.max_header_bytes} bytes")
         self._head_bytes += size
-        self._blind = 0
         if self._url_bytes + self._head_bytes > limits.max_head_bytes:
             raise _Refused(431, f"the request's head is over {limits.max_head_bytes} bytes")
         self._headers.append(
@@ -573,7 +570,6 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self._called = True
         parser = self.parser
         headers = CIMultiDict(self._headers)
         method = parser.get_method().decode("ascii", "replace")
@@ -609,6 +605,7 @@ class _Connection(asyncio.Protocol):
             raise _Refused(503, "the gateway holds too many request bodies: try again")
 
     def on_message_complete(self) -> None:
+        self._ended = True
         request, self.parsing = self.parsing, None
         if request is None:
             return
@@ -754,11 +751,28 @@ class _Connection(asyncio.Protocol):
         log.error("gateway: the listener failed on a request", exc_info=cause)
         self._refuse(500, "the gateway failed")
 
-    def _check_blind(self) -> None:
+    def _measure_head(self, data: bytes) -> None:
+        """A read left a head unfinished: measure the line still arriving, refuse at a cap.
+
+        Until the first header is whole the line may be the request line, whose target
+        ``on_url`` counts exactly; it is held to the larger of the two line caps."""
+        end = data.rfind(b"\n")
+        if self._began and self._ended and not self._headers:
+            self._line = 0  # the LF may be the previous request's
+        elif end >= 0:
+            self._line = len(data) - end - 1
+        elif self._began:
+            self._line = len(data)
+        else:
+            self._line += len(data)
+        self._began = False
         limits = self.limits
-        if self._blind > limits.max_header_bytes:
+        cap = limits.max_header_bytes
+        if not self._headers:
+            cap = max(cap, limits.max_request_line_bytes)
+        if self._line > cap:
             self._refuse(431, f"a header line is over {limits.max_header_bytes} bytes")
-        elif self._url_bytes + self._head_bytes + self._blind > limits.max_head_bytes:
+        elif self._url_bytes + self._head_bytes + self._line > limits.max_head_bytes:
             self._refuse(431, f"the request's head is over {limits.max_head_bytes} bytes")
 
     def _refuse(self, status: int, reason: str) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -61,6 +63,8 @@ class App:
             stream = await request.stream(200, [])
             await stream.write(b"partial")
             raise RuntimeError("the upstream went away")
+        if path == "/inject":  # as an upstream's header could, were it not checked
+            return Response(200, b"x", [("X-Evil", "a\r\nSet-Cookie: stolen=1")])
         text = body if body is not None else path.encode()
         return Response(200, text, [("X-Path", path)])
 
@@ -302,6 +306,7 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
 @pytest.mark.parametrize(
     ("data", "status", "error"),
     [
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"http_version_not_supported"),
         (b"NOT HTTP AT ALL\r\n\r\n", 400, b'"error":"bad_request"'),
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400, b"bad_request"),
         (  # smuggling: two framings, or two lengths, are refused, never guessed
@@ -328,6 +333,7 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
         ),
     ],
     ids=[
+        "http-2.0",
         "garbage",
         "bad-length",
         "length-and-chunked",
@@ -426,3 +432,36 @@ async def test_idle_connections_close_and_slow_heads_get_a_408() -> None:
         await Client.close_all()
     assert (status, body) == (200, b"/slow")
     assert (late[0], late[1]["connection"]) == (408, "close")
+
+
+async def test_a_header_holding_crlf_is_never_written_and_a_502_goes_instead() -> None:
+    app = App()
+    async with serving(app) as (_, port):
+        client = await Client.open(port)
+        await client.send(get("/inject") + get("/after"))
+        first = await client.answer()
+        second = await client.answer()
+    assert first[0] == 502
+    assert "set-cookie" not in first[1]
+    assert second[:1] == (200,)
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector() -> None:
+    app = App()
+    async with serving(app) as (listener, port):
+        client = await Client.open(port)
+        await client.send(get("/a") + b"GET /b HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        await client.answer()
+        (connection,) = listener.connections
+        freed = weakref.ref(connection)
+        del connection
+        gc.disable()
+        try:
+            client.writer.close()
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if freed() is None:
+                    break
+        finally:
+            gc.enable()
+    assert freed() is None
