@@ -891,6 +891,8 @@ def _nonconforming(method: str, version: str, headers: CIMultiDict[str]) -> tupl
         if version.startswith("0."):
             return 400, "HTTP/0.9 requests are not served"
         return 505, f"HTTP/{version} is not served here (HTTP/1.1 is)"
+    if method == "CONNECT":  # nginx's answer too; llhttp would take it for an upgrade
+        return 400, "CONNECT is not served: the gateway is no forward proxy"
     hosts = headers.getall("Host", ())
     if len(hosts) != 1:
         if hosts:

@@ -275,8 +275,9 @@ async def test_requests_behind_a_refusal_are_not_parsed(refused: bytes, status: 
         b"GET /models/iris/x\r\n\r\n",
         b"POST /models/iris/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"zz\r\nabc\r\n0\r\n\r\n",
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
     ],
-    ids=["no-host", "two-hosts", "bad-host", "1.0-chunked", "http-0.9", "bad-chunk"],
+    ids=["no-host", "two-hosts", "bad-host", "1.0-chunked", "http-0.9", "bad-chunk", "connect"],
 )
 async def test_nonconforming_requests_get_400_then_the_close(data: bytes) -> None:
     async with gateway() as (base, _, server), raw(base) as client:
