@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -183,14 +183,18 @@ async def test_a_body_that_stalls_gets_408_and_nothing_reaches_the_upstream() ->
 
 
 async def test_a_client_that_reads_nothing_is_cut_at_the_send_deadline() -> None:
-    async with gateway() as (base, listener, _), raw(base, rcvbuf=1024) as client:
-        metrics = b"GET /metrics HTTP/1.1\r\nHost: gw\r\n\r\n"
-        for _ in range(200):  # answers far beyond what the socket buffers hold
-            client.writer.write(metrics)
-        with contextlib.suppress(ConnectionError):
-            await client.writer.drain()
+    async with (
+        upstream(big_answers) as url,
+        serving_gateway(single_route(url)) as (base, listener),
+        raw(base, rcvbuf=1024) as client,
+    ):
+        await client.send(b"GET /big/x HTTP/1.1\r\nHost: gw\r\n\r\n")  # and reads nothing
+        await until(lambda: len(listener.connections) == 1, "the reader connected")
         await until(lambda: len(listener.connections) == 0, "the non-reader cut")
-        assert await served(base)
+        async with raw(base) as other:
+            await other.send(b"GET /big/y HTTP/1.1\r\nHost: gw\r\n\r\n")
+            status, _, body = await other.answer()
+    assert (status, len(body)) == (200, BIG)
 
 
 async def test_past_max_connections_clients_wait_in_the_backlog_not_dropped() -> None:
@@ -292,28 +296,62 @@ async def test_nonconforming_requests_get_400_then_the_close(data: bytes) -> Non
 async def test_an_upstream_101_becomes_a_502_without_a_transport_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def switching(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with caplog.at_level(logging.DEBUG):
+        async with (
+            upstream(switching) as url,
+            serving_gateway(single_route(url)) as (base, _),
+            raw(base) as client,
+        ):
+            await client.send(b"GET /big/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+            status, _, _ = await client.answer()
+    assert status == 502
+    assert not [r for r in caplog.records if "Fatal error" in r.getMessage()]
+
+
+# -- raw upstreams ----------------------------------------------------------------------
+
+BIG = 8 * 1024 * 1024  # more than the socket buffers between the gateway and a client
+
+
+async def big_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers every request with :data:`BIG` bytes."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % BIG)
+            writer.write(bytes(BIG))
+            await writer.drain()
+    writer.close()
+
+
+async def switching(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with 101 Switching Protocols, which nobody asked for."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         await reader.readuntil(b"\r\n\r\n")
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\n\r\n\x81\x00"
         )
         await writer.drain()
-        with contextlib.suppress(OSError):
-            await reader.read()
-        writer.close()
+        await reader.read()
+    writer.close()
 
+
+@asynccontextmanager
+async def upstream(
+    serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A raw upstream serving ``serve`` on a free port; its URL."""
     port = free_port()
-    upstream = await asyncio.start_server(switching, "127.0.0.1", port)
-    route = {"name": "ws", "prefix": "/ws", "upstreams": [f"http://127.0.0.1:{port}"]}
-    settings = {"routes": [route], "publish": {"enabled": False}, "limits": LIMITS}
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
     try:
-        with caplog.at_level(logging.DEBUG):
-            async with serving_gateway(settings) as (base, _), raw(base) as client:
-                await client.send(b"GET /ws/x HTTP/1.1\r\nHost: gw\r\n\r\n")
-                status, _, _ = await client.answer()
+        yield f"http://127.0.0.1:{port}"
     finally:
-        upstream.close()
-        await upstream.wait_closed()
-    assert status == 502
-    assert not [r for r in caplog.records if "Fatal error" in r.getMessage()]
+        server.close()
+        await server.wait_closed()
+
+
+def single_route(url: str) -> dict[str, Any]:
+    """Gateway settings: route /big to ``url``, with the small ``LIMITS``."""
+    route = {"name": "big", "prefix": "/big", "upstreams": [url]}
+    return {"routes": [route], "publish": {"enabled": False}, "limits": LIMITS}
