@@ -553,8 +553,9 @@ class _Connection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
         self._url_bytes += len(url)
-        if self._url_bytes > self.limits.max_request_line_bytes:
-            raise _Refused(414, f"the request target is over {self._url_bytes - 1} bytes")
+        cap = self.limits.max_request_line_bytes
+        if self._url_bytes > cap:
+            raise _Refused(414, f"the request target is over {cap} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value) + 4  # ": " and CRLF
