@@ -465,3 +465,28 @@ async def test_a_closed_connection_is_freed_without_the_garbage_collector() -> N
         finally:
             gc.enable()
     assert freed() is None
+
+
+async def test_past_max_connections_the_next_client_waits_until_one_closes() -> None:
+    app = App()
+    listener = Listener(app, limits=LimitSettings(max_connections=2))
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    await listener.start(sock)
+    try:
+        first, second = await Client.open(port), await Client.open(port)
+        for client in (first, second):
+            await client.send(get("/held"))
+            await client.answer()
+        third = await Client.open(port)  # the kernel's backlog takes it
+        await third.send(get("/third"))
+        await second.send(get("/still"))
+        still = await second.answer()
+        accepted_before = len(listener.connections)
+        first.writer.close()
+        third_answer = await third.answer()
+    finally:
+        await listener.stop(timeout=2.0)
+        await Client.close_all()
+    assert (still[0], accepted_before) == (200, 2)
+    assert third_answer[2] == b"/third"
