@@ -826,7 +826,8 @@ class _Connection(asyncio.Protocol):
         elif self.in_head and self.reading:
             if now - self.head_started >= limits.head_timeout:
                 self._refuse(408, f"the request's head took over {limits.head_timeout:g}s")
-        elif self.parsing is not None and self.reading:
+        elif self.parsing is not None and self.reading and not self.parsing._continue:
+            # (a client sent "Expect: 100-continue" waits for our 100 before its body)
             if now - max(self.read_at, self.head_started) >= limits.body_timeout:
                 timeout = limits.body_timeout
                 self._refuse(408, f"the request's body paused for over {timeout:g}s")

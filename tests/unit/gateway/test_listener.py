@@ -38,6 +38,8 @@ class App:
     async def __call__(self, request: Request) -> Response | None:
         path = request.path
         body: bytes | None = None
+        if path == "/read-late":  # the handler decides first (an upstream, a limit)
+            await asyncio.sleep(0.5)
         if path.startswith("/read"):
             try:
                 body = await request.read(limit=10)
@@ -490,3 +492,21 @@ async def test_past_max_connections_the_next_client_waits_until_one_closes() -> 
         await Client.close_all()
     assert (still[0], accepted_before) == (200, 2)
     assert third_answer[2] == b"/third"
+
+
+async def test_a_client_waiting_for_100_continue_is_not_timed_out_for_its_body() -> None:
+    app = App()
+    listener = Listener(app, limits=LimitSettings(body_timeout=0.1))
+    sock = socket.create_server(("127.0.0.1", 0))
+    await listener.start(sock)
+    try:
+        client = await Client.open(sock.getsockname()[1])
+        await client.send(post("/read-late", b"abc", "Expect: 100-continue")[:-3])
+        continued = await client.answer()
+        await client.send(b"abc")
+        answer = await client.answer()
+    finally:
+        await listener.stop(timeout=2.0)
+        await Client.close_all()
+    assert continued[0] == 100
+    assert (answer[0], answer[2]) == (200, b"abc")
