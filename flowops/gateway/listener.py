@@ -25,14 +25,15 @@ One connection, :class:`_Connection`, handles one request at a time, in order:
   reading too, and a client that does not read pauses the writer (:meth:`Stream.write`
   waits, and no further request is started);
 * the limits of ``gateway.limits`` (:class:`~flowops.gateway.config.LimitSettings`) hold
-  as bytes arrive, each answered as nginx answers it: a request target over its cap
-  gets ``414``, a header line or a whole head over theirs ``431``, a head or a body
-  that stalls ``408``, a worker holding too many body bytes ``503``; a client that
-  reads nothing is cut; idle connections close; past ``max_connections`` the worker
-  stops accepting (clients wait in the backlog);
+  as bytes arrive, with nginx's defaults and mostly its answers (docs/gateway.md,
+  "Limits and conformance", says where not): a request target over its cap gets
+  ``414``, a header line or a whole head over theirs ``431``, a head or a body that
+  stalls ``408``, a worker holding too many body bytes ``503``; a client that reads
+  nothing is cut; idle connections close; past ``max_connections`` the worker stops
+  accepting (clients wait in the backlog);
 * RFC 9112: what is not HTTP/1.x gets a ``400`` (``505`` for other versions), as do a
   missing (HTTP/1.1) or repeated ``Host``, an HTTP/1.0 request with
-  ``Transfer-Encoding`` and a bad chunk; a transfer coding other than ``chunked``
+  ``Transfer-Encoding``, ``CONNECT`` and a bad chunk; a transfer coding other than ``chunked``
   (``gzip, chunked``) a ``501``; an ``Upgrade`` an ordinary answer and then the close
   (the gateway proxies no WebSockets); an answer whose head holds CR, LF or NUL, or is
   informational (an upstream's ``101``), is replaced by a ``502``; a handler that
