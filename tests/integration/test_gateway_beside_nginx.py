@@ -32,6 +32,8 @@ pid {home}/nginx.pid;
 events {{ worker_connections 64; }}
 http {{
     access_log off;
+    client_header_timeout 1s;
+    client_body_timeout 1s;
     client_body_temp_path {home}/body;
     proxy_temp_path {home}/proxy;
     fastcgi_temp_path {home}/fastcgi;
@@ -83,7 +85,14 @@ CASES: dict[str, tuple[bytes, int | str, int | str]] = {
         431,  # RFC 6585's status for it
         400,  # nginx's "Request Header Or Cookie Too Large"
     ),
+    "stalled-head": (b"GET /models/iris/x HTTP/1.1\r\nHost: a\r\n", 408, 0),  # nginx: the close
+    "stalled-body": (
+        b"POST /models/iris/x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab",
+        408,
+        0,
+    ),
 }
+TIMEOUTS = {"head_timeout": 1.0, "body_timeout": 1.0}  # nginx's are set to 1 s too
 
 
 @asynccontextmanager
@@ -136,7 +145,7 @@ async def test_the_gateway_and_nginx_answer_the_same_bytes_as_documented(
 ) -> None:
     async with model_servers(2) as (for_gateway, for_nginx):
         route = {"name": "iris", "prefix": "/models/iris", "upstreams": [for_gateway.url]}
-        settings = {"routes": [route], "publish": {"enabled": False}}
+        settings = {"routes": [route], "publish": {"enabled": False}, "limits": TIMEOUTS}
         async with serving_gateway(settings) as (gateway, _), nginx(tmp_path, for_nginx.url) as ngx:
             answers = {
                 name: (await status_of(gateway, data), await status_of(ngx, data))
