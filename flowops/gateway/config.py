@@ -78,7 +78,7 @@ class LimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_request_line_bytes: int = Field(
-        8192, ge=64, le=2**20, description="the request line; past it, 414 and the close"
+        8192, ge=64, le=2**20, description="the request target; past it, 414 and the close"
     )
     max_header_bytes: int = Field(
         8192, ge=64, le=2**20, description="one header line; past it, 431 and the close"
