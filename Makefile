@@ -13,7 +13,7 @@ install: $(STAMP) debian
 # command:package pairs; apt-get runs only when one is missing.
 DEBIAN := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager git:git \
-	buildah:buildah chromium:chromium
+	buildah:buildah chromium:chromium nginx:nginx
 # ... and those only `make bench` needs (bench/gateway.py, bench/monitor.py); `make test`
 # never installs them
 DEBIAN_BENCH := nginx:nginx wrk:wrk prometheus-blackbox-exporter:prometheus-blackbox-exporter

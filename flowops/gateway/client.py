@@ -342,6 +342,10 @@ class _Connection(asyncio.Protocol):
             return
         try:
             parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # a 101: what follows is not HTTP
+            reason = "the upstream switched protocols (101); the gateway relays HTTP only"
+            response.fail(UpstreamResetError(self.pool.origin.url, reason))
+            self.close()
         except httptools.HttpParserError as exc:
             response.fail(UpstreamResetError(self.pool.origin.url, f"not HTTP: {exc}"))
             self.close()

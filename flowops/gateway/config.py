@@ -46,6 +46,7 @@ from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, Upstre
 __all__ = [
     "RESERVED_PREFIXES",
     "GatewaySettings",
+    "LimitSettings",
     "RouteSettings",
     "TimeoutSettings",
     "gateway_settings",
@@ -64,6 +65,58 @@ class TimeoutSettings(BaseModel):
     connect: float = Field(2.0, gt=0, le=600, description="seconds to connect to an upstream")
     per_try: float = Field(10.0, gt=0, le=3600, description="seconds one try may take in all")
     total: float = Field(30.0, gt=0, le=3600, description="seconds for all tries together")
+
+
+class LimitSettings(BaseModel):
+    """What one client may hold of a worker (``gateway.limits``), each checked as bytes
+    arrive; the defaults and the answers are nginx's (docs/gateway.md, "Limits").
+
+    >>> LimitSettings().max_head_bytes, LimitSettings().head_timeout
+    (32768, 60.0)
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_request_line_bytes: int = Field(
+        8192, ge=64, le=2**20, description="the request target; past it, 414 and the close"
+    )
+    max_header_bytes: int = Field(
+        8192, ge=64, le=2**20, description="one header line; past it, 431 and the close"
+    )
+    max_head_bytes: int = Field(
+        32768, ge=128, le=2**22, description="request line and headers; past it, 431"
+    )
+    head_timeout: float = Field(
+        60.0, gt=0, le=3600, description="seconds for a head once begun; then 408, close"
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, le=3600, description="seconds between two reads of a body; then 408, close"
+    )
+    send_timeout: float = Field(
+        60.0, gt=0, le=3600, description="seconds a client may leave an answer unread; close"
+    )
+    keep_alive_timeout: float = Field(
+        75.0, gt=0, le=3600, description="seconds an idle connection is kept open"
+    )
+    max_connections: int = Field(
+        1024, ge=1, le=2**20, description="connections a worker holds; past it, none accepted"
+    )
+    max_body_buffer_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        le=2**40,
+        description="request body bytes a worker holds at once; past it, 503 and the close",
+    )
+
+    @model_validator(mode="after")
+    def _head_holds_its_lines(self) -> LimitSettings:
+        line = max(self.max_request_line_bytes, self.max_header_bytes)
+        if self.max_head_bytes < line:
+            raise ValueError(
+                f"max_head_bytes ({self.max_head_bytes}) must hold a request line and a "
+                f"header line of the largest size allowed ({line})"
+            )
+        return self
 
 
 class RouteSettings(BaseModel):
@@ -164,6 +217,7 @@ class GatewaySettings(BaseModel):
         description="where requests name their model, for routes' match_model: "
         "header:<name> or body:<field>",
     )
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     admin_identities: list[str] = Field(

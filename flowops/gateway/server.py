@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -99,6 +100,9 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
     )
     logs.quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
     loop_factory, loop_name = _loop_factory(config.uvloop)
+    room = _file_room(config.limits.max_connections)
+    if room is not None:
+        say(room)
     sockets = [_listen(config, reuse_port=config.workers > 1) for _ in range(config.workers)]
     routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"
     listening = f"listening on http://{config.listen} (routes: {routes}; {loop_name}"
@@ -113,6 +117,27 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
         finally:
             shutil.rmtree(metrics, ignore_errors=True)
     say("stopped")
+
+
+def _file_room(connections: int) -> str | None:
+    """Raise this process's open-file limit (inherited by its workers) to what
+    ``connections`` clients need, each with an upstream connection, plus room; a line to
+    say when the hard limit is lower, else None. Without it, a worker reaches the
+    descriptor limit (often 1024) before ``max_connections`` and fails its accepts."""
+    wanted = 2 * connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return None
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if ceiling > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+    if ceiling < wanted:
+        return (
+            f"warning: open files are limited to {ceiling}, below the {wanted} that "
+            f"gateway.limits.max_connections ({connections}) may need: lower it or raise "
+            "the limit (ulimit -n)"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -188,7 +213,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     await gateway.start()
     _tune_gc()
-    listener = Listener(gateway.handle)
+    listener = Listener(gateway.handle, limits=gateway.gateway.limits)
     try:
         await listener.start(sock, backlog=BACKLOG)
         ready()

@@ -100,18 +100,28 @@ async def model_servers(count: int) -> AsyncIterator[list[ModelServer]]:
 async def running_gateway(gateway: Mapping[str, Any], **sections: Any) -> AsyncIterator[str]:
     """A gateway with this ``gateway`` section (a free port unless it says ``listen``)
     and other settings sections; yields its base URL."""
+    async with serving_gateway(gateway, **sections) as (base, _):
+        yield base
+
+
+@asynccontextmanager
+async def serving_gateway(
+    gateway: Mapping[str, Any], **sections: Any
+) -> AsyncIterator[tuple[str, Listener]]:
+    """:func:`running_gateway`, yielding its listener too (its connections and the body
+    bytes it holds, for the tests of its limits)."""
     port = free_port()
     settings = load_settings(
         overrides={"gateway": {"listen": f"127.0.0.1:{port}", **gateway}, **sections}
     )
-    gateway = Gateway(settings)
-    await gateway.start()
-    listener = Listener(gateway.handle)
+    app = Gateway(settings)
+    await app.start()
+    listener = Listener(app.handle, limits=app.gateway.limits)
     try:
         sock = socket.create_server(("127.0.0.1", port))
         sock.setblocking(False)
         await listener.start(sock)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", listener
     finally:
         await listener.stop(timeout=5.0)
-        await gateway.stop()
+        await app.stop()

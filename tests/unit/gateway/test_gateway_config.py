@@ -131,6 +131,13 @@ def test_the_minimal_file_as_written_has_defaults_for_the_rest(tmp_path: Any) ->
             "two routes have the prefix and match_model ('/a', None)",
         ),
         ({"admin_identities": ["ops"]}, "gateway.admin_identities", "'key:<API key name>'"),
+        ({"limits": {"head_timeout": 0}}, "gateway.limits.head_timeout", "greater than 0"),
+        ({"limits": {"max_connections": 0}}, "gateway.limits.max_connections", "greater than"),
+        (
+            {"limits": {"max_head_bytes": 4096, "max_header_bytes": 8192}},
+            "gateway.limits",
+            "must hold a request line and a header line",
+        ),
         (
             {
                 "routes": [

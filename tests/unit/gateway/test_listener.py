@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
+from flowops.gateway.config import LimitSettings
 from flowops.gateway.listener import (
-    MAX_HEAD_BYTES,
     BodyTooLarge,
     Listener,
     Request,
@@ -36,6 +38,8 @@ class App:
     async def __call__(self, request: Request) -> Response | None:
         path = request.path
         body: bytes | None = None
+        if path == "/read-late":  # the handler decides first (an upstream, a limit)
+            await asyncio.sleep(0.5)
         if path.startswith("/read"):
             try:
                 body = await request.read(limit=10)
@@ -61,6 +65,8 @@ class App:
             stream = await request.stream(200, [])
             await stream.write(b"partial")
             raise RuntimeError("the upstream went away")
+        if path == "/inject":  # as an upstream's header could, were it not checked
+            return Response(200, b"x", [("X-Evil", "a\r\nSet-Cookie: stolen=1")])
         text = body if body is not None else path.encode()
         return Response(200, text, [("X-Path", path)])
 
@@ -302,6 +308,7 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
 @pytest.mark.parametrize(
     ("data", "status", "error"),
     [
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"http_version_not_supported"),
         (b"NOT HTTP AT ALL\r\n\r\n", 400, b'"error":"bad_request"'),
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400, b"bad_request"),
         (  # smuggling: two framings, or two lengths, are refused, never guessed
@@ -316,7 +323,7 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
             b"bad_request",
         ),
         (
-            b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
             431,
             b'"error":"request_header_fields_too_large"',
         ),
@@ -328,6 +335,7 @@ async def test_a_failing_handler_gets_a_500_or_a_cut_stream() -> None:
         ),
     ],
     ids=[
+        "http-2.0",
         "garbage",
         "bad-length",
         "length-and-chunked",
@@ -399,9 +407,9 @@ async def test_stop_closes_what_is_still_busy_after_its_timeout() -> None:
         app.release.set()
 
 
-async def test_a_connection_without_a_request_under_way_closes_after_the_timeout() -> None:
+async def test_idle_connections_close_and_slow_heads_get_a_408() -> None:
     app = App()
-    listener = Listener(app, keep_alive_timeout=0.2)
+    listener = Listener(app, limits=LimitSettings(keep_alive_timeout=0.2, head_timeout=0.2))
     sock = socket.create_server(("127.0.0.1", 0))
     sock.setblocking(False)
     port = sock.getsockname()[1]
@@ -416,6 +424,7 @@ async def test_a_connection_without_a_request_under_way_closes_after_the_timeout
         app.release.clear()
         await busy.send(get("/slow"))
         assert await idle.closed()
+        late = await trickling.answer()
         assert await trickling.closed()
         await asyncio.sleep(0.3)
         app.release.set()
@@ -424,3 +433,80 @@ async def test_a_connection_without_a_request_under_way_closes_after_the_timeout
         await listener.stop(timeout=2.0)
         await Client.close_all()
     assert (status, body) == (200, b"/slow")
+    assert (late[0], late[1]["connection"]) == (408, "close")
+
+
+async def test_a_header_holding_crlf_is_never_written_and_a_502_goes_instead() -> None:
+    app = App()
+    async with serving(app) as (_, port):
+        client = await Client.open(port)
+        await client.send(get("/inject") + get("/after"))
+        first = await client.answer()
+        second = await client.answer()
+    assert first[0] == 502
+    assert "set-cookie" not in first[1]
+    assert second[:1] == (200,)
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector() -> None:
+    app = App()
+    async with serving(app) as (listener, port):
+        client = await Client.open(port)
+        await client.send(get("/a") + b"GET /b HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        await client.answer()
+        (connection,) = listener.connections
+        freed = weakref.ref(connection)
+        del connection
+        gc.disable()
+        try:
+            client.writer.close()
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if freed() is None:
+                    break
+        finally:
+            gc.enable()
+    assert freed() is None
+
+
+async def test_past_max_connections_the_next_client_waits_until_one_closes() -> None:
+    app = App()
+    listener = Listener(app, limits=LimitSettings(max_connections=2))
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    await listener.start(sock)
+    try:
+        first, second = await Client.open(port), await Client.open(port)
+        for client in (first, second):
+            await client.send(get("/held"))
+            await client.answer()
+        third = await Client.open(port)  # the kernel's backlog takes it
+        await third.send(get("/third"))
+        await second.send(get("/still"))
+        still = await second.answer()
+        accepted_before = len(listener.connections)
+        first.writer.close()
+        third_answer = await third.answer()
+    finally:
+        await listener.stop(timeout=2.0)
+        await Client.close_all()
+    assert (still[0], accepted_before) == (200, 2)
+    assert third_answer[2] == b"/third"
+
+
+async def test_a_client_waiting_for_100_continue_is_not_timed_out_for_its_body() -> None:
+    app = App()
+    listener = Listener(app, limits=LimitSettings(body_timeout=0.1))
+    sock = socket.create_server(("127.0.0.1", 0))
+    await listener.start(sock)
+    try:
+        client = await Client.open(sock.getsockname()[1])
+        await client.send(post("/read-late", b"abc", "Expect: 100-continue")[:-3])
+        continued = await client.answer()
+        await client.send(b"abc")
+        answer = await client.answer()
+    finally:
+        await listener.stop(timeout=2.0)
+        await Client.close_all()
+    assert continued[0] == 100
+    assert (answer[0], answer[2]) == (200, b"abc")

@@ -11,6 +11,7 @@ import pytest
 
 from flowops.broker import free_port
 from flowops.errors import ConfigError
+from flowops.gateway import server
 from flowops.gateway.config import GatewaySettings
 from flowops.gateway.server import _listen, _loop_factory, check_workers
 
@@ -83,3 +84,25 @@ def test_a_taken_port_is_a_config_error_naming_listen() -> None:
         with pytest.raises(ConfigError, match="Address already in use") as caught:
             _listen(GatewaySettings(listen=f"127.0.0.1:{port}"), reuse_port=True)
     assert caught.value.key == "gateway.listen"
+
+
+@pytest.mark.parametrize(
+    ("limits", "set_to", "warns"),
+    [
+        ((4096, 8192), None, False),  # room enough already
+        ((1024, 8192), (2304, 8192), False),  # raised to 2 a connection plus room
+        ((1024, 1500), (1500, 1500), True),  # raised to the hard limit, and said
+    ],
+)
+def test_the_open_file_limit_is_raised_for_max_connections(
+    monkeypatch: pytest.MonkeyPatch,
+    limits: tuple[int, int],
+    set_to: tuple[int, int] | None,
+    warns: bool,
+) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(server.resource, "getrlimit", lambda _: limits)
+    monkeypatch.setattr(server.resource, "setrlimit", lambda _, value: calls.append(value))
+    said = server._file_room(1024)
+    assert calls == ([] if set_to is None else [set_to])
+    assert (said is not None and "gateway.limits.max_connections (1024)" in said) == warns
