@@ -16,7 +16,7 @@ DEBIAN := redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	buildah:buildah chromium:chromium nginx:nginx
 # ... and those only `make bench` needs (bench/gateway.py, bench/monitor.py); `make test`
 # never installs them
-DEBIAN_BENCH := nginx:nginx wrk:wrk prometheus-blackbox-exporter:prometheus-blackbox-exporter
+DEBIAN_BENCH := wrk:wrk prometheus-blackbox-exporter:prometheus-blackbox-exporter
 define apt_missing
 	@missing=$$(for pair in $(1); do \
 		command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; done); \
