@@ -40,9 +40,10 @@ from flowops.gateway.config import gateway_settings
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.listener import Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
-from flowops.gateway.proxy import Proxy
+from flowops.gateway.proxy import Proxy, bad_target
 from flowops.gateway.publisher import TrafficPublisher
 from flowops.gateway.ratelimit import RateLimiters
+from flowops.gateway.target import BadTarget, request_target
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable
@@ -142,13 +143,18 @@ class Gateway:
             await self.session.close()
 
     async def handle(self, request: Request) -> Response | None:
-        """One request: the gateway's own endpoint for its path, else the proxy."""
+        """One request: the gateway's own endpoint for its path, else the proxy. The
+        target is normalised here, once, so that ``/./metrics`` is ``/metrics`` too."""
         assert self.proxy is not None, "start() first"
+        try:
+            target = request_target(request.method, request.target, request.headers.get("Host"))
+        except BadTarget as refused:
+            return bad_target(refused)
         if request.method in ("GET", "HEAD"):
-            own = self._own.get(request.path)
+            own = self._own.get(target.path)
             if own is not None:
                 return await own(request)
-        return await self.proxy.handle(request)
+        return await self.proxy.handle(request, target)
 
     def _publish(self, rows: list[TrafficRow]) -> None:
         for row in rows:

@@ -43,7 +43,7 @@ from flowops.gateway.auth import (
     Identity,
 )
 from flowops.gateway.auth import CREDENTIAL_HEADERS as _CREDENTIALS
-from flowops.gateway.callers import CallerKey, ModelSelector
+from flowops.gateway.callers import CallerKey, ModelSelector, models_in_path
 from flowops.gateway.client import Response as UpstreamResponse
 from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
@@ -53,9 +53,10 @@ from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
 from flowops.gateway.retry import RetryPolicy
+from flowops.gateway.target import BadTarget, Target, request_target, strip_segments
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
 
-__all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant"]
+__all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant", "bad_target"]
 
 log = logging.getLogger("flowops.gateway")
 access_log = logging.getLogger("flowops.gateway.access")
@@ -122,6 +123,7 @@ class _Exchange:
     variant: Variant
     request_id: str
     started: float
+    target: Target
     identity: Identity = ANONYMOUS
     body: bytes = b""
     status: int = 0
@@ -219,11 +221,18 @@ class Proxy:
 
     # -- one request ----------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response | None:
-        """Answer a proxied request: a whole response, or None when it was streamed."""
+    async def handle(self, request: Request, target: Target | None = None) -> Response | None:
+        """Answer a proxied request: a whole response, or None when it was streamed.
+        ``target`` is the request's, normalised (:func:`~flowops.gateway.target.request_target`);
+        it is made here when not given."""
         # 128 random bits in hex, as uuid4().hex without building a UUID (2% of a request)
         # nor a getrandom() call: random's generator, reseeded in each forked worker
         request_id = request.headers.get("X-Request-ID") or f"{random.getrandbits(128):032x}"
+        if target is None:
+            try:
+                target = request_target(request.method, request.target, request.headers.get("Host"))
+            except BadTarget as refused:
+                return bad_target(refused, request_id)
         body: bytes | None = None
         model: str | None = None
         if self._model_from is not None:
@@ -233,11 +242,14 @@ class Proxy:
                 except _Refusal as refusal:
                     return refusal.response(request_id)
             model = self._model_from.of(request.headers, body or b"")
-        route = self.match(request.path, model)
+            if model is not None and any(named != model for named in models_in_path(target.path)):
+                reason = f"the request names model {model!r} but its path names another"
+                return _error(400, "model_mismatch", reason, request_id)
+        route = self.match(target.path, model)
         if route is None:
             named = "" if self._model_from is None else f" for model {model!r}"
-            return _error(404, "no_route", f"no route serves {request.path}{named}", request_id)
-        exchange = _Exchange(route, route.split.items[0], request_id, time.monotonic())
+            return _error(404, "no_route", f"no route serves {target.path}{named}", request_id)
+        exchange = _Exchange(route, route.split.items[0], request_id, time.monotonic(), target)
         try:
             response = await self._serve(request, exchange, body)
         except _Refusal as refusal:
@@ -315,7 +327,7 @@ class Proxy:
         timeout = route.settings.timeout
         deadline = exchange.started + timeout.total
         headers = _upstream_headers(request, exchange.request_id, strip=route.settings.auth)
-        path = _upstream_path(request, route.settings)
+        path = _upstream_path(exchange.target, route.settings)
         exchange.forwarded = (path, headers)
         tried: list[Any] = []
         while True:
@@ -639,9 +651,25 @@ def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:
     )
 
 
+def bad_target(refused: BadTarget, request_id: str | None = None) -> Response:
+    """The answer to a target the gateway refuses (400, or 405 for ``CONNECT``)."""
+    headers = (
+        {"Allow": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"} if refused.status == 405 else {}
+    )
+    return _error(refused.status, "bad_target", str(refused), request_id, headers)
+
+
 def _error(
-    status: int, code: str, reason: str, request_id: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    reason: str,
+    request_id: str | None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
+    if request_id is None:
+        return json_response(
+            {"error": code, "reason": reason}, status=status, headers=[*(headers or {}).items()]
+        )
     return json_response(
         {"error": code, "reason": reason, "request_id": request_id},
         status=status,
@@ -660,14 +688,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise _Refusal(413, "body_too_large", str(exc)) from None
 
 
-def _upstream_path(request: Request, route: RouteSettings) -> str:
-    """The path (and query) the upstream gets: unchanged, or without the route's prefix."""
-    path = request.target
+def _upstream_path(target: Target, route: RouteSettings) -> str:
+    """The path (and query) the upstream gets: the normalised one routing matched, with
+    or without the route's prefix."""
+    path = target.encoded
     if route.strip_prefix and route.prefix != "/":
-        path = path[len(route.prefix) :] or "/"
-        if not path.startswith("/"):
-            path = "/" + path
-    return path
+        path = strip_segments(path, route.prefix)
+    return path + target.query
 
 
 def _upstream_headers(request: Request, request_id: str, *, strip: bool) -> list[tuple[str, str]]:
@@ -706,7 +733,7 @@ def _access_line(request: Request, exchange: _Exchange, elapsed: float) -> str:
         "ts": round(time.time(), 3),
         "request_id": exchange.request_id,
         "method": request.method,
-        "path": request.path,
+        "path": exchange.target.path,
         "route": exchange.route.settings.name,
         "status": exchange.status,
         "upstream": exchange.upstream,
