@@ -22,6 +22,7 @@ Each policy's model lives beside the code that applies it (``upstreams.py``,
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Final
 
 from pydantic import (
@@ -165,6 +166,11 @@ class GatewaySettings(BaseModel):
         "header:<name> or body:<field>",
     )
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of proxies whose X-Forwarded-For names the client; "
+        "from anyone else it is replaced by the peer's address",
+    )
     publish: PublishSettings = Field(default_factory=PublishSettings)
     admin_identities: list[str] = Field(
         default_factory=list,
@@ -185,6 +191,16 @@ class GatewaySettings(BaseModel):
         return value
 
     _check_listen = field_validator("listen")(check_listen)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"expected a CIDR such as 10.0.0.0/8, got {cidr!r}") from None
+        return value
 
     @field_validator("model_from")
     @classmethod

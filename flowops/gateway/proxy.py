@@ -42,12 +42,12 @@ from flowops.gateway.auth import (
     AuthFailure,
     Identity,
 )
-from flowops.gateway.auth import CREDENTIAL_HEADERS as _CREDENTIALS
 from flowops.gateway.callers import CallerKey, ModelSelector, models_in_path
 from flowops.gateway.client import Response as UpstreamResponse
 from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
 from flowops.gateway.deadline import Deadlines
+from flowops.gateway.forwarding import HOP_BY_HOP, Forwarding, named_in_connection
 from flowops.gateway.listener import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
@@ -61,24 +61,14 @@ __all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant", "ba
 log = logging.getLogger("flowops.gateway")
 access_log = logging.getLogger("flowops.gateway.access")
 
-HOP_BY_HOP: Final = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-"""Headers that concern one connection only (RFC 9110 §7.6.1): never forwarded."""
 VARIANT_HEADER: Final = "X-FlowOps-Variant"
 """Tells the client which side of an A/B split answered."""
-_NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"}
-_FORWARDING: Final = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-request-id"})
-_NOT_RELAYED: Final = _NOT_FORWARDED | {"x-request-id", VARIANT_HEADER.lower()}
+_NOT_RELAYED: Final = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "x-request-id",
+    VARIANT_HEADER.lower(),
+}
 """Upstream headers the client does not get: hop-by-hop ones, and those the gateway sets."""
 
 
@@ -124,6 +114,7 @@ class _Exchange:
     request_id: str
     started: float
     target: Target
+    client: str
     identity: Identity = ANONYMOUS
     body: bytes = b""
     status: int = 0
@@ -165,6 +156,7 @@ class Proxy:
         self._model_from = (
             None if settings.model_from is None else ModelSelector.parse(settings.model_from)
         )
+        self.forwarding = Forwarding(settings.trusted_proxies, _headers_read(settings))
         self._shadows: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines()  # each try's: one timer for all, not one each
         # exchanges to publish: (exchange, request Content-Type, seconds, wall-clock time)
@@ -249,7 +241,10 @@ class Proxy:
         if route is None:
             named = "" if self._model_from is None else f" for model {model!r}"
             return _error(404, "no_route", f"no route serves {target.path}{named}", request_id)
-        exchange = _Exchange(route, route.split.items[0], request_id, time.monotonic(), target)
+        client = self.forwarding.client_of(request.remote, request.headers)
+        exchange = _Exchange(
+            route, route.split.items[0], request_id, time.monotonic(), target, client
+        )
         try:
             response = await self._serve(request, exchange, body)
         except _Refusal as refusal:
@@ -282,7 +277,7 @@ class Proxy:
         if route.sticky is not None:
             identity = None if exchange.identity.anonymous else exchange.identity.key
             caller = route.sticky.of(
-                identity=identity, address=request.remote, headers=request.headers
+                identity=identity, address=exchange.client, headers=request.headers
             )
         return route.split.choose(splitting.Split.point(route.settings.name, caller))
 
@@ -304,7 +299,7 @@ class Proxy:
         if limiter is None:
             return
         identity = None if exchange.identity.anonymous else exchange.identity.key
-        key = limiter.key_for(identity=identity, address=request.remote, headers=request.headers)
+        key = limiter.key_for(identity=identity, address=exchange.client, headers=request.headers)
         decision = await limiter.acquire(key)
         if not decision.allowed and decision.degraded:  # the shared store is down: not 429
             raise _Refusal(
@@ -326,7 +321,14 @@ class Proxy:
         route = exchange.route
         timeout = route.settings.timeout
         deadline = exchange.started + timeout.total
-        headers = _upstream_headers(request, exchange.request_id, strip=route.settings.auth)
+        headers = self.forwarding.headers(
+            request.headers,
+            peer=request.remote,
+            client=exchange.client,
+            scheme=request.scheme,
+            request_id=exchange.request_id,
+            strip_credentials=route.settings.auth,
+        )
         path = _upstream_path(exchange.target, route.settings)
         exchange.forwarded = (path, headers)
         tried: list[Any] = []
@@ -697,35 +699,24 @@ def _upstream_path(target: Target, route: RouteSettings) -> str:
     return path + target.query
 
 
-def _upstream_headers(request: Request, request_id: str, *, strip: bool) -> list[tuple[str, str]]:
-    """The client's headers less hop-by-hop ones (and its credentials, on a route whose
-    auth the gateway checked), plus the forwarding headers (in place of the client's)."""
-    dropped = _NOT_FORWARDED | _FORWARDING | _named_in_connection(request.headers.get("Connection"))
-    if strip:
-        dropped = dropped | _CREDENTIALS
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in dropped]
-    client = request.remote or "unknown"
-    earlier = request.headers.get("X-Forwarded-For")
-    headers.append(("X-Forwarded-For", f"{earlier}, {client}" if earlier else client))
-    headers.append(("X-Forwarded-Proto", request.scheme))
-    headers.append(("X-Request-ID", request_id))
-    return headers
-
-
 def _downstream_headers(upstream: UpstreamResponse) -> list[tuple[str, str]]:
     """The upstream's headers less hop-by-hop ones and those the gateway sets."""
     dropped = _NOT_RELAYED
     named = upstream.header("Connection")
     if named:
-        dropped = dropped | _named_in_connection(named)
+        dropped = dropped | named_in_connection(named)
     return [(k, v) for k, v in upstream.headers if k.lower() not in dropped]
 
 
-def _named_in_connection(value: str | None) -> frozenset[str]:
-    """Headers a ``Connection`` header names, which are hop-by-hop too."""
-    if not value:
-        return frozenset()
-    return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
+def _headers_read(settings: GatewaySettings) -> list[str]:
+    """The request headers the settings make the gateway read (``model_from``, callers
+    keyed by a header): their underscore twins are not forwarded either."""
+    named = [settings.model_from] if settings.model_from else []
+    for route in settings.routes:
+        named.append(route.sticky or "")
+        if route.rate_limit is not None:
+            named.append(route.rate_limit.key)
+    return [text.partition(":")[2] for text in named if text.startswith("header:")]
 
 
 def _access_line(request: Request, exchange: _Exchange, elapsed: float) -> str:
@@ -740,7 +731,7 @@ def _access_line(request: Request, exchange: _Exchange, elapsed: float) -> str:
         "tries": exchange.tries,
         "ms": round(elapsed * 1000, 2),
         "identity": exchange.identity.key,
-        "client": request.remote,
+        "client": exchange.client,
     }
     if exchange.notes:
         entry["notes"] = exchange.notes

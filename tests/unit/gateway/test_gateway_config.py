@@ -131,6 +131,7 @@ def test_the_minimal_file_as_written_has_defaults_for_the_rest(tmp_path: Any) ->
             "two routes have the prefix and match_model ('/a', None)",
         ),
         ({"admin_identities": ["ops"]}, "gateway.admin_identities", "'key:<API key name>'"),
+        ({"trusted_proxies": ["10.0.0.0/33"]}, "gateway.trusted_proxies", "expected a CIDR"),
         (
             {
                 "routes": [
