@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +36,7 @@ import aiohttp
 from flowops.config import Settings
 from flowops.events import TrafficRow
 from flowops.gateway.auth import Authenticator, AuthFailure
-from flowops.gateway.client import UpstreamClient
+from flowops.gateway.client import OriginOptions, UpstreamClient
 from flowops.gateway.config import gateway_settings
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.listener import Request, Response, json_response
@@ -91,14 +92,20 @@ class Gateway:
     async def start(self) -> None:
         """Load credentials, make the upstream clients, start checks and the publisher.
 
-        Raises :class:`~flowops.errors.ConfigError` for credentials it cannot load.
+        Raises :class:`~flowops.errors.ConfigError` for credentials or upstream TLS files
+        it cannot load (before anything is opened).
         """
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
+        client = UpstreamClient(
+            limit_per_host=_CONNECTIONS_PER_HOST,
+            idle_timeout=self.gateway.upstream_pool.idle_timeout,
+        )
+        tls = self._configure_upstreams(client)
+        self.client = client
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=_CONNECTIONS_PER_HOST)
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
-        self.client = UpstreamClient(limit_per_host=_CONNECTIONS_PER_HOST)
         self.proxy = Proxy(
             self.gateway,
             client=self.client,
@@ -111,12 +118,27 @@ class Gateway:
         self.metrics.watch(pools, self.publisher)
         for route in self.proxy.routes:
             for pool in route.pools:
-                checker = HealthChecker(pool, route.settings.health_check, self.session)
+                checker = HealthChecker(pool, route.settings.health_check, self.session, tls=tls)
                 checker.start()
                 self.checkers.append(checker)
         await self.publisher.start()
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
             self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
+
+    def _configure_upstreams(self, client: UpstreamClient) -> dict[str, ssl.SSLContext]:
+        """Give the client each upstream's idle timeout and TLS context (files read now:
+        a bad one is a ConfigError naming its key); the contexts, by URL."""
+        contexts: dict[str, ssl.SSLContext] = {}
+        default_idle = self.gateway.upstream_pool.idle_timeout
+        for key, upstream in self.gateway.all_upstreams():
+            if upstream.url in contexts or (upstream.tls is None and upstream.idle_timeout is None):
+                continue
+            context = None if upstream.tls is None else upstream.tls.context(f"{key}.tls")
+            if context is not None:
+                contexts[upstream.url] = context
+            idle = upstream.idle_timeout or default_idle
+            client.configure(upstream.url, OriginOptions(idle_timeout=idle, tls=context))
+        return contexts
 
     async def _refresh_metrics(self) -> None:
         while True:

@@ -23,6 +23,7 @@ Each policy's model lives beside the code that applies it (``upstreams.py``,
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from typing import Any, Final
 
 from pydantic import (
@@ -37,6 +38,7 @@ from flowops.config import Settings, check_listen, section
 from flowops.gateway.auth import AuthSettings
 from flowops.gateway.breaker import BreakerSettings
 from flowops.gateway.callers import CallerKey, ModelSelector
+from flowops.gateway.client import IDLE_TIMEOUT
 from flowops.gateway.health import HealthCheckSettings
 from flowops.gateway.publisher import PublishSettings
 from flowops.gateway.ratelimit import RateLimitSettings
@@ -49,6 +51,7 @@ __all__ = [
     "GatewaySettings",
     "RouteSettings",
     "TimeoutSettings",
+    "UpstreamPoolSettings",
     "gateway_settings",
 ]
 
@@ -65,6 +68,20 @@ class TimeoutSettings(BaseModel):
     connect: float = Field(2.0, gt=0, le=600, description="seconds to connect to an upstream")
     per_try: float = Field(10.0, gt=0, le=3600, description="seconds one try may take in all")
     total: float = Field(30.0, gt=0, le=3600, description="seconds for all tries together")
+
+
+class UpstreamPoolSettings(BaseModel):
+    """The gateway's connections to its upstreams (``gateway.upstream_pool``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idle_timeout: float = Field(
+        IDLE_TIMEOUT,
+        gt=0,
+        le=3600,
+        description="seconds an idle upstream connection is kept; keep it below the "
+        "servers' own keep-alive timeout (uvicorn's is 5)",
+    )
 
 
 class RouteSettings(BaseModel):
@@ -112,6 +129,18 @@ class RouteSettings(BaseModel):
     def model_name(self) -> str:
         """The model name its traffic events carry."""
         return self.model or self.name
+
+    def all_upstreams(self) -> Iterator[tuple[str, UpstreamSettings]]:
+        """Every upstream of the route (its own, its variants', its shadow's), with the
+        dotted key of its settings below the route's."""
+        for i, upstream in enumerate(self.upstreams):
+            yield f"upstreams.{i}", upstream
+        for v, variant in enumerate(self.variants):
+            for i, upstream in enumerate(variant.upstreams):
+                yield f"variants.{v}.upstreams.{i}", upstream
+        if self.shadow is not None:
+            for i, upstream in enumerate(self.shadow.upstreams):
+                yield f"shadow.upstreams.{i}", upstream
 
     @field_validator("sticky")
     @classmethod
@@ -172,6 +201,7 @@ class GatewaySettings(BaseModel):
         "from anyone else it is replaced by the peer's address",
     )
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    upstream_pool: UpstreamPoolSettings = Field(default_factory=UpstreamPoolSettings)
     admin_identities: list[str] = Field(
         default_factory=list,
         description=(
@@ -208,6 +238,24 @@ class GatewaySettings(BaseModel):
         if value is not None:
             ModelSelector.parse(value)
         return value
+
+    def all_upstreams(self) -> Iterator[tuple[str, UpstreamSettings]]:
+        """Every upstream of every route, with the dotted key of its settings."""
+        for r, route in enumerate(self.routes):
+            for key, upstream in route.all_upstreams():
+                yield f"gateway.routes.{r}.{key}", upstream
+
+    @model_validator(mode="after")
+    def _one_connection_setting_a_url(self) -> GatewaySettings:
+        seen: dict[str, tuple[object, object]] = {}
+        for _, upstream in self.all_upstreams():
+            setting = (upstream.idle_timeout, upstream.tls)
+            if seen.setdefault(upstream.url, setting) != setting:
+                raise ValueError(
+                    f"upstream {upstream.url} is given twice with different idle_timeout or "
+                    "tls: its connections are shared, so give them once alike"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_routes(self) -> GatewaySettings:

@@ -387,6 +387,7 @@ class Proxy:
                     headers,
                     exchange.body,
                     connect_timeout=exchange.route.settings.timeout.connect,
+                    replayable=exchange.route.settings.retryable,
                 )
         except TimeoutError:  # a connect timeout too (UpstreamConnectTimeoutError)
             return "timeout", None
@@ -566,6 +567,7 @@ class Proxy:
                     copy.headers,
                     copy.body,
                     connect_timeout=route.settings.timeout.connect,
+                    replayable=route.settings.retryable,
                 )
                 try:
                     latency = time.monotonic() - lease.started_at
