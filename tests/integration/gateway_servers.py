@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +22,7 @@ from aiohttp import web
 from flowops.broker import free_port
 from flowops.config import load_settings
 from flowops.gateway.app import Gateway
-from flowops.gateway.listener import Listener
+from flowops.gateway.listener import Handler, Listener
 
 
 @dataclass
@@ -97,16 +97,22 @@ async def model_servers(count: int) -> AsyncIterator[list[ModelServer]]:
 
 
 @asynccontextmanager
-async def running_gateway(gateway: Mapping[str, Any], **sections: Any) -> AsyncIterator[str]:
+async def running_gateway(
+    gateway: Mapping[str, Any],
+    *,
+    wrap: Callable[[Handler], Handler] | None = None,
+    **sections: Any,
+) -> AsyncIterator[str]:
     """A gateway with this ``gateway`` section (a free port unless it says ``listen``)
-    and other settings sections; yields its base URL."""
+    and other settings sections; yields its base URL. ``wrap`` wraps its handler (a test
+    may make it slow)."""
     port = free_port()
     settings = load_settings(
         overrides={"gateway": {"listen": f"127.0.0.1:{port}", **gateway}, **sections}
     )
     gateway = Gateway(settings)
     await gateway.start()
-    listener = Listener(gateway.handle)
+    listener = Listener(gateway.handle if wrap is None else wrap(gateway.handle))
     try:
         sock = socket.create_server(("127.0.0.1", port))
         sock.setblocking(False)
