@@ -38,7 +38,7 @@ from flowops.config import Settings, check_listen, section
 from flowops.gateway.auth import AuthSettings
 from flowops.gateway.breaker import BreakerSettings
 from flowops.gateway.callers import CallerKey, ModelSelector
-from flowops.gateway.client import IDLE_TIMEOUT
+from flowops.gateway.client import IDLE_TIMEOUT as _IDLE_TIMEOUT
 from flowops.gateway.health import HealthCheckSettings
 from flowops.gateway.publisher import PublishSettings
 from flowops.gateway.ratelimit import RateLimitSettings
@@ -76,7 +76,7 @@ class UpstreamPoolSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     idle_timeout: float = Field(
-        IDLE_TIMEOUT,
+        _IDLE_TIMEOUT,
         gt=0,
         le=3600,
         description="seconds an idle upstream connection is kept; keep it below the "
