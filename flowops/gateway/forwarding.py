@@ -64,6 +64,9 @@ _READ_OR_SET: Final = (
     | {"x-forwarded-host", "x-forwarded-port", "x-flowops-variant", "content-type"}
 )
 
+_DROPPED: Final = {False: _NOT_FORWARDED, True: _NOT_FORWARDED | CREDENTIAL_HEADERS}
+"""Dropped from every request, by whether the route's credentials are stripped."""
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -123,9 +126,10 @@ class Forwarding:
         strip_credentials: bool,
     ) -> list[tuple[str, str]]:
         """The headers the upstream gets (see the module's docstring)."""
-        dropped = _NOT_FORWARDED | named_in_connection(request_headers.get("Connection"))
-        if strip_credentials:
-            dropped = dropped | CREDENTIAL_HEADERS
+        dropped = _DROPPED[strip_credentials]
+        connection = request_headers.get("Connection")
+        if connection is not None:
+            dropped = dropped | named_in_connection(connection)
         twins = self.twins
         headers = [
             (name, value)
@@ -134,7 +138,7 @@ class Forwarding:
             and ("_" not in lower or lower.replace("_", "-") not in twins)
         ]
         hop = peer or "unknown"
-        trusted = self.trusts(peer)
+        trusted = bool(self.trusted) and self.trusts(peer)
         earlier = _joined(request_headers, "X-Forwarded-For") if trusted else None
         headers.append(("X-Forwarded-For", f"{earlier}, {hop}" if earlier else hop))
         if "Forwarded" in request_headers:

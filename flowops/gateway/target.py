@@ -47,8 +47,7 @@ flowops.gateway.target.BadTarget: an encoded slash (%2F) in the path is not acce
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 __all__ = [
@@ -78,9 +77,9 @@ class BadTarget(ValueError):  # noqa: N818 - an answer for the client (400), not
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A normalised request target.
+class Target(NamedTuple):
+    """A normalised request target (a tuple: one is made for every request, and a
+    tuple is made five times faster than a frozen dataclass).
 
     ``path`` is decoded (routing), ``encoded`` is what the upstream gets (before any
     prefix is stripped), ``query`` is ``""`` or ``"?..."`` as sent, ``authority`` the
@@ -126,7 +125,8 @@ def parse_target(target: str) -> Target:
     if not target.startswith("/"):
         return _absolute(target)
     raw, mark, query = target.partition("?")
-    query = mark + query
+    if mark:
+        query = mark + query
     if "%" not in raw and "\\" not in raw and "//" not in raw and "/." not in raw:
         return Target(raw, raw, query)  # the fast path: nothing to decode or remove
     if "\\" in raw:
