@@ -160,11 +160,17 @@ class UpstreamClient:
         data = pool.origin.encode(method, path, headers, body)
         connection = await pool.acquire(connect_timeout)
         reused = connection.requests > 0
+        response = Response(connection, pool.origin.url, head=method == "HEAD")
+        connection.send(response, data)
         try:
-            return await _exchange(connection, pool, method, data)
-        except UpstreamResetError:
-            if not (reused and not connection.received and (replayable or method in _IDEMPOTENT)):
+            await response.head_received
+        except BaseException as exc:
+            response.release()  # cancelled or broken: the connection is closed
+            replay = reused and not connection.received and (replayable or method in _IDEMPOTENT)
+            if not (replay and isinstance(exc, UpstreamResetError)):
                 raise
+        else:
+            return response
         # the server closed the kept connection as the request went out: once more, anew
         fresh = await pool.acquire(connect_timeout, fresh=True)
         return await _exchange(fresh, pool, method, data)
@@ -484,7 +490,7 @@ class _HostPool:
     async def acquire(self, connect_timeout: float | None, *, fresh: bool = False) -> _Connection:
         """An idle connection that may be reused (unless ``fresh``), else a new one."""
         if self.idle and not fresh:
-            now = asyncio.get_running_loop().time()
+            now = self.idle[-1].loop.time()
             timeout = self.options.idle_timeout
             while self.idle:
                 connection = self.idle.pop()
