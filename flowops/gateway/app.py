@@ -35,7 +35,7 @@ import aiohttp
 
 from flowops.config import Settings
 from flowops.events import TrafficRow
-from flowops.gateway.auth import Authenticator, AuthFailure
+from flowops.gateway.auth import Authenticator, AuthFailure, credential_files
 from flowops.gateway.client import OriginOptions, UpstreamClient
 from flowops.gateway.config import gateway_settings
 from flowops.gateway.health import HealthChecker
@@ -44,6 +44,7 @@ from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.proxy import Proxy, bad_target
 from flowops.gateway.publisher import TrafficPublisher
 from flowops.gateway.ratelimit import RateLimiters
+from flowops.gateway.reload import FileWatcher
 from flowops.gateway.target import BadTarget, request_target
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
         self.authenticator: Authenticator | None = None
+        self._secrets: FileWatcher | None = None
         self._own: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -96,6 +98,13 @@ class Gateway:
         it cannot load (before anything is opened).
         """
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
+        files = credential_files(self.gateway.auth)
+        if files and self.gateway.reload.enabled:
+            interval = self.gateway.reload.interval
+            self._secrets = FileWatcher(
+                "gateway credentials", files, self._reload_auth, interval=interval
+            )
+            self._secrets.start()
         client = UpstreamClient(
             limit_per_host=_CONNECTIONS_PER_HOST,
             idle_timeout=self.gateway.upstream_pool.idle_timeout,
@@ -140,6 +149,14 @@ class Gateway:
             client.configure(upstream.url, OriginOptions(idle_timeout=idle, tls=context))
         return contexts
 
+    async def _reload_auth(self) -> None:
+        """The credential files changed: load them all anew, then swap (a failure raises
+        before anything is swapped, and the watcher keeps the previous ones)."""
+        authenticator = await Authenticator.from_settings(self.gateway.auth)
+        self.authenticator = authenticator
+        if self.proxy is not None:
+            self.proxy.authenticator = authenticator
+
     async def _refresh_metrics(self) -> None:
         while True:
             await asyncio.sleep(METRICS_REFRESH)
@@ -147,6 +164,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
+        if self._secrets is not None:
+            await self._secrets.stop()
         if self._refreshing is not None:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

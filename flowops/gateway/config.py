@@ -42,6 +42,7 @@ from flowops.gateway.client import IDLE_TIMEOUT as _IDLE_TIMEOUT
 from flowops.gateway.health import HealthCheckSettings
 from flowops.gateway.publisher import PublishSettings
 from flowops.gateway.ratelimit import RateLimitSettings
+from flowops.gateway.reload import ReloadSettings
 from flowops.gateway.retry import RetrySettings
 from flowops.gateway.split import ShadowSettings, VariantSettings
 from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, UpstreamSettings
@@ -202,6 +203,7 @@ class GatewaySettings(BaseModel):
     )
     publish: PublishSettings = Field(default_factory=PublishSettings)
     upstream_pool: UpstreamPoolSettings = Field(default_factory=UpstreamPoolSettings)
+    reload: ReloadSettings = Field(default_factory=ReloadSettings)
     admin_identities: list[str] = Field(
         default_factory=list,
         description=(
