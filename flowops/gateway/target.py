@@ -13,8 +13,9 @@ route ``a`` to the gateway and model ``b`` to the upstream: ``/models/a/../b/x``
   merges them;
 * then dot segments are removed (RFC 3986 §5.2.4); a ``..`` at the root stays there;
 * an encoded slash (``%2f``), a backslash (``\\`` or ``%5c``), an encoded control
-  character (``%00``-``%1f``, ``%7f``) or a broken escape (``%zz``) is refused
-  (:class:`BadTarget`, a 400). Decoding ``%2f`` would split a segment the client said was
+  character (``%00``-``%1f``, ``%7f``), a broken escape (``%zz``), a dot segment with
+  parameters (``..;``, which Tomcat and Jetty resolve as ``..``) or a fragment (``#``)
+  is refused (:class:`BadTarget`, a 400). Decoding ``%2f`` would split a segment the client said was
   one, and leaving it encoded lets servers that decode it (some Java, IIS, ASP.NET ones)
   see a path the routing never did; backslashes are separators to Windows-minded servers.
   No model server names a model or a verb with these, so refusing costs honest clients
@@ -124,6 +125,8 @@ def parse_target(target: str) -> Target:
     """
     if not target.startswith("/"):
         return _absolute(target)
+    if "#" in target:
+        raise BadTarget("a fragment (#) does not belong in a request target")
     raw, mark, query = target.partition("?")
     if mark:
         query = mark + query
@@ -133,7 +136,16 @@ def parse_target(target: str) -> Target:
         raise BadTarget("a backslash in the path is not accepted")
     encoded = remove_dot_segments(_merge_slashes(_decode_unreserved(raw)))
     path = unquote(encoded) if "%" in encoded else encoded
+    if ";" in path and any(_dot_with_parameters(segment) for segment in path.split("/")):
+        raise BadTarget("a dot segment with parameters (..;) is not accepted")
     return Target(path, encoded, query)
+
+
+def _dot_with_parameters(segment: str) -> bool:
+    """``..;x`` or ``.;x``: a dot segment to servers that drop path parameters first
+    (Tomcat, Jetty), a name to everything else."""
+    name, semicolon, _ = segment.partition(";")
+    return bool(semicolon) and name in (".", "..")
 
 
 def _absolute(target: str) -> Target:

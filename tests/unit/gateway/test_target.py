@@ -52,6 +52,10 @@ def test_a_target_has_one_normal_form(target: str, path: str, encoded: str) -> N
         ("/models/a%0d%0aX: y", "control character"),
         ("/models/a%zz", "broken percent escape"),
         ("/models/a%4", "broken percent escape"),
+        ("/models/a/..;/b", "parameters"),
+        ("/models/a/%2e%2e;x=1/b", "parameters"),
+        ("/models/a/..%3B/b", "parameters"),
+        ("/models/b#/../a", "fragment"),
         ("*", "asterisk"),
         ("example.test:443", "expected a path"),
         ("ftp://example.test/x", "expected a path"),
@@ -121,6 +125,12 @@ def test_a_normal_path_has_no_dot_segment_and_no_empty_one(target: str) -> None:
         assert not {".", "..", ""} & set(inner)
         assert path.split("/")[-1] not in (".", "..")
         assert path.startswith("/")
+
+
+@given(_TARGETS)
+def test_the_decoded_and_encoded_paths_have_the_same_segments(target: str) -> None:
+    parsed = parse_target(target)
+    assert parsed.path.count("/") == parsed.encoded.count("/")
 
 
 @given(st.text(alphabet="/.ab", max_size=20).map(lambda p: "/" + p))
