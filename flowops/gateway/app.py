@@ -83,7 +83,8 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
         self.authenticator: Authenticator | None = None
-        self._secrets: FileWatcher | None = None
+        self._watchers: list[FileWatcher] = []
+        self._upstream_tls: dict[str, ssl.SSLContext] = {}  # shared with the health checks
         self._own: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -98,18 +99,11 @@ class Gateway:
         it cannot load (before anything is opened).
         """
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
-        files = credential_files(self.gateway.auth)
-        if files and self.gateway.reload.enabled:
-            interval = self.gateway.reload.interval
-            self._secrets = FileWatcher(
-                "gateway credentials", files, self._reload_auth, interval=interval
-            )
-            self._secrets.start()
         client = UpstreamClient(
             limit_per_host=_CONNECTIONS_PER_HOST,
             idle_timeout=self.gateway.upstream_pool.idle_timeout,
         )
-        tls = self._configure_upstreams(client)
+        self._apply_upstream_options(client, self._upstream_options())
         self.client = client
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=_CONNECTIONS_PER_HOST)
         self.session = aiohttp.ClientSession(
@@ -127,27 +121,52 @@ class Gateway:
         self.metrics.watch(pools, self.publisher)
         for route in self.proxy.routes:
             for pool in route.pools:
-                checker = HealthChecker(pool, route.settings.health_check, self.session, tls=tls)
+                checker = HealthChecker(
+                    pool, route.settings.health_check, self.session, tls=self._upstream_tls
+                )
                 checker.start()
                 self.checkers.append(checker)
         await self.publisher.start()
+        self._watch(credential_files(self.gateway.auth), "gateway credentials", self._reload_auth)
+        tls_files = [path for _, u in self.gateway.all_upstreams() if u.tls for path in u.tls.files]
+        self._watch(sorted(set(tls_files)), "upstream TLS files", self._reload_upstream_tls)
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
             self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
 
-    def _configure_upstreams(self, client: UpstreamClient) -> dict[str, ssl.SSLContext]:
-        """Give the client each upstream's idle timeout and TLS context (files read now:
-        a bad one is a ConfigError naming its key); the contexts, by URL."""
-        contexts: dict[str, ssl.SSLContext] = {}
+    def _upstream_options(self) -> dict[str, OriginOptions]:
+        """Each upstream's idle timeout and TLS context, by URL, for those that set
+        either (TLS files read now: a bad one is a ConfigError naming its key)."""
+        options: dict[str, OriginOptions] = {}
         default_idle = self.gateway.upstream_pool.idle_timeout
         for key, upstream in self.gateway.all_upstreams():
-            if upstream.url in contexts or (upstream.tls is None and upstream.idle_timeout is None):
+            if upstream.url in options or (upstream.tls is None and upstream.idle_timeout is None):
                 continue
             context = None if upstream.tls is None else upstream.tls.context(f"{key}.tls")
-            if context is not None:
-                contexts[upstream.url] = context
             idle = upstream.idle_timeout or default_idle
-            client.configure(upstream.url, OriginOptions(idle_timeout=idle, tls=context))
-        return contexts
+            options[upstream.url] = OriginOptions(idle_timeout=idle, tls=context)
+        return options
+
+    def _apply_upstream_options(
+        self, client: UpstreamClient, options: dict[str, OriginOptions]
+    ) -> None:
+        """The client's connections made from now on, and the health checks, use them."""
+        for url, option in options.items():
+            client.configure(url, option)
+            if option.tls is not None:
+                self._upstream_tls[url] = option.tls
+
+    async def _reload_upstream_tls(self) -> None:
+        """An upstream's CA, certificate or key file changed: every context made anew,
+        then used for new connections (one bad file raises before any is used)."""
+        assert self.client is not None
+        self._apply_upstream_options(self.client, self._upstream_options())
+
+    def _watch(self, files: list[Path], what: str, reload: Callable[[], Awaitable[None]]) -> None:
+        """Re-read ``files`` when they change (``gateway.reload``)."""
+        if files and self.gateway.reload.enabled:
+            watcher = FileWatcher(what, files, reload, interval=self.gateway.reload.interval)
+            watcher.start()
+            self._watchers.append(watcher)
 
     async def _reload_auth(self) -> None:
         """The credential files changed: load them all anew, then swap (a failure raises
@@ -164,8 +183,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
-        if self._secrets is not None:
-            await self._secrets.stop()
+        for watcher in self._watchers:
+            await watcher.stop()
         if self._refreshing is not None:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

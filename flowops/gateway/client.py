@@ -124,11 +124,13 @@ class UpstreamClient:
         self._closed = False
 
     def configure(self, url: str, options: OriginOptions) -> None:
-        """Use ``options`` for ``url`` (before its first request; else for new connections)."""
+        """Use ``options`` for ``url``: for its connections opened from now on (those
+        open keep the TLS session they have until they close or expire)."""
         self._options[url] = options
         pool = self._pools.get(url)
         if pool is not None:
             pool.options = options
+            pool.origin.use_tls(options.tls)
 
     async def request(
         self,
@@ -609,6 +611,11 @@ class _Origin:
         self.host_header = parts.netloc.rpartition("@")[2]
         self.base = parts.path.rstrip("/")
         self._ssl: ssl.SSLContext | None = None
+        if self.tls:
+            self._ssl = tls if tls is not None else ssl.create_default_context()
+
+    def use_tls(self, tls: ssl.SSLContext | None) -> None:
+        """Connect with ``tls`` from now on (None: the default context)."""
         if self.tls:
             self._ssl = tls if tls is not None else ssl.create_default_context()
 

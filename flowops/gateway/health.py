@@ -138,7 +138,10 @@ class HealthChecker:
         self.pool = pool
         self.settings = settings
         self._session = session
-        self._tls = dict(tls or {})  # an https upstream's own context (CA, mTLS), by URL
+        self._tls = (
+            tls if tls is not None else {}
+        )  # an https upstream's own context (CA, mTLS), by URL; kept
+        # by reference: the gateway replaces a context when its files change
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self._trackers = {
             upstream: HealthTracker(

@@ -159,6 +159,11 @@ class UpstreamTlsSettings(BaseModel):
             raise ValueError("give cert_file and key_file together (a client certificate)")
         return self
 
+    @property
+    def files(self) -> list[Path]:
+        """The files it reads (re-read when they change)."""
+        return [p for p in (self.ca_file, self.cert_file, self.key_file) if p is not None]
+
     def context(self, key: str) -> ssl.SSLContext:
         """The client-side TLS context (TLS 1.2 at least, the certificate verified);
         a file that cannot be read or used is a ConfigError naming ``key``'s field."""

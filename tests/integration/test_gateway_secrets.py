@@ -4,8 +4,6 @@ a Kubernetes-style Secret volume, swapped under a running gateway (flowops/gatew
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -15,7 +13,7 @@ import jwt
 import pytest
 import yaml
 from gateway_load import until
-from gateway_servers import model_servers, running_gateway
+from gateway_servers import model_servers, publish_secret_volume, running_gateway
 
 from flowops.gateway.auth import hash_api_key
 
@@ -23,24 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 OLD_KEY, NEW_KEY = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
 OLD_SECRET, NEW_SECRET = "old-secret-" + "x" * 32, "new-secret-" + "y" * 32
-
-
-def publish(volume: Path, files: dict[str, str], version: int) -> None:
-    """The kubelet's update of a Secret volume: a new directory, ``..data`` swapped to it
-    in one rename, the old directory removed."""
-    volume.mkdir(exist_ok=True)
-    fresh = volume / f"..2026_12_07_{version:02d}"
-    fresh.mkdir()
-    for name, text in files.items():
-        (fresh / name).write_text(text)
-    old = (volume / "..data").resolve() if (volume / "..data").exists() else None
-    (volume / "..data_tmp").symlink_to(fresh.name)
-    os.replace(volume / "..data_tmp", volume / "..data")
-    for name in files:
-        if not (volume / name).is_symlink():
-            (volume / name).symlink_to(f"..data/{name}")
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def secrets(key: str, secret: str) -> dict[str, str]:
@@ -56,7 +36,7 @@ async def test_keys_and_secrets_rotate_under_a_running_gateway(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     volume = tmp_path / "secret"
-    publish(volume, secrets(OLD_KEY, OLD_SECRET), 1)
+    publish_secret_volume(volume, secrets(OLD_KEY, OLD_SECRET), 1)
     async with model_servers(1) as servers:
         gateway = {
             "routes": [{"name": "m", "prefix": "/m", "upstreams": [servers[0].url], "auth": True}],
@@ -81,13 +61,13 @@ async def test_keys_and_secrets_rotate_under_a_running_gateway(
 
             assert await status(key(OLD_KEY)) == 200
             assert await status(bearer(OLD_SECRET)) == 200
-            publish(volume, secrets(NEW_KEY, NEW_SECRET), 2)
+            publish_secret_volume(volume, secrets(NEW_KEY, NEW_SECRET), 2)
             await until(lambda: _is(status(key(NEW_KEY)), 200), "the new key is accepted")
             await until(lambda: _is(status(bearer(NEW_SECRET)), 200), "the new secret")
             assert await status(key(OLD_KEY)) == 401
             assert await status(bearer(OLD_SECRET)) == 401
             with caplog.at_level(logging.WARNING, logger="flowops.gateway"):
-                publish(
+                publish_secret_volume(
                     volume,
                     {"api-keys.yaml": "- {name: x, sha256: nope}", "jwt-secret": NEW_SECRET},
                     3,

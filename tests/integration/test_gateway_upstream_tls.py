@@ -4,7 +4,7 @@ certificate (mTLS) and the hostname check, per upstream (``routes[].upstreams[].
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from gateway_servers import running_gateway
+from gateway_load import until
+from gateway_servers import publish_secret_volume, running_gateway
 from tls_certs import Authority, Pair
 
 from flowops.broker import free_port
@@ -117,3 +118,56 @@ async def test_an_unreadable_tls_file_stops_the_start_naming_its_key(tmp_path: P
         ):
             pass
     assert refused.value.key == "gateway.routes.0.upstreams.0.tls.ca_file"
+
+
+async def test_a_rotated_client_certificate_is_used_without_a_restart(tmp_path: Path) -> None:
+    servers, old_clients, new_clients = (
+        Authority(tmp_path, "servers"),
+        Authority(tmp_path, "old-clients"),
+        Authority(tmp_path, "new-clients"),
+    )
+    server = servers.issue("model-server", hosts=["127.0.0.1"])
+    old, new = (
+        old_clients.issue("gateway-old", client=True),
+        new_clients.issue("gateway-new", client=True),
+    )
+    volume = tmp_path / "client-tls"
+    publish_secret_volume(
+        volume, {"tls.crt": old.cert.read_text(), "tls.key": old.key.read_text()}, 1
+    )
+    tls = {
+        "ca_file": str(servers.cert),
+        "cert_file": str(volume / "tls.crt"),
+        "key_file": str(volume / "tls.key"),
+    }
+    async with tls_upstream(server, client_ca=new_clients.cert) as (port, seen):
+        gateway = {
+            "routes": [
+                {
+                    "name": "m",
+                    "prefix": "/m",
+                    "upstreams": [{"url": f"https://127.0.0.1:{port}", "tls": tls}],
+                    "retry": {"max_retries": 0},
+                }
+            ],
+            "reload": {"interval": 0.05},
+            "publish": {"enabled": False},
+        }
+        async with running_gateway(gateway) as base, aiohttp.ClientSession() as session:
+
+            async def status() -> int:
+                async with session.post(f"{base}/m/predict", json={"instances": [[1]]}) as response:
+                    await response.read()
+                    return response.status
+
+            before = await status()
+            publish_secret_volume(
+                volume, {"tls.crt": new.cert.read_text(), "tls.key": new.key.read_text()}, 2
+            )
+            await until(lambda: _ok(status()), "the new client certificate is used")
+    assert before == 502  # the server trusts only the new clients' CA
+    assert seen[-1] == "gateway-new"
+
+
+async def _ok(status: Awaitable[int]) -> bool:
+    return await status == 200
