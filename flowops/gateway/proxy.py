@@ -3,6 +3,11 @@
 :class:`Proxy` handles every request that is not the gateway's own (``/healthz``,
 ``/metrics``, ...). For one request:
 
+0. its target, normalised once (:mod:`~flowops.gateway.target`; 400 for what it
+   refuses): the one path that the route, the identity's scope, the traffic event, the
+   access log and the upstream all see; and its client's address
+   (:mod:`~flowops.gateway.forwarding`, by ``trusted_proxies``), the one rate limits and
+   sticky splits count. A model named by ``model_from`` and another by a KServe path: 400;
 1. the route whose prefix is the longest match of the path (404 when none);
 2. the caller's identity when the route requires one (401, 403), a token from the
    route's rate limit (429 with ``Retry-After`` and ``RateLimit-*``; 503 when a shared
@@ -10,10 +15,12 @@
 3. the body, read whole up to ``max_body_bytes`` (413 past it): the traffic event needs
    it, and a retry sends it again;
 4. tries: an upstream from the pool (another one for each retry), the request with
-   hop-by-hop headers removed and ``X-Forwarded-For``, ``X-Forwarded-Proto`` and
-   ``X-Request-ID`` set, within the per-try and total timeouts. A connect error or a
-   retried status goes to :class:`~flowops.gateway.retry.RetryPolicy`; when no
-   upstream is left the client gets a 503 with a JSON body at once;
+   the headers :class:`~flowops.gateway.forwarding.Forwarding` makes (hop-by-hop ones
+   and underscore twins dropped, ``X-Forwarded-For``, ``X-Real-IP``,
+   ``X-Forwarded-Proto`` and ``X-Request-ID`` set), within the per-try and total
+   timeouts. A connect error or a retried status goes to
+   :class:`~flowops.gateway.retry.RetryPolicy`; when no upstream is left the client
+   gets a 503 with a JSON body at once;
 5. the response streamed back as it arrives, its first ``capture_bytes`` kept;
 6. after the response is handed to the listener: the exchange set aside, and in the
    loop's next round every exchange set aside meanwhile read into traffic events, all
