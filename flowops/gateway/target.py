@@ -110,9 +110,21 @@ def request_target(method: str, target: str, host: str | None) -> Target:
         raise BadTarget("CONNECT is not served: the gateway tunnels nothing", 405)
     parsed = parse_target(target)
     authority = parsed.authority
-    if authority is not None and host is not None and host.strip().lower() != authority:
-        raise BadTarget(f"the target's host {authority} is not the Host header's {host.strip()}")
+    if authority is not None and host is not None:
+        scheme = target[:5].lower()
+        if _without_default_port(host.strip().lower(), scheme) != _without_default_port(
+            authority, scheme
+        ):
+            raise BadTarget(
+                f"the target's host {authority} is not the Host header's {host.strip()}"
+            )
     return parsed
+
+
+def _without_default_port(authority: str, scheme: str) -> str:
+    """``host:80`` for http (``:443`` for https) is ``host``."""
+    default = ":443" if scheme == "https" else ":80"
+    return authority.removesuffix(default)
 
 
 def parse_target(target: str) -> Target:

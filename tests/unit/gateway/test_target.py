@@ -77,6 +77,8 @@ def test_an_absolute_target_is_reduced_to_its_path_and_its_host_checked() -> Non
     parsed = request_target("GET", "http://Gw.test:8080/models/a/../b?q", "gw.test:8080")
     assert (parsed.path, parsed.query, parsed.authority) == ("/models/b", "?q", "gw.test:8080")
     assert request_target("GET", "https://gw.test", None).path == "/"
+    assert request_target("GET", "http://gw.test:80/a", "gw.test").path == "/a"
+    assert request_target("GET", "https://gw.test/a", "gw.test:443").path == "/a"
     with pytest.raises(BadTarget, match="not the Host header's"):
         request_target("GET", "http://other.test/models/b", "gw.test")
 
