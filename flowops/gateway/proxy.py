@@ -227,23 +227,12 @@ class Proxy:
         # 128 random bits in hex, as uuid4().hex without building a UUID (2% of a request)
         # nor a getrandom() call: random's generator, reseeded in each forked worker
         request_id = request.headers.get("X-Request-ID") or f"{random.getrandbits(128):032x}"
-        if target is None:
-            try:
-                target = request_target(request.method, request.target, request.headers.get("Host"))
-            except BadTarget as refused:
-                return bad_target(refused, request_id)
-        body: bytes | None = None
-        model: str | None = None
-        if self._model_from is not None:
-            if self._model_from.needs_body:  # the route depends on it: read it first
-                try:
-                    body = await _read_body(request, self.settings.max_body_bytes)
-                except _Refusal as refusal:
-                    return refusal.response(request_id)
-            model = self._model_from.of(request.headers, body or b"")
-            if model is not None and any(named != model for named in models_in_path(target.path)):
-                reason = f"the request names model {model!r} but its path names another"
-                return _error(400, "model_mismatch", reason, request_id)
+        try:
+            if target is None:
+                target = _target_of(request)
+            model, body = await self._model(request, target)
+        except _Refusal as refusal:
+            return refusal.response(request_id)
         route = self.match(target.path, model)
         if route is None:
             named = "" if self._model_from is None else f" for model {model!r}"
@@ -261,6 +250,20 @@ class Proxy:
         if route.shadow is not None and exchange.upstream is not None:
             self._mirror(request, exchange)
         return response
+
+    async def _model(self, request: Request, target: Target) -> tuple[str | None, bytes | None]:
+        """The model the request names by ``model_from`` (None without it), and its body
+        when reading the name took it; a 400 when the path names another model."""
+        if self._model_from is None:
+            return None, None
+        body = None
+        if self._model_from.needs_body:  # the route depends on it: read it first
+            body = await _read_body(request, self.settings.max_body_bytes)
+        model = self._model_from.of(request.headers, body or b"")
+        if model is not None and any(named != model for named in models_in_path(target.path)):
+            reason = f"the request names model {model!r} but its path names another"
+            raise _Refusal(400, "model_mismatch", reason)
+        return model, body
 
     async def _serve(
         self, request: Request, exchange: _Exchange, body: bytes | None
@@ -662,12 +665,24 @@ def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:
     )
 
 
-def bad_target(refused: BadTarget, request_id: str | None = None) -> Response:
-    """The answer to a target the gateway refuses (400, or 405 for ``CONNECT``)."""
-    headers = (
+def _target_of(request: Request) -> Target:
+    """The request's normalised target; a refusal for one the gateway will not route."""
+    try:
+        return request_target(request.method, request.target, request.headers.get("Host"))
+    except BadTarget as refused:
+        raise _Refusal(refused.status, "bad_target", str(refused), _allow(refused)) from None
+
+
+def _allow(refused: BadTarget) -> dict[str, str]:
+    """The methods a 405 says the gateway serves."""
+    return (
         {"Allow": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"} if refused.status == 405 else {}
     )
-    return _error(refused.status, "bad_target", str(refused), request_id, headers)
+
+
+def bad_target(refused: BadTarget, request_id: str | None = None) -> Response:
+    """The answer to a target the gateway refuses (400, or 405 for ``CONNECT``)."""
+    return _error(refused.status, "bad_target", str(refused), request_id, _allow(refused))
 
 
 def _error(
