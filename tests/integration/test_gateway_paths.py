@@ -191,3 +191,32 @@ async def test_a_model_named_by_header_must_be_the_one_the_path_names() -> None:
     assert statuses(agreeing) == [200]
     assert [r.target for r in iris.seen] == ["/v1/models/iris:predict"]
     assert credit.seen == []
+
+
+async def test_a_model_named_in_the_body_must_be_the_one_the_path_names() -> None:
+    iris, credit = RecordingUpstream("iris"), RecordingUpstream("credit")
+    await iris.start()
+    await credit.start()
+    routes = [
+        {"name": "iris", "prefix": "/", "match_model": "iris", "upstreams": [iris.url]},
+        {"name": "credit", "prefix": "/", "match_model": "credit", "upstreams": [credit.url]},
+    ]
+    gateway = {"model_from": "body:model", "routes": routes, "publish": {"enabled": False}}
+
+    def post(path: str, body: bytes) -> bytes:
+        head = f"POST {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\n"
+        return f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+
+    try:
+        async with running_gateway(gateway) as base:
+            port = int(base.rpartition(":")[2])
+            crossing = await raw_exchange(
+                port, post("/v2/models/credit/infer", b'{"model":"iris"}')
+            )
+            agreeing = await raw_exchange(port, post("/v2/models/iris/infer", b'{"model":"iris"}'))
+    finally:
+        await iris.stop()
+        await credit.stop()
+    assert (statuses(crossing), statuses(agreeing)) == ([400], [200])
+    assert [r.target for r in iris.seen] == ["/v2/models/iris/infer"]
+    assert credit.seen == []
