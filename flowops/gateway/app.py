@@ -98,6 +98,10 @@ class Gateway:
         Raises :class:`~flowops.errors.ConfigError` for credentials or upstream TLS files
         it cannot load (before anything is opened).
         """
+        # the files' fingerprints before they are read: a change meanwhile is not missed
+        self._watch(credential_files(self.gateway.auth), "gateway credentials", self._reload_auth)
+        tls_files = [path for _, u in self.gateway.all_upstreams() if u.tls for path in u.tls.files]
+        self._watch(sorted(set(tls_files)), "upstream TLS files", self._reload_upstream_tls)
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
         client = UpstreamClient(
             limit_per_host=_CONNECTIONS_PER_HOST,
@@ -127,9 +131,8 @@ class Gateway:
                 checker.start()
                 self.checkers.append(checker)
         await self.publisher.start()
-        self._watch(credential_files(self.gateway.auth), "gateway credentials", self._reload_auth)
-        tls_files = [path for _, u in self.gateway.all_upstreams() if u.tls for path in u.tls.files]
-        self._watch(sorted(set(tls_files)), "upstream TLS files", self._reload_upstream_tls)
+        for watcher in self._watchers:
+            watcher.start()
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
             self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
 
@@ -162,10 +165,9 @@ class Gateway:
         self._apply_upstream_options(self.client, self._upstream_options())
 
     def _watch(self, files: list[Path], what: str, reload: Callable[[], Awaitable[None]]) -> None:
-        """Re-read ``files`` when they change (``gateway.reload``)."""
+        """Re-read ``files`` when they change (``gateway.reload``), once started."""
         if files and self.gateway.reload.enabled:
             watcher = FileWatcher(what, files, reload, interval=self.gateway.reload.interval)
-            watcher.start()
             self._watchers.append(watcher)
 
     async def _reload_auth(self) -> None:
