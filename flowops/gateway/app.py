@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -34,15 +35,17 @@ import aiohttp
 
 from flowops.config import Settings
 from flowops.events import TrafficRow
-from flowops.gateway.auth import Authenticator, AuthFailure
-from flowops.gateway.client import UpstreamClient
+from flowops.gateway.auth import Authenticator, AuthFailure, credential_files
+from flowops.gateway.client import OriginOptions, UpstreamClient
 from flowops.gateway.config import gateway_settings
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.listener import Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
-from flowops.gateway.proxy import Proxy
+from flowops.gateway.proxy import Proxy, bad_target
 from flowops.gateway.publisher import TrafficPublisher
 from flowops.gateway.ratelimit import RateLimiters
+from flowops.gateway.reload import FileWatcher
+from flowops.gateway.target import BadTarget, request_target
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable
@@ -80,6 +83,8 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
         self.authenticator: Authenticator | None = None
+        self._watchers: list[FileWatcher] = []
+        self._upstream_tls: dict[str, ssl.SSLContext] = {}  # shared with the health checks
         self._own: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -90,14 +95,24 @@ class Gateway:
     async def start(self) -> None:
         """Load credentials, make the upstream clients, start checks and the publisher.
 
-        Raises :class:`~flowops.errors.ConfigError` for credentials it cannot load.
+        Raises :class:`~flowops.errors.ConfigError` for credentials or upstream TLS files
+        it cannot load (before anything is opened).
         """
+        # the files' fingerprints before they are read: a change meanwhile is not missed
+        self._watch(credential_files(self.gateway.auth), "gateway credentials", self._reload_auth)
+        tls_files = [path for _, u in self.gateway.all_upstreams() if u.tls for path in u.tls.files]
+        self._watch(sorted(set(tls_files)), "upstream TLS files", self._reload_upstream_tls)
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
+        client = UpstreamClient(
+            limit_per_host=_CONNECTIONS_PER_HOST,
+            idle_timeout=self.gateway.upstream_pool.idle_timeout,
+        )
+        self._apply_upstream_options(client, self._upstream_options())
+        self.client = client
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=_CONNECTIONS_PER_HOST)
         self.session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
-        self.client = UpstreamClient(limit_per_host=_CONNECTIONS_PER_HOST)
         self.proxy = Proxy(
             self.gateway,
             client=self.client,
@@ -110,12 +125,58 @@ class Gateway:
         self.metrics.watch(pools, self.publisher)
         for route in self.proxy.routes:
             for pool in route.pools:
-                checker = HealthChecker(pool, route.settings.health_check, self.session)
+                checker = HealthChecker(
+                    pool, route.settings.health_check, self.session, tls=self._upstream_tls
+                )
                 checker.start()
                 self.checkers.append(checker)
         await self.publisher.start()
+        for watcher in self._watchers:
+            watcher.start()
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
             self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
+
+    def _upstream_options(self) -> dict[str, OriginOptions]:
+        """Each upstream's idle timeout and TLS context, by URL, for those that set
+        either (TLS files read now: a bad one is a ConfigError naming its key)."""
+        options: dict[str, OriginOptions] = {}
+        default_idle = self.gateway.upstream_pool.idle_timeout
+        for key, upstream in self.gateway.all_upstreams():
+            if upstream.url in options or (upstream.tls is None and upstream.idle_timeout is None):
+                continue
+            context = None if upstream.tls is None else upstream.tls.context(f"{key}.tls")
+            idle = upstream.idle_timeout or default_idle
+            options[upstream.url] = OriginOptions(idle_timeout=idle, tls=context)
+        return options
+
+    def _apply_upstream_options(
+        self, client: UpstreamClient, options: dict[str, OriginOptions]
+    ) -> None:
+        """The client's connections made from now on, and the health checks, use them."""
+        for url, option in options.items():
+            client.configure(url, option)
+            if option.tls is not None:
+                self._upstream_tls[url] = option.tls
+
+    async def _reload_upstream_tls(self) -> None:
+        """An upstream's CA, certificate or key file changed: every context made anew,
+        then used for new connections (one bad file raises before any is used)."""
+        assert self.client is not None
+        self._apply_upstream_options(self.client, self._upstream_options())
+
+    def _watch(self, files: list[Path], what: str, reload: Callable[[], Awaitable[None]]) -> None:
+        """Re-read ``files`` when they change (``gateway.reload``), once started."""
+        if files and self.gateway.reload.enabled:
+            watcher = FileWatcher(what, files, reload, interval=self.gateway.reload.interval)
+            self._watchers.append(watcher)
+
+    async def _reload_auth(self) -> None:
+        """The credential files changed: load them all anew, then swap (a failure raises
+        before anything is swapped, and the watcher keeps the previous ones)."""
+        authenticator = await Authenticator.from_settings(self.gateway.auth)
+        self.authenticator = authenticator
+        if self.proxy is not None:
+            self.proxy.authenticator = authenticator
 
     async def _refresh_metrics(self) -> None:
         while True:
@@ -124,6 +185,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
+        for watcher in self._watchers:
+            await watcher.stop()
         if self._refreshing is not None:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,13 +205,18 @@ class Gateway:
             await self.session.close()
 
     async def handle(self, request: Request) -> Response | None:
-        """One request: the gateway's own endpoint for its path, else the proxy."""
+        """One request: the gateway's own endpoint for its path, else the proxy. The
+        target is normalised here, once, so that ``/./metrics`` is ``/metrics`` too."""
         assert self.proxy is not None, "start() first"
+        try:
+            target = request_target(request.method, request.target, request.headers.get("Host"))
+        except BadTarget as refused:
+            return bad_target(refused)
         if request.method in ("GET", "HEAD"):
-            own = self._own.get(request.path)
+            own = self._own.get(target.path)
             if own is not None:
                 return await own(request)
-        return await self.proxy.handle(request)
+        return await self.proxy.handle(request, target)
 
     def _publish(self, rows: list[TrafficRow]) -> None:
         for row in rows:

@@ -85,6 +85,7 @@ __all__ = [
     "AuthSettings",
     "Authenticator",
     "Identity",
+    "credential_files",
     "generate_api_key",
     "hash_api_key",
 ]
@@ -178,6 +179,16 @@ class AuthSettings(BaseModel):
         None, min_length=1, description="environment variable holding such a list (YAML/JSON)"
     )
     jwt: JwtSettings | None = Field(None, description="JWT bearer tokens; omitted: none")
+
+
+def credential_files(settings: AuthSettings) -> list[Path]:
+    """The files the credentials are read from: re-read when they change
+    (:mod:`flowops.gateway.reload`)."""
+    jwt = settings.jwt
+    candidates = [settings.api_keys_file]
+    if jwt is not None:
+        candidates += [jwt.secret_file, jwt.public_key_file, jwt.jwks_file]
+    return [path for path in candidates if path is not None]
 
 
 # -- identities and failures ------------------------------------------------------------

@@ -28,6 +28,14 @@ gateway reads the model's name where ``gateway.model_from`` says: ``header:<name
 'iris'
 >>> ModelSelector.parse("header:X-Model").of({"X-Model": "credit"}, b"")
 'credit'
+
+Some protocols name the model in the path too (KServe v1 ``/v1/models/{m}:predict``,
+Open Inference / KServe v2 ``/v2/models/{m}/infer``); :func:`models_in_path` reads them,
+so that the proxy can refuse a request whose header or body names another model than its
+path (authorised as one model, served by another).
+
+>>> models_in_path("/v1/models/credit:predict"), models_in_path("/v2/models/iris/versions/2/infer")
+(['credit'], ['iris'])
 """
 
 from __future__ import annotations
@@ -40,11 +48,24 @@ from typing import Any, Final, Literal, TypeAlias
 
 import orjson
 
-__all__ = ["CallerKey", "KeySource", "ModelSelector"]
+__all__ = ["CallerKey", "KeySource", "ModelSelector", "models_in_path"]
 
 KeySource: TypeAlias = Literal["api_key", "client", "header"]
 
 _HEADER_NAME: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+_MODEL_IN_PATH: Final = re.compile(r"/v1/models/([^/:]+)|/v2/models/([^/]+)")
+
+
+def models_in_path(path: str) -> list[str]:
+    """The models a (decoded, normalised) path names in KServe v1 or v2 form, in order;
+    empty for paths of other protocols.
+
+    >>> models_in_path("/models/iris/invocations")
+    []
+    """
+    if "/models/" not in path:
+        return []
+    return [v1 or v2 for v1, v2 in _MODEL_IN_PATH.findall(path)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,17 @@ and no more (no cookies, redirects, decompression or proxies), so a request cost
 * a connection goes back to the pool only after a complete response that did not say
   ``Connection: close``; on an error, a cancellation (the caller's timeout) or a
   response not read to its end, it is closed;
+* an idle connection is not reused once the server may have closed it: past the
+  origin's ``idle_timeout`` (:data:`IDLE_TIMEOUT`, below uvicorn's 5 s keep-alive, so the
+  gateway lets go first), or when its socket is readable while no request is under way
+  (an EOF or bytes nobody asked for, seen before the event loop got to them; one
+  ``poll`` call, made for connections idle 50 ms or more: no idle timer is shorter,
+  and under load connections are reused sooner than that). Expired connections are
+  closed by a timer as well, not only when met;
+* a request that failed on a reused connection before any byte of its answer arrived is
+  sent once more on a new connection when it may be replayed (an idempotent method, or
+  ``replayable``): the server most likely closed the idle connection as the request
+  went out, and never read it (what Go's and urllib3's clients do too);
 * the response's head is awaited by :meth:`UpstreamClient.request`; its body is an async
   iterator of chunks as they arrive (``Content-Length``, chunked, or up to the close),
   with reading paused while more than ``_HIGH_WATER`` bytes wait for the caller;
@@ -39,9 +50,11 @@ Errors, under :class:`~flowops.errors.ServiceError` (``.target`` is the upstream
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final, cast
 from urllib.parse import urlsplit
 
@@ -50,6 +63,8 @@ import httptools
 from flowops.errors import ServiceError
 
 __all__ = [
+    "IDLE_TIMEOUT",
+    "OriginOptions",
     "Response",
     "UpstreamClient",
     "UpstreamConnectError",
@@ -62,6 +77,22 @@ _HIGH_WATER: Final = 256 * 1024  # bytes of body waiting for the caller: stop re
 _LOW_WATER: Final = 64 * 1024  # read again below this
 _SET_BY_CLIENT: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _BODYLESS_METHODS: Final = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+_POLL_AFTER: Final = 0.05
+"""Seconds idle after which a connection's socket is polled before reuse. Servers close
+idle connections on timers of a second or more; under load connections are reused
+within milliseconds, and the poll (a system call, about 1 us) is skipped for them."""
+IDLE_TIMEOUT: Final = 4.0
+"""Seconds an idle upstream connection is kept by default: below uvicorn's 5 s."""
+
+
+@dataclass(frozen=True, slots=True)
+class OriginOptions:
+    """How the client talks to one upstream: how long an idle connection is kept, and
+    the TLS context of an ``https`` one (None: the system's CAs, hostname checked)."""
+
+    idle_timeout: float = IDLE_TIMEOUT
+    tls: ssl.SSLContext | None = None
 
 
 class UpstreamError(ServiceError):
@@ -83,12 +114,23 @@ class UpstreamResetError(UpstreamError):
 class UpstreamClient:
     """Keep-alive HTTP/1.1 connections to upstreams, ``limit_per_host`` at most each."""
 
-    def __init__(self, *, limit_per_host: int = 256) -> None:
+    def __init__(self, *, limit_per_host: int = 256, idle_timeout: float = IDLE_TIMEOUT) -> None:
         if limit_per_host < 1:
             raise ValueError(f"limit_per_host must be at least 1, got {limit_per_host}")
         self.limit_per_host = limit_per_host
+        self.defaults = OriginOptions(idle_timeout=idle_timeout)
+        self._options: dict[str, OriginOptions] = {}
         self._pools: dict[str, _HostPool] = {}
         self._closed = False
+
+    def configure(self, url: str, options: OriginOptions) -> None:
+        """Use ``options`` for ``url``: for its connections opened from now on (those
+        open keep the TLS session they have until they close or expire)."""
+        self._options[url] = options
+        pool = self._pools.get(url)
+        if pool is not None:
+            pool.options = options
+            pool.origin.use_tls(options.tls)
 
     async def request(
         self,
@@ -99,6 +141,7 @@ class UpstreamClient:
         body: bytes = b"",
         *,
         connect_timeout: float | None = None,
+        replayable: bool = False,
     ) -> Response:
         """Send ``method url+path`` and return the response once its head has arrived.
 
@@ -106,23 +149,33 @@ class UpstreamClient:
         (with its query) appended to it. Raises :class:`UpstreamConnectError` when no
         byte was sent and :class:`UpstreamResetError` when the answer did not come; the
         caller bounds the wait (``asyncio.timeout``) and must :meth:`Response.release`
-        the response, or read its body to the end.
+        the response, or read its body to the end. ``replayable``: a request of any
+        method may be sent again when a reused connection turns out closed.
         """
         if self._closed:
             raise RuntimeError("the upstream client is closed")
         pool = self._pools.get(url)
         if pool is None:
-            pool = self._pools[url] = _HostPool(_Origin(url), self.limit_per_host)
+            options = self._options.get(url, self.defaults)
+            origin = _Origin(url, options.tls)
+            pool = self._pools[url] = _HostPool(origin, self.limit_per_host, options)
         data = pool.origin.encode(method, path, headers, body)
         connection = await pool.acquire(connect_timeout)
+        reused = connection.requests > 0
         response = Response(connection, pool.origin.url, head=method == "HEAD")
         connection.send(response, data)
         try:
             await response.head_received
-        except BaseException:
+        except BaseException as exc:
             response.release()  # cancelled or broken: the connection is closed
-            raise
-        return response
+            replay = reused and not connection.received and (replayable or method in _IDEMPOTENT)
+            if not (replay and isinstance(exc, UpstreamResetError)):
+                raise
+        else:
+            return response
+        # the server closed the kept connection as the request went out: once more, anew
+        fresh = await pool.acquire(connect_timeout, fresh=True)
+        return await _exchange(fresh, pool, method, data)
 
     def connections(self, url: str) -> int:
         """How many connections to ``url`` are open or opening now."""
@@ -135,6 +188,18 @@ class UpstreamClient:
         for pool in self._pools.values():
             pool.close()
         await asyncio.sleep(0)  # let the transports call connection_lost
+
+
+async def _exchange(connection: _Connection, pool: _HostPool, method: str, data: bytes) -> Response:
+    """Send ``data`` on ``connection``; the response once its head has arrived."""
+    response = Response(connection, pool.origin.url, head=method == "HEAD")
+    connection.send(response, data)
+    try:
+        await response.head_received
+    except BaseException:
+        response.release()  # cancelled or broken: the connection is closed
+        raise
+    return response
 
 
 class Response:
@@ -330,16 +395,25 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self.counted = True  # in pool.size until lost
         self.lost = False
+        self.requests = 0  # sent on this connection
+        self.received = False  # any byte of the current request's answer
+        self.idle_since = 0.0  # loop time it went back to the pool
+        self._poll: select.poll | None = None
         self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         response, parser = self.response, self.parser
         if response is None or parser is None:  # bytes nobody asked for: not kept
             self.close()
             return
+        self.received = True
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # a 101: what follows is not HTTP
@@ -363,8 +437,19 @@ class _Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self.lost and self.transport is not None and not self.transport.is_closing()
 
+    def reusable(self, now: float, idle_timeout: float) -> bool:
+        """Whether this idle connection may take a request: open, not idle for too long,
+        and, once idle for :data:`_POLL_AFTER`, nothing to read on it (an EOF the loop
+        has not seen yet, most likely)."""
+        idle = now - self.idle_since
+        if not self.usable() or idle >= idle_timeout:
+            return False
+        return idle < _POLL_AFTER or self._poll is None or not self._poll.poll(0)
+
     def send(self, response: Response, data: bytes) -> None:
         assert self.transport is not None
+        self.requests += 1
+        self.received = False
         self.response = response
         self.parser = httptools.HttpResponseParser(response)
         self.transport.write(data)
@@ -398,19 +483,26 @@ class _Connection(asyncio.Protocol):
 class _HostPool:
     """The connections to one upstream: idle ones, a count, and requests waiting."""
 
-    def __init__(self, origin: _Origin, limit: int) -> None:
+    def __init__(self, origin: _Origin, limit: int, options: OriginOptions) -> None:
         self.origin = origin
         self.limit = limit
+        self.options = options
         self.size = 0  # open or opening
-        self.idle: list[_Connection] = []
+        self.idle: list[_Connection] = []  # the most recently used last
         self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self.closed = False
+        self._sweep: asyncio.TimerHandle | None = None
 
-    async def acquire(self, connect_timeout: float | None) -> _Connection:
-        while self.idle:
-            connection = self.idle.pop()
-            if connection.usable():
-                return connection
+    async def acquire(self, connect_timeout: float | None, *, fresh: bool = False) -> _Connection:
+        """An idle connection that may be reused (unless ``fresh``), else a new one."""
+        if self.idle and not fresh:
+            now = self.idle[-1].loop.time()
+            timeout = self.options.idle_timeout
+            while self.idle:
+                connection = self.idle.pop()
+                if connection.reusable(now, timeout):
+                    return connection
+                connection.close()
         try:
             async with asyncio.timeout(connect_timeout):
                 return await self._new_or_freed()
@@ -463,7 +555,24 @@ class _HostPool:
             if not waiter.done():
                 waiter.set_result(connection)
                 return
+        connection.idle_since = connection.loop.time()
         self.idle.append(connection)
+        if self._sweep is None:
+            self._sweep = connection.loop.call_later(self.options.idle_timeout, self._expire)
+
+    def _expire(self) -> None:
+        """Close the connections idle for ``idle_timeout``; look again when the oldest
+        left is due. One timer a pool, not one a connection."""
+        self._sweep = None
+        if not self.idle:
+            return
+        loop = self.idle[0].loop
+        due = loop.time() - self.options.idle_timeout
+        while self.idle and self.idle[0].idle_since <= due:
+            self.idle.pop(0).close()
+        if self.idle:
+            delay = self.idle[0].idle_since - due
+            self._sweep = loop.call_later(delay, self._expire)
 
     def forget(self, connection: _Connection) -> None:
         """A connection closed (or never opened): its slot is free."""
@@ -484,6 +593,9 @@ class _HostPool:
 
     def close(self) -> None:
         self.closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         idle, self.idle = self.idle, []
         for connection in idle:
             connection.close()
@@ -492,7 +604,7 @@ class _HostPool:
 class _Origin:
     """Where an upstream is: how to connect, and the ``Host`` and target of its requests."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tls: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected http(s)://host[:port][/path], got {url!r}")
@@ -502,7 +614,14 @@ class _Origin:
         self.port = parts.port or (443 if self.tls else 80)
         self.host_header = parts.netloc.rpartition("@")[2]
         self.base = parts.path.rstrip("/")
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if self.tls else None
+        self._ssl: ssl.SSLContext | None = None
+        if self.tls:
+            self._ssl = tls if tls is not None else ssl.create_default_context()
+
+    def use_tls(self, tls: ssl.SSLContext | None) -> None:
+        """Connect with ``tls`` from now on (None: the default context)."""
+        if self.tls:
+            self._ssl = tls if tls is not None else ssl.create_default_context()
 
     async def connect(self, connection: _Connection) -> None:
         loop = asyncio.get_running_loop()

@@ -22,6 +22,8 @@ Each policy's model lives beside the code that applies it (``upstreams.py``,
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterator
 from typing import Any, Final
 
 from pydantic import (
@@ -36,9 +38,11 @@ from flowops.config import Settings, check_listen, section
 from flowops.gateway.auth import AuthSettings
 from flowops.gateway.breaker import BreakerSettings
 from flowops.gateway.callers import CallerKey, ModelSelector
+from flowops.gateway.client import IDLE_TIMEOUT as _IDLE_TIMEOUT
 from flowops.gateway.health import HealthCheckSettings
 from flowops.gateway.publisher import PublishSettings
 from flowops.gateway.ratelimit import RateLimitSettings
+from flowops.gateway.reload import ReloadSettings
 from flowops.gateway.retry import RetrySettings
 from flowops.gateway.split import ShadowSettings, VariantSettings
 from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, UpstreamSettings
@@ -49,6 +53,7 @@ __all__ = [
     "LimitSettings",
     "RouteSettings",
     "TimeoutSettings",
+    "UpstreamPoolSettings",
     "gateway_settings",
 ]
 
@@ -119,6 +124,20 @@ class LimitSettings(BaseModel):
         return self
 
 
+class UpstreamPoolSettings(BaseModel):
+    """The gateway's connections to its upstreams (``gateway.upstream_pool``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idle_timeout: float = Field(
+        _IDLE_TIMEOUT,
+        gt=0,
+        le=3600,
+        description="seconds an idle upstream connection is kept; keep it below the "
+        "servers' own keep-alive timeout (uvicorn's is 5)",
+    )
+
+
 class RouteSettings(BaseModel):
     """One route: a path prefix, the model servers behind it, and its policies."""
 
@@ -164,6 +183,18 @@ class RouteSettings(BaseModel):
     def model_name(self) -> str:
         """The model name its traffic events carry."""
         return self.model or self.name
+
+    def all_upstreams(self) -> Iterator[tuple[str, UpstreamSettings]]:
+        """Every upstream of the route (its own, its variants', its shadow's), with the
+        dotted key of its settings below the route's."""
+        for i, upstream in enumerate(self.upstreams):
+            yield f"upstreams.{i}", upstream
+        for v, variant in enumerate(self.variants):
+            for i, upstream in enumerate(variant.upstreams):
+                yield f"variants.{v}.upstreams.{i}", upstream
+        if self.shadow is not None:
+            for i, upstream in enumerate(self.shadow.upstreams):
+                yield f"shadow.upstreams.{i}", upstream
 
     @field_validator("sticky")
     @classmethod
@@ -219,7 +250,14 @@ class GatewaySettings(BaseModel):
     )
     limits: LimitSettings = Field(default_factory=LimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs of proxies whose X-Forwarded-For names the client; "
+        "from anyone else it is replaced by the peer's address",
+    )
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    upstream_pool: UpstreamPoolSettings = Field(default_factory=UpstreamPoolSettings)
+    reload: ReloadSettings = Field(default_factory=ReloadSettings)
     admin_identities: list[str] = Field(
         default_factory=list,
         description=(
@@ -240,12 +278,40 @@ class GatewaySettings(BaseModel):
 
     _check_listen = field_validator("listen")(check_listen)
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"expected a CIDR such as 10.0.0.0/8, got {cidr!r}") from None
+        return value
+
     @field_validator("model_from")
     @classmethod
     def _check_model_from(cls, value: str | None) -> str | None:
         if value is not None:
             ModelSelector.parse(value)
         return value
+
+    def all_upstreams(self) -> Iterator[tuple[str, UpstreamSettings]]:
+        """Every upstream of every route, with the dotted key of its settings."""
+        for r, route in enumerate(self.routes):
+            for key, upstream in route.all_upstreams():
+                yield f"gateway.routes.{r}.{key}", upstream
+
+    @model_validator(mode="after")
+    def _one_connection_setting_a_url(self) -> GatewaySettings:
+        seen: dict[str, tuple[object, object]] = {}
+        for _, upstream in self.all_upstreams():
+            setting = (upstream.idle_timeout, upstream.tls)
+            if seen.setdefault(upstream.url, setting) != setting:
+                raise ValueError(
+                    f"upstream {upstream.url} is given twice with different idle_timeout or "
+                    "tls: its connections are shared, so give them once alike"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_routes(self) -> GatewaySettings:

@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
@@ -126,11 +128,20 @@ class HealthChecker:
     """
 
     def __init__(
-        self, pool: Pool, settings: HealthCheckSettings, session: aiohttp.ClientSession
+        self,
+        pool: Pool,
+        settings: HealthCheckSettings,
+        session: aiohttp.ClientSession,
+        *,
+        tls: Mapping[str, ssl.SSLContext] | None = None,
     ) -> None:
         self.pool = pool
         self.settings = settings
         self._session = session
+        self._tls = (
+            tls if tls is not None else {}
+        )  # an https upstream's own context (CA, mTLS), by URL; kept
+        # by reference: the gateway replaces a context when its files change
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self._trackers = {
             upstream: HealthTracker(
@@ -180,7 +191,11 @@ class HealthChecker:
         headers = {"User-Agent": USER_AGENT}
         try:
             async with self._session.get(
-                url, timeout=self._timeout, headers=headers, allow_redirects=False
+                url,
+                timeout=self._timeout,
+                headers=headers,
+                allow_redirects=False,
+                ssl=self._tls.get(upstream.url, True),
             ) as response:
                 await response.read()
                 return 200 <= response.status < 300, f"HTTP {response.status}"

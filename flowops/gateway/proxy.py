@@ -3,6 +3,11 @@
 :class:`Proxy` handles every request that is not the gateway's own (``/healthz``,
 ``/metrics``, ...). For one request:
 
+0. its target, normalised once (:mod:`~flowops.gateway.target`; 400 for what it
+   refuses): the one path that the route, the identity's scope, the traffic event, the
+   access log and the upstream all see; and its client's address
+   (:mod:`~flowops.gateway.forwarding`, by ``trusted_proxies``), the one rate limits and
+   sticky splits count. A model named by ``model_from`` and another by a KServe path: 400;
 1. the route whose prefix is the longest match of the path (404 when none);
 2. the caller's identity when the route requires one (401, 403), a token from the
    route's rate limit (429 with ``Retry-After`` and ``RateLimit-*``; 503 when a shared
@@ -10,10 +15,12 @@
 3. the body, read whole up to ``max_body_bytes`` (413 past it): the traffic event needs
    it, and a retry sends it again;
 4. tries: an upstream from the pool (another one for each retry), the request with
-   hop-by-hop headers removed and ``X-Forwarded-For``, ``X-Forwarded-Proto`` and
-   ``X-Request-ID`` set, within the per-try and total timeouts. A connect error or a
-   retried status goes to :class:`~flowops.gateway.retry.RetryPolicy`; when no
-   upstream is left the client gets a 503 with a JSON body at once;
+   the headers :class:`~flowops.gateway.forwarding.Forwarding` makes (hop-by-hop ones
+   and underscore twins dropped, ``X-Forwarded-For``, ``X-Real-IP``,
+   ``X-Forwarded-Proto`` and ``X-Request-ID`` set), within the per-try and total
+   timeouts. A connect error or a retried status goes to
+   :class:`~flowops.gateway.retry.RetryPolicy`; when no upstream is left the client
+   gets a 503 with a JSON body at once;
 5. the response streamed back as it arrives, its first ``capture_bytes`` kept;
 6. after the response is handed to the listener: the exchange set aside, and in the
    loop's next round every exchange set aside meanwhile read into traffic events, all
@@ -42,42 +49,33 @@ from flowops.gateway.auth import (
     AuthFailure,
     Identity,
 )
-from flowops.gateway.auth import CREDENTIAL_HEADERS as _CREDENTIALS
-from flowops.gateway.callers import CallerKey, ModelSelector
+from flowops.gateway.callers import CallerKey, ModelSelector, models_in_path
 from flowops.gateway.client import Response as UpstreamResponse
 from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
 from flowops.gateway.deadline import Deadlines
+from flowops.gateway.forwarding import HOP_BY_HOP, Forwarding, named_in_connection
 from flowops.gateway.listener import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
 from flowops.gateway.retry import RetryPolicy
+from flowops.gateway.target import BadTarget, Target, request_target, strip_segments
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
 
-__all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant"]
+__all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant", "bad_target"]
 
 log = logging.getLogger("flowops.gateway")
 access_log = logging.getLogger("flowops.gateway.access")
 
-HOP_BY_HOP: Final = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-"""Headers that concern one connection only (RFC 9110 §7.6.1): never forwarded."""
 VARIANT_HEADER: Final = "X-FlowOps-Variant"
 """Tells the client which side of an A/B split answered."""
-_NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"}
-_FORWARDING: Final = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-request-id"})
-_NOT_RELAYED: Final = _NOT_FORWARDED | {"x-request-id", VARIANT_HEADER.lower()}
+_NOT_RELAYED: Final = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "x-request-id",
+    VARIANT_HEADER.lower(),
+}
 """Upstream headers the client does not get: hop-by-hop ones, and those the gateway sets."""
 
 
@@ -122,6 +120,8 @@ class _Exchange:
     variant: Variant
     request_id: str
     started: float
+    target: Target
+    client: str
     identity: Identity = ANONYMOUS
     body: bytes = b""
     status: int = 0
@@ -163,6 +163,7 @@ class Proxy:
         self._model_from = (
             None if settings.model_from is None else ModelSelector.parse(settings.model_from)
         )
+        self.forwarding = Forwarding(settings.trusted_proxies, _headers_read(settings))
         self._shadows: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines()  # each try's: one timer for all, not one each
         # exchanges to publish: (exchange, request Content-Type, seconds, wall-clock time)
@@ -219,25 +220,27 @@ class Proxy:
 
     # -- one request ----------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response | None:
-        """Answer a proxied request: a whole response, or None when it was streamed."""
+    async def handle(self, request: Request, target: Target | None = None) -> Response | None:
+        """Answer a proxied request: a whole response, or None when it was streamed.
+        ``target`` is the request's, normalised (:func:`~flowops.gateway.target.request_target`);
+        it is made here when not given."""
         # 128 random bits in hex, as uuid4().hex without building a UUID (2% of a request)
         # nor a getrandom() call: random's generator, reseeded in each forked worker
         request_id = request.headers.get("X-Request-ID") or f"{random.getrandbits(128):032x}"
-        body: bytes | None = None
-        model: str | None = None
-        if self._model_from is not None:
-            if self._model_from.needs_body:  # the route depends on it: read it first
-                try:
-                    body = await _read_body(request, self.settings.max_body_bytes)
-                except _Refusal as refusal:
-                    return refusal.response(request_id)
-            model = self._model_from.of(request.headers, body or b"")
-        route = self.match(request.path, model)
+        try:
+            if target is None:
+                target = _target_of(request)
+            model, body = await self._model(request, target)
+        except _Refusal as refusal:
+            return refusal.response(request_id)
+        route = self.match(target.path, model)
         if route is None:
             named = "" if self._model_from is None else f" for model {model!r}"
-            return _error(404, "no_route", f"no route serves {request.path}{named}", request_id)
-        exchange = _Exchange(route, route.split.items[0], request_id, time.monotonic())
+            return _error(404, "no_route", f"no route serves {target.path}{named}", request_id)
+        client = self.forwarding.client_of(request.remote, request.headers)
+        exchange = _Exchange(
+            route, route.split.items[0], request_id, time.monotonic(), target, client
+        )
         try:
             response = await self._serve(request, exchange, body)
         except _Refusal as refusal:
@@ -247,6 +250,20 @@ class Proxy:
         if route.shadow is not None and exchange.upstream is not None:
             self._mirror(request, exchange)
         return response
+
+    async def _model(self, request: Request, target: Target) -> tuple[str | None, bytes | None]:
+        """The model the request names by ``model_from`` (None without it), and its body
+        when reading the name took it; a 400 when the path names another model."""
+        if self._model_from is None:
+            return None, None
+        body = None
+        if self._model_from.needs_body:  # the route depends on it: read it first
+            body = await _read_body(request, self.settings.max_body_bytes)
+        model = self._model_from.of(request.headers, body or b"")
+        if model is not None and any(named != model for named in models_in_path(target.path)):
+            reason = f"the request names model {model!r} but its path names another"
+            raise _Refusal(400, "model_mismatch", reason)
+        return model, body
 
     async def _serve(
         self, request: Request, exchange: _Exchange, body: bytes | None
@@ -270,7 +287,7 @@ class Proxy:
         if route.sticky is not None:
             identity = None if exchange.identity.anonymous else exchange.identity.key
             caller = route.sticky.of(
-                identity=identity, address=request.remote, headers=request.headers
+                identity=identity, address=exchange.client, headers=request.headers
             )
         return route.split.choose(splitting.Split.point(route.settings.name, caller))
 
@@ -292,7 +309,7 @@ class Proxy:
         if limiter is None:
             return
         identity = None if exchange.identity.anonymous else exchange.identity.key
-        key = limiter.key_for(identity=identity, address=request.remote, headers=request.headers)
+        key = limiter.key_for(identity=identity, address=exchange.client, headers=request.headers)
         decision = await limiter.acquire(key)
         if not decision.allowed and decision.degraded:  # the shared store is down: not 429
             raise _Refusal(
@@ -314,8 +331,15 @@ class Proxy:
         route = exchange.route
         timeout = route.settings.timeout
         deadline = exchange.started + timeout.total
-        headers = _upstream_headers(request, exchange.request_id, strip=route.settings.auth)
-        path = _upstream_path(request, route.settings)
+        headers = self.forwarding.headers(
+            request.headers,
+            peer=request.remote,
+            client=exchange.client,
+            scheme=request.scheme,
+            request_id=exchange.request_id,
+            strip_credentials=route.settings.auth,
+        )
+        path = _upstream_path(exchange.target, route.settings)
         exchange.forwarded = (path, headers)
         tried: list[Any] = []
         while True:
@@ -373,6 +397,7 @@ class Proxy:
                     headers,
                     exchange.body,
                     connect_timeout=exchange.route.settings.timeout.connect,
+                    replayable=exchange.route.settings.retryable,
                 )
         except TimeoutError:  # a connect timeout too (UpstreamConnectTimeoutError)
             return "timeout", None
@@ -552,6 +577,7 @@ class Proxy:
                     copy.headers,
                     copy.body,
                     connect_timeout=route.settings.timeout.connect,
+                    replayable=route.settings.retryable,
                 )
                 try:
                     latency = time.monotonic() - lease.started_at
@@ -639,9 +665,37 @@ def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:
     )
 
 
+def _target_of(request: Request) -> Target:
+    """The request's normalised target; a refusal for one the gateway will not route."""
+    try:
+        return request_target(request.method, request.target, request.headers.get("Host"))
+    except BadTarget as refused:
+        raise _Refusal(refused.status, "bad_target", str(refused), _allow(refused)) from None
+
+
+def _allow(refused: BadTarget) -> dict[str, str]:
+    """The methods a 405 says the gateway serves."""
+    return (
+        {"Allow": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"} if refused.status == 405 else {}
+    )
+
+
+def bad_target(refused: BadTarget, request_id: str | None = None) -> Response:
+    """The answer to a target the gateway refuses (400, or 405 for ``CONNECT``)."""
+    return _error(refused.status, "bad_target", str(refused), request_id, _allow(refused))
+
+
 def _error(
-    status: int, code: str, reason: str, request_id: str, headers: Mapping[str, str] | None = None
+    status: int,
+    code: str,
+    reason: str,
+    request_id: str | None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
+    if request_id is None:
+        return json_response(
+            {"error": code, "reason": reason}, status=status, headers=[*(headers or {}).items()]
+        )
     return json_response(
         {"error": code, "reason": reason, "request_id": request_id},
         status=status,
@@ -660,29 +714,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise _Refusal(413, "body_too_large", str(exc)) from None
 
 
-def _upstream_path(request: Request, route: RouteSettings) -> str:
-    """The path (and query) the upstream gets: unchanged, or without the route's prefix."""
-    path = request.target
+def _upstream_path(target: Target, route: RouteSettings) -> str:
+    """The path (and query) the upstream gets: the normalised one routing matched, with
+    or without the route's prefix."""
+    path = target.encoded
     if route.strip_prefix and route.prefix != "/":
-        path = path[len(route.prefix) :] or "/"
-        if not path.startswith("/"):
-            path = "/" + path
-    return path
-
-
-def _upstream_headers(request: Request, request_id: str, *, strip: bool) -> list[tuple[str, str]]:
-    """The client's headers less hop-by-hop ones (and its credentials, on a route whose
-    auth the gateway checked), plus the forwarding headers (in place of the client's)."""
-    dropped = _NOT_FORWARDED | _FORWARDING | _named_in_connection(request.headers.get("Connection"))
-    if strip:
-        dropped = dropped | _CREDENTIALS
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in dropped]
-    client = request.remote or "unknown"
-    earlier = request.headers.get("X-Forwarded-For")
-    headers.append(("X-Forwarded-For", f"{earlier}, {client}" if earlier else client))
-    headers.append(("X-Forwarded-Proto", request.scheme))
-    headers.append(("X-Request-ID", request_id))
-    return headers
+        path = strip_segments(path, route.prefix)
+    return path + target.query
 
 
 def _downstream_headers(upstream: UpstreamResponse) -> list[tuple[str, str]]:
@@ -690,15 +728,19 @@ def _downstream_headers(upstream: UpstreamResponse) -> list[tuple[str, str]]:
     dropped = _NOT_RELAYED
     named = upstream.header("Connection")
     if named:
-        dropped = dropped | _named_in_connection(named)
+        dropped = dropped | named_in_connection(named)
     return [(k, v) for k, v in upstream.headers if k.lower() not in dropped]
 
 
-def _named_in_connection(value: str | None) -> frozenset[str]:
-    """Headers a ``Connection`` header names, which are hop-by-hop too."""
-    if not value:
-        return frozenset()
-    return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
+def _headers_read(settings: GatewaySettings) -> list[str]:
+    """The request headers the settings make the gateway read (``model_from``, callers
+    keyed by a header): their underscore twins are not forwarded either."""
+    named = [settings.model_from] if settings.model_from else []
+    for route in settings.routes:
+        named.append(route.sticky or "")
+        if route.rate_limit is not None:
+            named.append(route.rate_limit.key)
+    return [text.partition(":")[2] for text in named if text.startswith("header:")]
 
 
 def _access_line(request: Request, exchange: _Exchange, elapsed: float) -> str:
@@ -706,14 +748,14 @@ def _access_line(request: Request, exchange: _Exchange, elapsed: float) -> str:
         "ts": round(time.time(), 3),
         "request_id": exchange.request_id,
         "method": request.method,
-        "path": request.path,
+        "path": exchange.target.path,
         "route": exchange.route.settings.name,
         "status": exchange.status,
         "upstream": exchange.upstream,
         "tries": exchange.tries,
         "ms": round(elapsed * 1000, 2),
         "identity": exchange.identity.key,
-        "client": request.remote,
+        "client": exchange.client,
     }
     if exchange.notes:
         entry["notes"] = exchange.notes

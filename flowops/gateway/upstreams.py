@@ -59,15 +59,18 @@ from __future__ import annotations
 
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeAlias
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from flowops.errors import ConfigError
 from flowops.gateway.breaker import BreakerSettings, BreakerState, CircuitBreaker
 
 __all__ = [
@@ -83,6 +86,7 @@ __all__ = [
     "UpstreamEvent",
     "UpstreamSettings",
     "UpstreamStatus",
+    "UpstreamTlsSettings",
     "outcome_of_status",
 ]
 
@@ -136,6 +140,49 @@ def outcome_of_status(status: int) -> Outcome:
     return "http_error" if status >= 500 else "ok"
 
 
+class UpstreamTlsSettings(BaseModel):
+    """How the gateway checks an ``https`` upstream and proves itself to it (mTLS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle the upstream's certificate must chain to; none: the system's",
+    )
+    cert_file: Path | None = Field(None, description="PEM client certificate (mTLS)")
+    key_file: Path | None = Field(None, description="its PEM private key")
+    check_hostname: bool = Field(True, description="the certificate must name the URL's host")
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> UpstreamTlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together (a client certificate)")
+        return self
+
+    @property
+    def files(self) -> list[Path]:
+        """The files it reads (re-read when they change)."""
+        return [p for p in (self.ca_file, self.cert_file, self.key_file) if p is not None]
+
+    def context(self, key: str) -> ssl.SSLContext:
+        """The client-side TLS context (TLS 1.2 at least, the certificate verified);
+        a file that cannot be read or used is a ConfigError naming ``key``'s field."""
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{key}.ca_file", f"cannot use {self.ca_file}: {exc}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = self.check_hostname
+        if self.cert_file is not None:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"{key}.cert_file", f"cannot use {self.cert_file} with {self.key_file}: {exc}"
+                ) from None
+        return context
+
+
 class UpstreamSettings(BaseModel):
     """One model server of a route: a URL, or a mapping with the URL and a weight."""
 
@@ -143,6 +190,13 @@ class UpstreamSettings(BaseModel):
 
     url: str = Field(description="http(s)://host:port[/path] of the model server")
     weight: int = Field(1, ge=1, le=1000, description="share of traffic for `weighted`")
+    idle_timeout: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="seconds an idle connection to it is kept; none: gateway.upstream_pool's",
+    )
+    tls: UpstreamTlsSettings | None = Field(None, description="CA, client certificate (https)")
 
     @model_validator(mode="before")
     @classmethod
@@ -166,6 +220,12 @@ class UpstreamSettings(BaseModel):
         if port == 0:
             raise ValueError("port 0 is not a port to connect to")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_for_https(self) -> UpstreamSettings:
+        if self.tls is not None and not self.url.startswith("https://"):
+            raise ValueError("tls applies to https:// upstreams")
+        return self
 
 
 class BalancingSettings(BaseModel):

@@ -10,10 +10,13 @@ server (``{"predictions": [...]}``, one per instance) and says who it is in an
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,7 +25,7 @@ from aiohttp import web
 from flowops.broker import free_port
 from flowops.config import load_settings
 from flowops.gateway.app import Gateway
-from flowops.gateway.listener import Listener
+from flowops.gateway.listener import Handler, Listener
 
 
 @dataclass
@@ -97,16 +100,25 @@ async def model_servers(count: int) -> AsyncIterator[list[ModelServer]]:
 
 
 @asynccontextmanager
-async def running_gateway(gateway: Mapping[str, Any], **sections: Any) -> AsyncIterator[str]:
+async def running_gateway(
+    gateway: Mapping[str, Any],
+    *,
+    wrap: Callable[[Handler], Handler] | None = None,
+    **sections: Any,
+) -> AsyncIterator[str]:
     """A gateway with this ``gateway`` section (a free port unless it says ``listen``)
-    and other settings sections; yields its base URL."""
-    async with serving_gateway(gateway, **sections) as (base, _):
+    and other settings sections; yields its base URL. ``wrap`` wraps its handler (a test
+    may make it slow)."""
+    async with serving_gateway(gateway, wrap=wrap, **sections) as (base, _):
         yield base
 
 
 @asynccontextmanager
 async def serving_gateway(
-    gateway: Mapping[str, Any], **sections: Any
+    gateway: Mapping[str, Any],
+    *,
+    wrap: Callable[[Handler], Handler] | None = None,
+    **sections: Any,
 ) -> AsyncIterator[tuple[str, Listener]]:
     """:func:`running_gateway`, yielding its listener too (its connections and the body
     bytes it holds, for the tests of its limits)."""
@@ -116,7 +128,7 @@ async def serving_gateway(
     )
     app = Gateway(settings)
     await app.start()
-    listener = Listener(app.handle, limits=app.gateway.limits)
+    listener = Listener(app.handle if wrap is None else wrap(app.handle), limits=app.gateway.limits)
     try:
         sock = socket.create_server(("127.0.0.1", port))
         sock.setblocking(False)
@@ -125,3 +137,114 @@ async def serving_gateway(
     finally:
         await listener.stop(timeout=5.0)
         await app.stop()
+
+
+@dataclass
+class RecordingUpstream:
+    """An upstream on raw asyncio streams that records each request as it came on the
+    wire (request line, headers in order, body) and answers ``200 {}`` keep-alive.
+
+    aiohttp's server, like most, reads a target through its own URL parser; this one
+    keeps the bytes, so a test asserts exactly what the gateway forwarded.
+    """
+
+    name: str
+    port: int = field(default_factory=free_port)
+    seen: list[Recorded] = field(default_factory=list)
+    server: asyncio.Server | None = None
+    clients: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for task in self.clients:  # Python 3.11's Server has no close_clients()
+                task.cancel()
+            await asyncio.gather(*self.clients, return_exceptions=True)
+            await self.server.wait_closed()
+            self.server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.clients.add(task)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                line, *fields = head.decode("latin-1").split("\r\n")[:-2]
+                headers = [tuple(f.split(":", 1)) for f in fields]
+                pairs = [(k, v.strip()) for k, v in headers]
+                length = next((int(v) for k, v in pairs if k.lower() == "content-length"), 0)
+                body = await reader.readexactly(length)
+                method, target, _ = line.split(" ")
+                self.seen.append(Recorded(method, target, pairs, body))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"X-Upstream: " + self.name.encode() + b"\r\nContent-Length: 2\r\n\r\n{}"
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.clients.discard(task)
+            writer.close()
+
+    def header(self, index: int, name: str) -> list[str]:
+        """Every value of header ``name`` (exact spelling) in request ``index``."""
+        return [value for key, value in self.seen[index].headers if key == name]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request a :class:`RecordingUpstream` received."""
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+async def raw_exchange(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
+    """Send ``data`` on a new connection and read the answer(s) until the gateway closes
+    it (the last request should say ``Connection: close``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.read(-1)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def statuses(answer: bytes) -> list[int]:
+    """The status codes of the responses in ``answer``, in order."""
+    return [
+        int(line.split(b" ")[1]) for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.")
+    ]
+
+
+def publish_secret_volume(volume: Path, files: dict[str, str], version: int) -> None:
+    """Write ``files`` the way the kubelet updates a mounted Secret: a new directory,
+    the ``..data`` link swapped to it in one rename, each file a link through
+    ``..data``, the old directory removed."""
+    volume.mkdir(exist_ok=True)
+    fresh = volume / f"..2026_12_07_{version:02d}"
+    fresh.mkdir()
+    for name, text in files.items():
+        (fresh / name).write_text(text)
+    old = (volume / "..data").resolve() if (volume / "..data").exists() else None
+    (volume / "..data_tmp").symlink_to(fresh.name)
+    os.replace(volume / "..data_tmp", volume / "..data")
+    for name in files:
+        if not (volume / name).is_symlink():
+            (volume / name).symlink_to(f"..data/{name}")
+    if old is not None:
+        shutil.rmtree(old)

@@ -138,6 +138,36 @@ def test_the_minimal_file_as_written_has_defaults_for_the_rest(tmp_path: Any) ->
             "gateway.limits",
             "must hold a request line and a header line",
         ),
+        ({"trusted_proxies": ["10.0.0.0/33"]}, "gateway.trusted_proxies", "expected a CIDR"),
+        ({"upstream_pool": {"idle_timeout": 0}}, "gateway.upstream_pool.idle_timeout", "greater"),
+        (
+            {"routes": [{"name": "a", "prefix": "/a", "upstreams": [{"url": A, "tls": {}}]}]},
+            "gateway.routes.0.upstreams.0",
+            "tls applies to https:// upstreams",
+        ),
+        (
+            {
+                "routes": [
+                    {
+                        "name": "a",
+                        "prefix": "/a",
+                        "upstreams": [{"url": "https://m.test", "tls": {"cert_file": "c.pem"}}],
+                    }
+                ]
+            },
+            "gateway.routes.0.upstreams.0.tls",
+            "give cert_file and key_file together",
+        ),
+        (
+            {
+                "routes": [
+                    {"name": "a", "prefix": "/a", "upstreams": [A]},
+                    {"name": "b", "prefix": "/b", "upstreams": [{"url": A, "idle_timeout": 1}]},
+                ]
+            },
+            "gateway",
+            "given twice with different idle_timeout or tls",
+        ),
         (
             {
                 "routes": [
