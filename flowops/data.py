@@ -37,6 +37,7 @@ from flowops.errors import EmptyInputError, InputError
 
 if TYPE_CHECKING:
     from flowops.drift import CategoricalProfile, DriftReport, NumericProfile, Profile
+    from flowops.drift.rules import Rules
 
 __all__ = [
     "Column",
@@ -173,10 +174,12 @@ def compare_files(
     bins: int = 10,
     alpha: float = 0.05,
     correction: str = "bh",
+    rules: Rules | None = None,
 ) -> DriftReport:
     """Compare a data file with a reference: a profile (``.json``) or data profiled now.
 
-    The current file's columns are read with the kinds the profile gives them.
+    The current file's columns are read with the kinds the profile gives them; ``rules``
+    choose the tests, their floors and the verdict.
     """
     from flowops.drift import compare
 
@@ -185,7 +188,9 @@ def compare_files(
     kinds = {name: _kind(profile.features, name, reference) for name in names}
     table = read_table(current, columns=names, kinds=kinds)
     with _blame(table.path):
-        return compare(profile, table.columns, features=names, alpha=alpha, correction=correction)
+        return compare(
+            profile, table.columns, features=names, alpha=alpha, correction=correction, rules=rules
+        )
 
 
 def _kind(

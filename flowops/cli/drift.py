@@ -23,8 +23,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 _EXIT_CODES = """\b
 Exit codes:
-  0  no drift (compare); profile written (baseline); stopped (watch)
-  1  drift found (compare)
+  0  no drift by the verdict rule (compare); profile written (baseline); stopped (watch)
+  1  drift by the verdict rule (compare)
   2  usage, input or configuration error (one line on stderr)
   3  the Kafka broker or the MLflow server did not answer (one line on stderr)
 """
@@ -273,6 +273,12 @@ def _check_baseline_flags(
     type=click.Choice(["bh", "bonferroni", "none"]),
     help="Multiple-testing correction across features. [default: bh; drift.correction]",
 )
+@click.option(
+    "--verdict",
+    metavar="RULE",
+    help="When the model drifts: 'any' drifted feature, or 'share:F' of the features "
+    "(e.g. share:0.3). [default: any; drift.verdict]",
+)
 @output_option(["table", "json"], "Table for people, JSON for programs.")
 @_shared_options
 @click.pass_context
@@ -282,6 +288,7 @@ def compare(
     current: str,
     alpha: float | None,
     correction: str | None,
+    verdict: str | None,
     output_format: Literal["table", "json"],
     features: list[str] | None,
     bins: int | None,
@@ -289,11 +296,15 @@ def compare(
 ) -> None:
     """Compare current data with a reference and say whether it drifted.
 
-    Per feature: PSI with its p-value, and KS (numeric) or chi-square (categorical).
-    A feature's p-value is min(1, 2 x the smaller test p-value); the features'
-    p-values are then corrected together, and a feature drifts when its adjusted
-    p-value is below alpha. The model drifts when any feature does. --bins applies
-    when the reference is data; a profile keeps the bins it was built with.
+    Per feature: PSI with its p-value, and KS (numeric) or chi-square (categorical),
+    or the tests drift.tests names (wasserstein, js too). A feature's p-value is
+    min(1, k x the smallest of its k test p-values); the features' p-values are then
+    corrected together. A test drifts when its adjusted p-value is below alpha AND its
+    effect size reaches its floor (drift.min_effect: PSI 0.1, KS D 0.1, chi2 Cohen's
+    w 0.3, Wasserstein 0.2 SD, JS 0.1); its severity is critical from drift.critical_effect
+    (PSI 0.25) on. A feature drifts when any test does; the model by --verdict, and the
+    exit code follows the model's verdict. --bins applies when the reference is data; a
+    profile keeps the bins it was built with.
 
     \b
     Examples:
@@ -303,8 +314,11 @@ def compare(
     from flowops.cli import render
     from flowops.config import load_settings
     from flowops.data import compare_files
+    from flowops.drift.rules import rules_from_settings
 
-    overrides = {"drift": {"bins": bins, "alpha": alpha, "correction": correction}}
+    overrides = {
+        "drift": {"bins": bins, "alpha": alpha, "correction": correction, "verdict": verdict}
+    }
     settings = load_settings(config_file, overrides).drift
     report = compare_files(
         reference,
@@ -313,6 +327,7 @@ def compare(
         bins=settings.bins,
         alpha=settings.alpha,
         correction=settings.correction,
+        rules=rules_from_settings(settings),
     )
     render.write_report(report, output_format)
     ctx.exit(1 if report.drift else 0)

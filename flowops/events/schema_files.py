@@ -161,6 +161,10 @@ def _traffic_schema() -> dict[str, Any]:
 def _event_schema(event: type[Event]) -> dict[str, Any]:
     body = event.model_json_schema()
     body["properties"]["schema_version"]["const"] = 1
+    if event is DriftAlert:
+        from flowops.drift.registry import ALERT_TESTS  # the tests FlowOps knows today
+
+        body["properties"]["test"]["examples"] = list(ALERT_TESTS)
     title = f"FlowOps {event.NAME} event"
     key = {DeadLetter: "source_topic", HealthEvent: "target"}.get(event, "model")
     header = _header(title, body.pop("description", ""), event.EVENT_TYPE, event.TOPIC, key)
