@@ -55,13 +55,20 @@ def _feature_list(
 
 
 def _shared_options(function: _F) -> _F:
-    """--features, --bins and --config, the same on both commands."""
+    """--features, --prediction-column, --bins and --config, the same on both commands."""
     options = [
         click.option(
             "--features",
             callback=_feature_list,
             metavar="A,B,...",
             help="Only these columns (comma-separated). Default: every column.",
+        ),
+        click.option(
+            "--prediction-column",
+            metavar="COL",
+            help="The column holding the model's predictions: a number, a class label, "
+            "or class probabilities as a JSON array or object; tested as the feature "
+            "'prediction' or 'prediction[<class>]'.",
         ),
         click.option(
             "--bins",
@@ -154,6 +161,7 @@ def baseline(
     mlflow_run: str | None,
     mlflow_uri: str | None,
     features: list[str] | None,
+    prediction_column: str | None,
     bins: int | None,
     config_file: str | None,
 ) -> None:
@@ -162,6 +170,8 @@ def baseline(
     The profile keeps, per numeric feature, PSI bin edges and counts, summary
     statistics and a sample for KS; per categorical feature, the category counts.
     Missing, NaN and inf values are left out and counted. A summary goes to stderr.
+    --prediction-column profiles the model's outputs too, as the feature 'prediction'
+    (or 'prediction[<class>]' per class probability).
 
     --publish puts the profile on the compacted topic flowops.references, keyed by
     the model: the stream workers test the model's windows that close after it
@@ -199,6 +209,7 @@ def baseline(
         bins=settings.drift.bins,
         sample_size=settings.drift.sample_size,
         model=model,
+        prediction_column=prediction_column,
     )
     if output is not None or not (publish or mlflow_run):
         render.write_profile(profile, None if output == "-" else output, source=data_file)
@@ -291,6 +302,7 @@ def compare(
     verdict: str | None,
     output_format: Literal["table", "json"],
     features: list[str] | None,
+    prediction_column: str | None,
     bins: int | None,
     config_file: str | None,
 ) -> None:
@@ -304,12 +316,15 @@ def compare(
     w 0.3, Wasserstein 0.2 SD, JS 0.1); its severity is critical from drift.critical_effect
     (PSI 0.25) on. A feature drifts when any test does; the model by --verdict, and the
     exit code follows the model's verdict. --bins applies when the reference is data; a
-    profile keeps the bins it was built with.
+    profile keeps the bins it was built with. --prediction-column names the current
+    file's predictions, compared with the profile's.
 
     \b
     Examples:
       flowops drift compare --reference profile.json --current today.csv
       flowops drift compare --reference train.parquet --current today.jsonl -o json
+      flowops drift compare --reference profile.json --current today.jsonl \\
+          --prediction-column score --verdict share:0.3
     """
     from flowops.cli import render
     from flowops.config import load_settings
@@ -328,6 +343,7 @@ def compare(
         alpha=settings.alpha,
         correction=settings.correction,
         rules=rules_from_settings(settings),
+        prediction_column=prediction_column,
     )
     render.write_report(report, output_format)
     ctx.exit(1 if report.drift else 0)

@@ -25,11 +25,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from flowops.drift import registry
 from flowops.drift.corrections import benjamini_hochberg, bonferroni
 from flowops.drift.ks import KSMethod
 from flowops.drift.profile import (
@@ -39,7 +41,7 @@ from flowops.drift.profile import (
     Profile,
     category_counts,
 )
-from flowops.drift.registry import WINDOW_TESTS, TestName
+from flowops.drift.registry import TestName
 from flowops.drift.rules import Rules, Severity
 from flowops.drift.window_test import Baseline, Current
 from flowops.errors import EmptyInputError, InputError
@@ -60,11 +62,9 @@ def _uncorrected(pvalues: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(pvalues, dtype=np.float64)
 
 
-CORRECTIONS: dict[str, Callable[[ArrayLike], NDArray[np.float64]]] = {
-    "bh": benjamini_hochberg,
-    "bonferroni": bonferroni,
-    "none": _uncorrected,
-}
+CORRECTIONS: Mapping[str, Callable[[ArrayLike], NDArray[np.float64]]] = MappingProxyType(
+    {"bh": benjamini_hochberg, "bonferroni": bonferroni, "none": _uncorrected}
+)
 """The corrections across features that :func:`compare` accepts, by name."""
 
 
@@ -441,7 +441,7 @@ def _run(
     """Run the feature's tests on its current data (values or counts)."""
     baseline = Baseline(profile)
     results = {
-        test: tuple(WINDOW_TESTS[test].run(baseline, current, fast=fast))
+        test: tuple(registry.WINDOW_TESTS[test].run(baseline, current, fast=fast))
         for test in rules.tests_for(name, profile.kind)
     }
     return _Tested(name, profile.kind, results, profile.n, current.n, excluded)  # type: ignore[arg-type]

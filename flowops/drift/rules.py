@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from flowops.drift.registry import DEFAULT_TESTS, WINDOW_TESTS, TestName, check_tests
+from flowops.drift import registry
+from flowops.drift.registry import TestName, check_tests
 from flowops.drift.window_test import FeatureKind
 from flowops.errors import ConfigError, InputError
 
@@ -41,7 +42,7 @@ class Rules:
     """
 
     tests: Mapping[FeatureKind, tuple[TestName, ...]] = field(
-        default_factory=lambda: dict(DEFAULT_TESTS)
+        default_factory=lambda: dict(registry.DEFAULT_TESTS)
     )
     feature_tests: Mapping[str, tuple[TestName, ...]] = field(default_factory=dict)
     min_effect: Mapping[TestName, float] = field(default_factory=dict)
@@ -65,15 +66,15 @@ class Rules:
                 return check_tests(list(self.feature_tests[feature]), kind)
             except ValueError as exc:
                 raise InputError(str(exc), column=feature) from None
-        return tuple(self.tests.get(kind, DEFAULT_TESTS[kind]))
+        return tuple(self.tests.get(kind, registry.DEFAULT_TESTS[kind]))
 
     def floor(self, test: TestName) -> float:
         """The smallest effect of ``test`` that can be drift."""
-        return float(self.min_effect.get(test, WINDOW_TESTS[test].min_effect))
+        return float(self.min_effect.get(test, registry.WINDOW_TESTS[test].min_effect))
 
     def critical(self, test: TestName) -> float:
         """The effect of ``test`` from which a drift is ``"critical"``."""
-        return float(self.critical_effect.get(test, WINDOW_TESTS[test].critical_effect))
+        return float(self.critical_effect.get(test, registry.WINDOW_TESTS[test].critical_effect))
 
     def severity(self, test: TestName, effect: float) -> Severity:
         """``"critical"`` from the test's critical effect on, else ``"warning"``."""
@@ -111,7 +112,7 @@ def rules_from_settings(drift: Any) -> Rules:
         check_verdict(drift.verdict)
     except ValueError as exc:
         raise ConfigError("drift.verdict", str(exc)) from None
-    tests: dict[FeatureKind, tuple[TestName, ...]] = dict(DEFAULT_TESTS)
+    tests: dict[FeatureKind, tuple[TestName, ...]] = dict(registry.DEFAULT_TESTS)
     for kind, names in drift.tests.items():
         tests[kind] = _checked(f"drift.tests.{kind}", names, kind)
     for key in ("min_effect", "critical_effect"):
@@ -137,7 +138,7 @@ def _checked(key: str, names: Any, kind: FeatureKind) -> tuple[TestName, ...]:
 
 def _check_levels(levels: Mapping[str, float]) -> None:
     for name, level in levels.items():
-        if name not in WINDOW_TESTS:
-            raise ValueError(f"unknown test {name!r} (known: {', '.join(WINDOW_TESTS)})")
+        if name not in registry.WINDOW_TESTS:
+            raise ValueError(f"unknown test {name!r} (known: {', '.join(registry.WINDOW_TESTS)})")
         if isinstance(level, bool) or not isinstance(level, int | float) or level < 0:
             raise ValueError(f"{name}: expected a non-negative number, got {level!r}")
