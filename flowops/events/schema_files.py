@@ -7,8 +7,10 @@ the committed files are what this module writes)::
 
 The traffic decoder (:mod:`flowops.events.codec`) is hand-written for speed; the
 pydantic models below describe the same wire format for the schema, and the unit tests
-check that both accept and reject the same messages. One rule is beyond JSON Schema: in a
-batch, every column holds one value per ``request_id``. The traffic event's ``variant``
+check that both accept and reject the same messages. Two rules are beyond JSON Schema: in
+a batch, every column holds one value per ``request_id``; and the decoder also reads the
+non-JSON tokens ``NaN``, ``Infinity`` and ``-Infinity`` (as null, counted), which some
+clients write. The traffic event's ``variant``
 and ``parse_error`` are optional, so version 1 readers and writers of messages without
 them are unaffected.
 

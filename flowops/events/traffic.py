@@ -84,7 +84,9 @@ class TrafficBatch:
     Array columns are converted to their dtype on construction (no copy when they
     already have it). A column of another length raises :class:`EventError`.
     ``variants`` and ``parse_errors`` are ``None`` when no row has one (a column of
-    nothing but ``None`` is stored as ``None``).
+    nothing but ``None`` is stored as ``None``). ``non_finite`` counts the ``NaN`` and
+    ``Infinity`` tokens the decoder read as missing values in the messages this batch
+    was decoded from (a slice of it does not carry the count; equality ignores it).
     """
 
     model: str
@@ -97,6 +99,7 @@ class TrafficBatch:
     status: NDArray[np.int64]
     variants: list[str | None] | None = None
     parse_errors: list[str | None] | None = None
+    non_finite: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
