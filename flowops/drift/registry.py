@@ -55,8 +55,9 @@ WINDOW_TESTS: Final[Mapping[TestName, WindowTest]] = MappingProxyType(
 )
 """Every registered window test, by name."""
 
-STREAM_TESTS: Final = ("adwin",)
-"""Tests that are not window tests but make alerts too (ADWIN, on every value)."""
+STREAM_TESTS: Final = ("adwin", "error_rate")
+"""Tests that are not window tests but make alerts too: ADWIN on every value, and a jump
+in a model's error rate (:mod:`flowops.drift.error_rate`)."""
 
 ALERT_TESTS: Final = (*WINDOW_TESTS, *STREAM_TESTS)
 """Every name an alert's ``test`` can hold."""

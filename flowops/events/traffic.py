@@ -136,6 +136,25 @@ class TrafficBatch:
         keep = [index for index, error in enumerate(errors) if error is None]
         return self._take(keep)
 
+    def answered(self) -> TrafficBatch:
+        """The rows a model answered (a 2xx status) and whose features could be read:
+        what drift may use (``self`` if all). A rejected request's "prediction" is the
+        server's error object, and its features are what the model refused.
+
+        >>> batch = TrafficBatch.from_rows([
+        ...     TrafficRow("m", "1", "a", 1.0, {"x": 1.0}, 0.2, 2.0, 200),
+        ...     TrafficRow("m", "1", "b", 1.0, {"x": "?"}, {"error": "bad"}, 2.0, 400),
+        ... ])
+        >>> batch.answered().request_ids
+        ['a']
+        """
+        ok = (self.status >= 200) & (self.status < 300)
+        if self.parse_errors is not None:
+            ok &= np.array([error is None for error in self.parse_errors], dtype=bool)
+        if ok.all():
+            return self
+        return self._take(np.flatnonzero(ok).tolist())
+
     @classmethod
     def from_rows(cls, rows: Sequence[TrafficRow]) -> TrafficBatch:
         """The rows of one model version as a batch; a feature a row lacks is ``None``.

@@ -12,6 +12,7 @@ PACKAGES = [
     "flowops",
     "flowops.drift",
     "flowops.drift.chisq",
+    "flowops.drift.error_rate",
     "flowops.drift.finding",
     "flowops.drift.js",
     "flowops.drift.ks",

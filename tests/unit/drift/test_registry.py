@@ -36,7 +36,7 @@ def categorical() -> Baseline:
 
 def test_the_table_names_each_test_once_and_alerts_add_adwin() -> None:
     assert all(name == test.name for name, test in WINDOW_TESTS.items())
-    assert set(ALERT_TESTS) == {*WINDOW_TESTS, "adwin"}
+    assert set(ALERT_TESTS) == {*WINDOW_TESTS, "adwin", "error_rate"}
     assert {name for names in DEFAULT_TESTS.values() for name in names} == {"psi", "ks", "chi2"}
     for test in WINDOW_TESTS.values():
         assert 0 < test.min_effect < test.critical_effect
