@@ -55,6 +55,7 @@ __all__ = [
     "compare",
     "compare_counts",
     "corrector",
+    "prepare",
 ]
 
 
@@ -219,6 +220,7 @@ def compare(
     correction: str = "bh",
     ks_method: KSMethod = "auto",
     rules: Rules | None = None,
+    baselines: Mapping[str, Baseline] | None = None,
 ) -> DriftReport:
     """Test each feature of ``current`` against ``profile`` and correct across features.
 
@@ -230,13 +232,19 @@ def compare(
     are left out and counted in each feature's ``excluded``. ``ks_method="fast"`` is
     the stream workers' (see :func:`~flowops.drift.ks.ks_2samp`). ``rules`` choose the
     tests, their floors and the verdict (default: :class:`~flowops.drift.rules.Rules`).
+    ``baselines`` are the profile's features prepared once (:func:`prepare`), for a caller
+    that compares many windows with one profile.
     """
     adjust = corrector(correction, alpha)
     names = _feature_names(profile, current, features)
     given = rules or Rules()
     fast = ks_method == "fast"
+    ready = baselines or {}
     tested = [
-        _test_feature(name, profile.features[name], current[name], given, fast) for name in names
+        _test_feature(
+            name, _baseline(ready, name, profile.features[name]), current[name], given, fast
+        )
+        for name in names
     ]
     return _verdict(tested, adjust, alpha, correction, given)
 
@@ -249,13 +257,15 @@ def compare_counts(
     alpha: float = 0.05,
     correction: str = "bh",
     rules: Rules | None = None,
+    baselines: Mapping[str, Baseline] | None = None,
 ) -> DriftReport:
     """:func:`compare` from counts: what a stage merging many partitions' counts has.
 
     ``current`` maps profile features to a :class:`~flowops.drift.window_test.Current`
     holding counts on the feature's :attr:`~flowops.drift.window_test.Baseline.grid`
     (numeric) or category counts; features without values are left out. KS and
-    Wasserstein are then approximate (see each test), the others exact.
+    Wasserstein are then approximate (see each test), the others exact. ``baselines``
+    as for :func:`compare` (the grid is what a caller counts on, so it has them).
 
     >>> import numpy as np
     >>> profile = Profile.from_columns({"x": np.arange(1000.0)})
@@ -265,11 +275,11 @@ def compare_counts(
     """
     adjust = corrector(correction, alpha)
     given = rules or Rules()
-    missing = excluded or {}
+    missing, ready = excluded or {}, baselines or {}
     tested = [
-        _run(name, profile.features[name], part, missing.get(name, 0), given, True)
+        _run(name, _baseline(ready, name, feature), part, missing.get(name, 0), given, True)
         for name, part in current.items()
-        if name in profile.features and part.n > 0
+        if (feature := profile.features.get(name)) is not None and part.n > 0
     ]
     if not tested:
         raise EmptyInputError("no feature of the profile has current values")
@@ -400,16 +410,34 @@ def _feature_drift(feature: _Tested, tests: tuple[Judgement, ...], adjusted: flo
     )
 
 
+def prepare(profile: Profile) -> dict[str, Baseline]:
+    """Every feature of ``profile`` prepared once, for :func:`compare`'s ``baselines``.
+
+    >>> import numpy as np
+    >>> sorted(prepare(Profile.from_columns({"x": np.arange(10.0), "c": ["a", "b"]})))
+    ['c', 'x']
+    """
+    return {name: Baseline(feature) for name, feature in profile.features.items()}
+
+
+def _baseline(
+    ready: Mapping[str, Baseline], name: str, feature: NumericProfile | CategoricalProfile
+) -> Baseline:
+    """The prepared baseline of this very feature profile, else a new one."""
+    found = ready.get(name)
+    return found if found is not None and found.profile is feature else Baseline(feature)
+
+
 def _test_feature(
     name: str,
-    profile: NumericProfile | CategoricalProfile,
+    baseline: Baseline,
     column: Column,
     rules: Rules,
     fast: bool,
 ) -> _Tested:
     """The feature's tests, before the correction; names the feature in any InputError."""
     try:
-        if isinstance(profile, NumericProfile):
+        if baseline.kind == "numeric":
             values = _numbers(column)
             finite = np.isfinite(values)
             usable = values if finite.all() else values[finite]
@@ -423,7 +451,7 @@ def _test_feature(
             if current.n == 0:
                 raise EmptyInputError("no usable current values (all missing)")
             excluded = len(column) - current.n
-        return _run(name, profile, current, excluded, rules, fast)
+        return _run(name, baseline, current, excluded, rules, fast)
     except InputError as exc:
         if exc.column is not None:
             raise
@@ -432,14 +460,14 @@ def _test_feature(
 
 def _run(
     name: str,
-    profile: NumericProfile | CategoricalProfile,
+    baseline: Baseline,
     current: Current,
     excluded: int,
     rules: Rules,
     fast: bool,
 ) -> _Tested:
     """Run the feature's tests on its current data (values or counts)."""
-    baseline = Baseline(profile)
+    profile = baseline.profile
     results = {
         test: tuple(registry.WINDOW_TESTS[test].run(baseline, current, fast=fast))
         for test in rules.tests_for(name, profile.kind)

@@ -20,8 +20,16 @@ from typing import Any
 
 from flowops.drift.finding import Chunk, ClosedWindow, Finding, ReferenceKind
 from flowops.drift.profile import Profile
-from flowops.drift.report import DriftReport, FeatureDrift, Judgement, compare, corrector
+from flowops.drift.report import (
+    DriftReport,
+    FeatureDrift,
+    Judgement,
+    compare,
+    corrector,
+    prepare,
+)
 from flowops.drift.rules import Rules
+from flowops.drift.window_test import Baseline
 
 __all__ = ["WindowTests"]
 
@@ -45,12 +53,14 @@ class WindowTests:
         self.model, self.version = model, version
         self.alpha, self.correction = float(alpha), correction
         self.profile = profile
+        self._baselines: dict[str, Baseline] = {} if profile is None else prepare(profile)
         self.reference: ReferenceKind = "profile" if profile is not None else "first_window"
         self._on_report = on_report
 
     def set_profile(self, profile: Profile) -> None:
         """Compare later windows with ``profile``."""
         self.profile, self.reference = profile, "profile"
+        self._baselines = prepare(profile)
 
     def observe(self, chunk: Chunk) -> list[Finding]:
         """Window tests look at closed windows only."""
@@ -61,6 +71,7 @@ class WindowTests:
         if self.profile is None:
             if window.columns:
                 self.profile = Profile.from_columns(window.columns, model=self.model)
+                self._baselines = prepare(self.profile)
             return []
         names = [name for name in self.profile.features if name in window.columns]
         if not names:
@@ -73,6 +84,7 @@ class WindowTests:
             correction=self.correction,
             ks_method="fast",  # a drifted window's exact KS p-value would delay its alert
             rules=self.rules,
+            baselines=self._baselines,  # the references sorted and binned once, not per window
         )
         self._on_report(report)
         return [
@@ -115,4 +127,5 @@ class WindowTests:
         """Take the reference :meth:`to_state` described."""
         data = state["profile"]
         self.profile = None if data is None else Profile.from_dict(data)
+        self._baselines = {} if self.profile is None else prepare(self.profile)
         self.reference = "profile" if state["reference"] == "profile" else "first_window"

@@ -14,7 +14,7 @@ from flowops.drift.chisq import cohens_w
 from flowops.drift.js import js_distance
 from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from flowops.drift.registry import ALERT_TESTS, DEFAULT_TESTS, WINDOW_TESTS, check_tests
-from flowops.drift.report import compare, compare_counts
+from flowops.drift.report import compare, compare_counts, prepare
 from flowops.drift.rules import Rules, rules_from_settings
 from flowops.drift.window_test import GRID_CELLS, Baseline, Current
 from flowops.errors import ConfigError, InputError
@@ -178,3 +178,13 @@ def test_a_features_own_tests_must_fit_its_kind() -> None:
     with pytest.raises(InputError, match="does not apply") as caught:
         compare(profile, {"c": ["a"] * 5}, rules=Rules(feature_tests={"c": ("ks",)}))
     assert caught.value.column == "c"
+
+
+def test_prepared_baselines_give_the_same_report_and_stale_ones_are_ignored() -> None:
+    rng = np.random.default_rng(14)
+    profile = Profile.from_columns({"x": rng.normal(size=3_000), "c": ["a", "b", "b"] * 100})
+    other = Profile.from_columns({"x": rng.normal(5, size=3_000), "c": ["z"] * 10})
+    window = {"x": rng.normal(0.5, size=1_000), "c": ["a", "b"] * 50}
+    plain = compare(profile, window)
+    assert compare(profile, window, baselines=prepare(profile)) == plain
+    assert compare(profile, window, baselines=prepare(other)) == plain
