@@ -63,6 +63,7 @@ _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_value
 
 
 def _default_tests() -> dict[Literal["numeric", "categorical"], list[str]]:
+    """flowops.drift.registry.DEFAULT_TESTS, repeated: config imports no numpy (a test checks)."""
     return {"numeric": ["psi", "ks"], "categorical": ["psi", "chi2"]}
 
 

@@ -188,3 +188,15 @@ def test_prepared_baselines_give_the_same_report_and_stale_ones_are_ignored() ->
     plain = compare(profile, window)
     assert compare(profile, window, baselines=prepare(profile)) == plain
     assert compare(profile, window, baselines=prepare(other)) == plain
+
+
+def test_the_configs_defaults_and_descriptions_follow_the_registry() -> None:
+    """config.py cannot import the registry (numpy): it repeats it, and this holds it."""
+    from flowops.config import DriftSettings
+
+    settings = load_settings(None).drift
+    assert settings.tests == {kind: list(names) for kind, names in DEFAULT_TESTS.items()}
+    fields = DriftSettings.model_fields
+    for name, test in WINDOW_TESTS.items():
+        assert f"{name} {test.min_effect:g}" in (fields["min_effect"].description or "")
+        assert f"{name} {test.critical_effect:g}" in (fields["critical_effect"].description or "")
