@@ -28,9 +28,9 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import orjson
@@ -56,6 +56,7 @@ PREDICTION = "prediction"
 """The name of the prediction's column, and the prefix of the per-class ones."""
 
 Column = NDArray[np.float64] | list[str | None]
+_T = TypeVar("_T")
 
 
 def is_prediction(name: str) -> bool:
@@ -125,36 +126,61 @@ def read_predictions(path: str | os.PathLike[str], column: str) -> dict[str, Col
         raise InputError(f"cannot read: {exc.strerror or exc}", path=str(file)) from None
 
 
-def prediction_columns(values: Sequence[object]) -> dict[str, Column]:
-    """Per-row predictions as drift columns (see the module)."""
+def prediction_columns(values: Sequence[object], *, strict: bool = True) -> dict[str, Column]:
+    """Per-row predictions as drift columns (see the module).
+
+    The first prediction present decides the shape. ``strict`` raises InputError (with
+    its ``row``) for a later one of another shape; ``strict=False``, for traffic whose
+    rows nobody can fix, reads it as missing instead:
+
+    >>> prediction_columns([0.5, "yes", None], strict=False)["prediction"].tolist()
+    [0.5, nan, nan]
+    """
+    if _NUMBERS.issuperset(map(type, values)):  # scores: checked in C, converted at once
+        return {PREDICTION: np.array(values, dtype=np.float64)}
     cells = [_parsed(value) for value in values]
     present = [cell for cell in cells if not _missing(cell)]
     if not present:
         return {PREDICTION: np.full(len(cells), np.nan)}
     first = present[0]
     if isinstance(first, list | dict):
-        return _per_class(cells)
+        return _per_class(cells, strict)
     if isinstance(first, str | bool):
-        return {PREDICTION: [_label(cell, i) for i, cell in enumerate(cells)]}
-    return {PREDICTION: np.array([_number(cell, i) for i, cell in enumerate(cells)])}
+        return {PREDICTION: [_lenient(_label, cell, i, strict) for i, cell in enumerate(cells)]}
+    return {PREDICTION: np.array([_lenient(_number, c, i, strict) for i, c in enumerate(cells)])}
 
 
-def _per_class(cells: list[object]) -> dict[str, Column]:
+_NUMBERS: frozenset[type] = frozenset({int, float, type(None)})
+
+
+def _lenient(convert: Callable[[object, int], _T], value: object, index: int, strict: bool) -> _T:
+    """``convert(value)``; not strict, a value of another shape is missing."""
+    try:
+        return convert(value, index)
+    except InputError:
+        if strict:
+            raise
+        return convert(None, index)
+
+
+def _per_class(cells: list[object], strict: bool) -> dict[str, Column]:
     rows: list[Mapping[str, object]] = []
     for i, cell in enumerate(cells):
-        if _missing(cell):
-            rows.append({})
-        elif isinstance(cell, list):
+        if isinstance(cell, list):
             rows.append({str(k): value for k, value in enumerate(cell)})
         elif isinstance(cell, dict):
             rows.append({str(k): value for k, value in cell.items()})
+        elif _missing(cell) or not strict:
+            rows.append({})
         else:
             raise InputError(
                 f"expected class probabilities like the rows before, got {cell!r}", row=i + 1
             )
     classes = list(dict.fromkeys(key for row in rows for key in row))
     return {
-        f"{PREDICTION}[{name}]": np.array([_number(row.get(name), i) for i, row in enumerate(rows)])
+        f"{PREDICTION}[{name}]": np.array(
+            [_lenient(_number, row.get(name), i, strict) for i, row in enumerate(rows)]
+        )
         for name in classes
     }
 

@@ -143,3 +143,22 @@ def test_every_other_column_is_an_input_of_a_csv(tmp_path: Path) -> None:
     data.write_text('age,score,proba\n30,0.5,"[0.1, 0.9]"\n40,0.7,"[0.6, 0.4]"\n')
     profile = build_profile(data, prediction_column="proba")
     assert sorted(profile.features) == ["age", "prediction[0]", "prediction[1]", "score"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1, 2.5, None], {"prediction": [1.0, 2.5, None]}),
+        (["yes", 3, None], {"prediction": ["yes", None, None]}),
+        ([{"a": 0.2}, "oops", {"a": "x"}], {"prediction[a]": [0.2, None, None]}),
+    ],
+)
+def test_traffic_predictions_of_another_shape_are_missing_not_errors(
+    values: list[Any], expected: dict[str, list[Any]]
+) -> None:
+    columns = prediction_columns(values, strict=False)
+    plain = {
+        name: [None if isinstance(v, float) and np.isnan(v) else v for v in list(column)]
+        for name, column in columns.items()
+    }
+    assert plain == expected
