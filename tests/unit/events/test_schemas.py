@@ -30,7 +30,7 @@ class FakeFinding:
     model: str = "credit"
     version: str = "3"
     feature: str = "age"
-    test: Literal["psi", "ks", "chi2", "adwin"] = "ks"
+    test: str = "ks"
     statistic: float = 0.31
     pvalue: float | None = 0.0004
     threshold: float = 0.05
