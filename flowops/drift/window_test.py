@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from flowops.drift.profile import CategoricalProfile, NumericProfile
 from flowops.drift.reference import Reference, bin_counts
+from flowops.errors import InputError
 
 __all__ = [
     "GRID_CELLS",
@@ -159,8 +160,15 @@ class Current:
         return self.categories
 
     def counts_on(self, baseline: Baseline) -> NDArray[np.int64]:
-        """The numeric current data as counts on the baseline's grid."""
+        """The numeric current data as counts on the baseline's grid.
+
+        Raises InputError for counts made on another grid (another number of cells).
+        """
         if self.grid_counts is not None:
+            cells = baseline.grid.size + 1
+            if self.grid_counts.shape != (cells,):
+                found = self.grid_counts.size
+                raise InputError(f"counts on another grid: {found} cells, this one has {cells}")
             return self.grid_counts
         assert self.values is not None
         return baseline.grid_counts(self.values)

@@ -200,3 +200,8 @@ def test_the_configs_defaults_and_descriptions_follow_the_registry() -> None:
     for name, test in WINDOW_TESTS.items():
         assert f"{name} {test.min_effect:g}" in (fields["min_effect"].description or "")
         assert f"{name} {test.critical_effect:g}" in (fields["critical_effect"].description or "")
+
+
+def test_counts_on_another_grid_are_refused(numeric: Baseline) -> None:
+    with pytest.raises(InputError, match="another grid"):
+        WINDOW_TESTS["ks"].run(numeric, Current(grid_counts=np.ones(7, dtype=np.int64)), fast=True)
