@@ -62,6 +62,11 @@ _SectionT = TypeVar("_SectionT", bound=BaseModel)
 _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_values", default=None)
 
 
+def _default_tests() -> dict[Literal["numeric", "categorical"], list[str]]:
+    """flowops.drift.registry.DEFAULT_TESTS, repeated: config imports no numpy (a test checks)."""
+    return {"numeric": ["psi", "ks"], "categorical": ["psi", "chi2"]}
+
+
 class DriftSettings(BaseModel):
     """How drift is measured and when it counts as drift."""
 
@@ -81,6 +86,39 @@ class DriftSettings(BaseModel):
         lt=1,
         description="ADWIN's confidence (river's default); smaller: fewer false alarms, later",
     )
+    tests: dict[Literal["numeric", "categorical"], list[str]] = Field(
+        default_factory=_default_tests,
+        description="registered window tests per feature kind (psi, ks, chi2, wasserstein, js)",
+    )
+    feature_tests: dict[str, list[str]] = Field(
+        default_factory=dict, description="window tests of one feature, by name; wins over tests"
+    )
+    min_effect: dict[str, float] = Field(
+        default_factory=dict,
+        description="effect-size floor per test, over the tests' defaults "
+        "(psi 0.1, ks 0.1, chi2 0.3, wasserstein 0.2, js 0.1)",
+    )
+    critical_effect: dict[str, float] = Field(
+        default_factory=dict,
+        description="effect from which a drift is critical, per test "
+        "(psi 0.25, ks 0.2, chi2 0.5, wasserstein 0.5, js 0.2)",
+    )
+    verdict: str = Field(
+        "any",
+        description="when the model drifts: any drifted feature, or share:<fraction> of them",
+    )
+
+    @field_validator("verdict")
+    @classmethod
+    def _check_verdict(cls, value: str) -> str:
+        share = value.removeprefix("share:")
+        try:
+            valid = value == "any" or (share != value and 0.0 < float(share) <= 1.0)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(f"expected 'any' or 'share:<fraction in (0, 1]>', got {value!r}")
+        return value
 
 
 class KafkaSettings(BaseModel):

@@ -37,6 +37,7 @@ from flowops.errors import EmptyInputError, InputError
 
 if TYPE_CHECKING:
     from flowops.drift import CategoricalProfile, DriftReport, NumericProfile, Profile
+    from flowops.drift.rules import Rules
 
 __all__ = [
     "Column",
@@ -131,17 +132,20 @@ def build_profile(
     bins: int = 10,
     sample_size: int | None = None,
     model: str | None = None,
+    prediction_column: str | None = None,
 ) -> Profile:
     """Profile the ``features`` (default: every column) of a data file.
 
-    ``sample_size=None`` keeps every value, so that KS against the profile is exact.
+    ``sample_size=None`` keeps every value, so that KS against the profile is exact;
+    ``prediction_column``: the model's predictions too (:mod:`flowops.predictions`).
     """
     from flowops.drift import Profile
+    from flowops.predictions import inputs_and_predictions
 
-    table = read_table(path, columns=features)
+    table, columns = inputs_and_predictions(path, features, prediction_column)
     size = table.rows if sample_size is None else sample_size
     with _blame(table.path):
-        return Profile.from_columns(table.columns, bins=bins, sample_size=size, model=model)
+        return Profile.from_columns(columns, bins=bins, sample_size=size, model=model)
 
 
 def read_profile(path: str | os.PathLike[str]) -> Profile | None:
@@ -173,19 +177,26 @@ def compare_files(
     bins: int = 10,
     alpha: float = 0.05,
     correction: str = "bh",
+    rules: Rules | None = None,
+    prediction_column: str | None = None,
 ) -> DriftReport:
     """Compare a data file with a reference: a profile (``.json``) or data profiled now.
 
-    The current file's columns are read with the kinds the profile gives them.
+    The current file's columns are read with the kinds the profile gives them; ``rules``
+    choose the tests, their floors and the verdict; ``prediction_column``: see baseline.
     """
     from flowops.drift import compare
+    from flowops.predictions import current_predictions, input_names
 
-    profile = read_profile(reference) or build_profile(reference, features=features, bins=bins)
-    names = list(dict.fromkeys(features)) if features else list(profile.features)
+    profile = read_profile(reference) or build_profile(
+        reference, features=features, bins=bins, prediction_column=prediction_column
+    )
+    names = list(dict.fromkeys(features or input_names(profile)))
     kinds = {name: _kind(profile.features, name, reference) for name in names}
     table = read_table(current, columns=names, kinds=kinds)
+    columns = {**table.columns, **current_predictions(profile, current, prediction_column)}
     with _blame(table.path):
-        return compare(profile, table.columns, features=names, alpha=alpha, correction=correction)
+        return compare(profile, columns, alpha=alpha, correction=correction, rules=rules)
 
 
 def _kind(

@@ -23,8 +23,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 _EXIT_CODES = """\b
 Exit codes:
-  0  no drift (compare); profile written (baseline); stopped (watch)
-  1  drift found (compare)
+  0  no drift by the verdict rule (compare); profile written (baseline); stopped (watch)
+  1  drift by the verdict rule (compare)
   2  usage, input or configuration error (one line on stderr)
   3  the Kafka broker or the MLflow server did not answer (one line on stderr)
 """
@@ -55,13 +55,20 @@ def _feature_list(
 
 
 def _shared_options(function: _F) -> _F:
-    """--features, --bins and --config, the same on both commands."""
+    """--features, --prediction-column, --bins and --config, the same on both commands."""
     options = [
         click.option(
             "--features",
             callback=_feature_list,
             metavar="A,B,...",
             help="Only these columns (comma-separated). Default: every column.",
+        ),
+        click.option(
+            "--prediction-column",
+            metavar="COL",
+            help="The column holding the model's predictions: a number, a class label, "
+            "or class probabilities as a JSON array or object; tested as the feature "
+            "'prediction' or 'prediction[<class>]'.",
         ),
         click.option(
             "--bins",
@@ -154,6 +161,7 @@ def baseline(
     mlflow_run: str | None,
     mlflow_uri: str | None,
     features: list[str] | None,
+    prediction_column: str | None,
     bins: int | None,
     config_file: str | None,
 ) -> None:
@@ -162,6 +170,8 @@ def baseline(
     The profile keeps, per numeric feature, PSI bin edges and counts, summary
     statistics and a sample for KS; per categorical feature, the category counts.
     Missing, NaN and inf values are left out and counted. A summary goes to stderr.
+    --prediction-column profiles the model's outputs too, as the feature 'prediction'
+    (or 'prediction[<class>]' per class probability).
 
     --publish puts the profile on the compacted topic flowops.references, keyed by
     the model: the stream workers test the model's windows that close after it
@@ -199,6 +209,7 @@ def baseline(
         bins=settings.drift.bins,
         sample_size=settings.drift.sample_size,
         model=model,
+        prediction_column=prediction_column,
     )
     if output is not None or not (publish or mlflow_run):
         render.write_profile(profile, None if output == "-" else output, source=data_file)
@@ -273,6 +284,12 @@ def _check_baseline_flags(
     type=click.Choice(["bh", "bonferroni", "none"]),
     help="Multiple-testing correction across features. [default: bh; drift.correction]",
 )
+@click.option(
+    "--verdict",
+    metavar="RULE",
+    help="When the model drifts: 'any' drifted feature, or 'share:F' of the features "
+    "(e.g. share:0.3). [default: any; drift.verdict]",
+)
 @output_option(["table", "json"], "Table for people, JSON for programs.")
 @click.option(
     "--html",
@@ -288,31 +305,43 @@ def compare(
     current: str,
     alpha: float | None,
     correction: str | None,
+    verdict: str | None,
     output_format: Literal["table", "json"],
     html_file: str | None,
     features: list[str] | None,
+    prediction_column: str | None,
     bins: int | None,
     config_file: str | None,
 ) -> None:
     """Compare current data with a reference and say whether it drifted.
 
-    Per feature: PSI with its p-value, and KS (numeric) or chi-square (categorical).
-    A feature's p-value is min(1, 2 x the smaller test p-value); the features'
-    p-values are then corrected together, and a feature drifts when its adjusted
-    p-value is below alpha. The model drifts when any feature does. --bins applies
-    when the reference is data; a profile keeps the bins it was built with.
+    Per feature: PSI with its p-value, and KS (numeric) or chi-square (categorical),
+    or the tests drift.tests names (wasserstein, js too). A feature's p-value is
+    min(1, k x the smallest of its k test p-values); the features' p-values are then
+    corrected together. A test drifts when its adjusted p-value is below alpha AND its
+    effect size reaches its floor (drift.min_effect: PSI 0.1, KS D 0.1, chi2 Cohen's
+    w 0.3, Wasserstein 0.2 SD, JS 0.1); its severity is critical from drift.critical_effect
+    (PSI 0.25) on. A feature drifts when any test does; the model by --verdict, and the
+    exit code follows the model's verdict. --bins applies when the reference is data; a
+    profile keeps the bins it was built with. --prediction-column names the current
+    file's predictions, compared with the profile's.
 
     \b
     Examples:
       flowops drift compare --reference profile.json --current today.csv
       flowops drift compare --reference train.parquet --current today.jsonl -o json
       flowops drift compare --reference profile.json --current today.csv --html report.html
+      flowops drift compare --reference profile.json --current today.jsonl \\
+          --prediction-column score --verdict share:0.3
     """
     from flowops.cli import render
     from flowops.config import load_settings
     from flowops.data import compare_files
+    from flowops.drift.rules import rules_from_settings
 
-    overrides = {"drift": {"bins": bins, "alpha": alpha, "correction": correction}}
+    overrides = {
+        "drift": {"bins": bins, "alpha": alpha, "correction": correction, "verdict": verdict}
+    }
     settings = load_settings(config_file, overrides).drift
     report = compare_files(
         reference,
@@ -321,6 +350,8 @@ def compare(
         bins=settings.bins,
         alpha=settings.alpha,
         correction=settings.correction,
+        rules=rules_from_settings(settings),
+        prediction_column=prediction_column,
     )
     render.write_report(report, output_format)
     if html_file is not None:

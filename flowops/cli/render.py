@@ -102,6 +102,7 @@ def report_table(report: DriftReport, console: Console) -> None:
         "KS p / chi2 p",
         "adjusted p",
         "excluded",
+        "severity",
         "verdict",
     ):
         table.add_column(header, justify="left" if header in {"feature", "kind"} else "right")
@@ -113,21 +114,26 @@ def report_table(report: DriftReport, console: Console) -> None:
 
 def _cells(feature: FeatureDrift) -> list[str]:
     if feature.kind == "numeric":
-        statistic, pvalue = f"{feature.ks_statistic:.4f}", _p(feature.ks_pvalue)
+        statistic, pvalue = _number(feature.ks_statistic, ".4f"), _p(feature.ks_pvalue)
     else:
-        statistic, pvalue = f"{feature.chi2_statistic:.1f}", _p(feature.chi2_pvalue)
+        statistic, pvalue = _number(feature.chi2_statistic, ".1f"), _p(feature.chi2_pvalue)
     verdict = "[bold red]DRIFT[/]" if feature.drift else "[green]ok[/]"
     return [
         feature.feature,
         feature.kind,
-        f"{feature.psi:.4f}",
+        _number(feature.psi, ".4f"),
         _p(feature.psi_pvalue),
         statistic,
         pvalue,
         _p(feature.adjusted_pvalue),
         f"{feature.excluded:,}",
+        feature.severity or "-",
         verdict,
     ]
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)
 
 
 def _p(value: float | None) -> str:
@@ -139,14 +145,20 @@ def _p(value: float | None) -> str:
 
 
 def summary(report: DriftReport) -> str:
-    """The verdict in one line: which features drifted, at which level, how corrected."""
+    """The verdict in one line: which features drifted, by which rule, how corrected."""
     correction = _CORRECTIONS.get(report.correction, report.correction)
-    how = f"adjusted p < {report.alpha:g} ({correction})"
+    how = f"adjusted p < {report.alpha:g} ({correction}) and effect >= its floor"
     drifted = [feature.feature for feature in report.features if feature.drift]
     total = len(report.features)
+    rule = "" if report.verdict == "any" else f"; verdict {report.verdict}"
     if not drifted:
-        return f"No drift in {total} feature{'s' * (total != 1)}: no {how}."
-    return f"DRIFT in {len(drifted)} of {total} features ({', '.join(drifted)}): {how}."
+        return f"No drift in {total} feature{'s' * (total != 1)}: no {how}{rule}."
+    names = ", ".join(drifted)
+    share = f"{report.drifted_share:.0%}"
+    if not report.drift:
+        found = f"{len(drifted)} of {total} features ({names}, {share})"
+        return f"No drift by {report.verdict}: {found} with {how}."
+    return f"DRIFT in {len(drifted)} of {total} features ({names}, {share}): {how}{rule}."
 
 
 # -- drift alerts (`flowops drift watch`) ------------------------------------------------

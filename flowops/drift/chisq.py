@@ -23,9 +23,18 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from flowops.drift.window_test import Baseline, Current, FeatureKind, Measurement
 from flowops.errors import EmptyInputError, InputError
 
-__all__ = ["UNSEEN", "ChiSquareResult", "chi2_test", "contingency_table"]
+__all__ = [
+    "CHI2_TEST",
+    "UNSEEN",
+    "ChiSquareResult",
+    "ChiSquareTest",
+    "chi2_test",
+    "cohens_w",
+    "contingency_table",
+]
 
 UNSEEN = "<unseen>"
 """The name of the bucket pooling current categories the reference never saw.
@@ -95,3 +104,50 @@ def _counts(counts: Mapping[str, int], what: str) -> dict[str, int]:
     if sum(checked.values()) == 0:
         raise EmptyInputError(f"{what}: no values")
     return checked
+
+
+def cohens_w(reference: Mapping[str, int], current: Mapping[str, int]) -> float:
+    """Cohen's w of the current category shares ``q`` against the reference's ``p``.
+
+    ``sqrt(sum (q - p)^2 / m)`` with ``m = (p + q) / 2``: for small shifts this is
+    Cohen's ``sqrt(sum (q - p)^2 / p)`` (and ``w^2`` about PSI); against the average of
+    both shares a category new in the current data counts as much as one that
+    vanished, and w does not depend on the sizes of the two samples, which Cramer's V of
+    a 2 x K table does (a reference 100 times the window makes V ten times smaller for
+    the same shift). It lies in [0, 2].
+
+    >>> round(cohens_w({"a": 50, "b": 50}, {"a": 65, "b": 35}), 3)
+    0.303
+    >>> cohens_w({"a": 5}, {"b": 5})
+    2.0
+    """
+    table = contingency_table(reference, current).astype(np.float64)
+    p, q = table[0] / table[0].sum(), table[1] / table[1].sum()
+    return float(np.sqrt(np.sum((q - p) ** 2 / ((p + q) / 2))))
+
+
+class ChiSquareTest:
+    """The chi-square test as a registered window test: its effect size is Cohen's w.
+
+    Floor 0.3 and critical 0.5 are Cohen's "medium" and "large" w; since ``w^2`` is about
+    PSI for small shifts they sit where PSI's conventional 0.1 and 0.25 do. Categorical
+    features always come as counts, so the test is exact from counts.
+    """
+
+    name = "chi2"
+    kinds: frozenset[FeatureKind] = frozenset({"categorical"})
+    effect_name = "Cohen's w"
+    min_effect = 0.3
+    critical_effect = 0.5
+    exact_from_counts = True
+
+    def run(self, baseline: Baseline, current: Current, *, fast: bool) -> Measurement:
+        """Pearson's chi-square with its p-value; the effect is Cohen's w."""
+        result = chi2_test(baseline.frequencies, current.counts)
+        return Measurement(
+            result.statistic, result.pvalue, cohens_w(baseline.frequencies, current.counts)
+        )
+
+
+CHI2_TEST = ChiSquareTest()
+"""The registered chi-square test."""

@@ -17,12 +17,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flowops.drift.profile import Column
+from flowops.drift.registry import TestName
 
 __all__ = ["Chunk", "ClosedWindow", "Detector", "Finding", "ReferenceKind", "TestName"]
 
 ReferenceKind: TypeAlias = Literal["profile", "first_window"]
 """What window tests compare with: a profile given, or the model's first window."""
-TestName: TypeAlias = Literal["psi", "ks", "chi2", "adwin"]
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from flowops.drift.chisq import contingency_table
 from flowops.drift.reference import Reference, as_sample
+from flowops.drift.window_test import Baseline, Current, FeatureKind, Measurement
 
-__all__ = ["SMOOTHING", "PSIResult", "categorical_psi", "psi", "psi_test"]
+__all__ = ["PSI_TEST", "SMOOTHING", "PSIResult", "PSITest", "categorical_psi", "psi", "psi_test"]
 
 SMOOTHING = 0.5
 """Count added to every bin on both sides before taking shares."""
@@ -116,3 +117,33 @@ def _smoothed_psi(reference: NDArray[np.int64], current: NDArray[np.int64]) -> f
     p = (reference + SMOOTHING) / (reference.sum() + SMOOTHING * reference.size)
     q = (current + SMOOTHING) / (current.sum() + SMOOTHING * current.size)
     return float(np.sum((q - p) * np.log(q / p)))
+
+
+class PSITest:
+    """PSI as a registered window test: its effect size is PSI itself.
+
+    The conventional reading of PSI (0.1 a moderate shift worth a look, 0.25 a large
+    one) gives the floor and the critical level. From counts on the grid it is exact:
+    the PSI edges are grid edges.
+    """
+
+    name = "psi"
+    kinds: frozenset[FeatureKind] = frozenset({"numeric", "categorical"})
+    effect_name = "PSI"
+    min_effect = 0.1
+    critical_effect = 0.25
+    exact_from_counts = True
+
+    def run(self, baseline: Baseline, current: Current, *, fast: bool) -> Measurement:
+        """PSI and its chi-square p-value; the effect is the statistic."""
+        if baseline.kind == "categorical":
+            result = categorical_psi(baseline.frequencies, current.counts)
+        elif current.values is not None:
+            result = psi_test(baseline.reference, current.values)
+        else:
+            result = _psi_test(baseline.reference.counts, baseline.psi_counts(current))
+        return Measurement(result.statistic, result.pvalue, result.statistic)
+
+
+PSI_TEST = PSITest()
+"""The registered PSI test."""

@@ -1,13 +1,13 @@
-"""Window tests: PSI and KS or chi-square against the reference at every window close.
+"""Window tests: the registered tests against the reference at every window close.
 
-``compare`` gives each feature the p-value ``min(1, 2 min(p_psi, p_test))`` and corrects
-those across the window's features (Benjamini-Hochberg, Bonferroni or none). A test's
-``Finding.pvalue`` is the adjusted p-value ``compare`` would give its feature had this
-test been the feature's most significant one: for the most significant test it is
-exactly ``compare``'s ``adjusted_pvalue``, so a window's findings name exactly the
-features ``compare`` reports as drifting. A test is reported when that p-value is below
-``alpha`` (the finding's ``threshold``); its severity is ``"critical"`` below ``alpha /
-CRITICAL_FACTOR``, else ``"warning"``.
+Each closed window goes through :func:`~flowops.drift.report.compare` with the monitor's
+:class:`~flowops.drift.rules.Rules` (by default PSI and KS for numbers, PSI and
+chi-square for categories, each with its effect-size floor), so the stream and ``flowops
+drift compare`` judge by one rule. Every test ``compare`` marks as drifted becomes a
+:class:`Finding`: its ``pvalue`` is the test's adjusted p-value (what ``compare`` would
+give its feature had this test been the feature's most significant one), its
+``threshold`` is ``alpha``, and its severity comes from its effect size (PSI: critical
+from 0.25), not from the p-value.
 
 Without a profile the first closed window with usable values becomes the reference (a
 :class:`~flowops.drift.profile.Profile` of it, 10 bins) and makes no findings itself.
@@ -15,23 +15,27 @@ Without a profile the first closed window with usable values becomes the referen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
-from flowops.drift.finding import Chunk, ClosedWindow, Finding, ReferenceKind, TestName
+from flowops.drift.finding import Chunk, ClosedWindow, Finding, ReferenceKind
 from flowops.drift.profile import Profile
-from flowops.drift.report import DriftReport, FeatureDrift, combined_pvalue, compare, corrector
+from flowops.drift.report import (
+    DriftReport,
+    FeatureDrift,
+    Judgement,
+    compare,
+    corrector,
+    prepare,
+)
+from flowops.drift.rules import Rules
+from flowops.drift.window_test import Baseline
 
-__all__ = ["CRITICAL_FACTOR", "WindowTests"]
-
-CRITICAL_FACTOR = 100.0
-"""A window test is ``"critical"`` when its adjusted p-value is below ``alpha / 100``."""
+__all__ = ["WindowTests"]
 
 
 class WindowTests:
-    """PSI and KS or chi-square against the reference at each window close (see module)."""
+    """The registered tests against the reference at each window close (see module)."""
 
     def __init__(
         self,
@@ -42,17 +46,21 @@ class WindowTests:
         alpha: float,
         correction: str,
         on_report: Callable[[DriftReport], None] = lambda report: None,
+        rules: Rules | None = None,
     ) -> None:
-        self._adjust = corrector(correction, alpha)
+        corrector(correction, alpha)  # a bad alpha or correction fails here, not per window
+        self.rules = rules or Rules()
         self.model, self.version = model, version
         self.alpha, self.correction = float(alpha), correction
         self.profile = profile
+        self._baselines: dict[str, Baseline] = {} if profile is None else prepare(profile)
         self.reference: ReferenceKind = "profile" if profile is not None else "first_window"
         self._on_report = on_report
 
     def set_profile(self, profile: Profile) -> None:
         """Compare later windows with ``profile``."""
         self.profile, self.reference = profile, "profile"
+        self._baselines = prepare(profile)
 
     def observe(self, chunk: Chunk) -> list[Finding]:
         """Window tests look at closed windows only."""
@@ -63,6 +71,7 @@ class WindowTests:
         if self.profile is None:
             if window.columns:
                 self.profile = Profile.from_columns(window.columns, model=self.model)
+                self._baselines = prepare(self.profile)
             return []
         names = [name for name in self.profile.features if name in window.columns]
         if not names:
@@ -74,52 +83,38 @@ class WindowTests:
             alpha=self.alpha,
             correction=self.correction,
             ks_method="fast",  # a drifted window's exact KS p-value would delay its alert
+            rules=self.rules,
+            baselines=self._baselines,  # the references sorted and binned once, not per window
         )
         self._on_report(report)
         return [
-            self._finding(window, feature, test, statistic, adjusted)
-            for feature, test, statistic, adjusted in self._adjusted(report)
-            if adjusted < self.alpha
+            self._finding(window, feature, test)
+            for feature in report.features
+            for test in feature.tests
+            if test.drift
         ]
-
-    def _adjusted(
-        self, report: DriftReport
-    ) -> Iterator[tuple[FeatureDrift, TestName, float, float]]:
-        """Every test with its adjusted p-value, as if it were its feature's best."""
-        pvalues = np.array([feature.pvalue for feature in report.features])
-        for i, feature in enumerate(report.features):
-            for test, statistic, pvalue in _tests(feature):
-                alone = combined_pvalue(pvalue, 1.0)  # the feature's p-value were this its best
-                if alone == feature.pvalue:
-                    adjusted = feature.adjusted_pvalue
-                else:
-                    trial = pvalues.copy()
-                    trial[i] = alone
-                    adjusted = float(self._adjust(trial)[i])
-                yield feature, test, statistic, adjusted
 
     def _finding(
         self,
         window: ClosedWindow,
         feature: FeatureDrift,
-        test: TestName,
-        statistic: float,
-        adjusted: float,
+        test: Judgement,
     ) -> Finding:
+        assert test.severity is not None  # a drifted test has one
         return Finding(
             model=self.model,
             version=self.version,
             feature=feature.feature,
-            test=test,
-            statistic=statistic,
-            pvalue=adjusted,
+            test=test.test,
+            statistic=test.statistic,
+            pvalue=test.adjusted_pvalue,
             threshold=self.alpha,
             window_index=window.index,
             window_start=window.start,
             window_end=window.end,
             n_reference=feature.n_reference,
             n_current=feature.n_current,
-            severity="critical" if adjusted < self.alpha / CRITICAL_FACTOR else "warning",
+            severity=test.severity,
             reference=self.reference,
         )
 
@@ -132,14 +127,5 @@ class WindowTests:
         """Take the reference :meth:`to_state` described."""
         data = state["profile"]
         self.profile = None if data is None else Profile.from_dict(data)
+        self._baselines = {} if self.profile is None else prepare(self.profile)
         self.reference = "profile" if state["reference"] == "profile" else "first_window"
-
-
-def _tests(feature: FeatureDrift) -> list[tuple[TestName, float, float]]:
-    """A feature's tests from its report entry: (name, statistic, raw p-value)."""
-    tests: list[tuple[TestName, float, float]] = [("psi", feature.psi, feature.psi_pvalue)]
-    if feature.ks_statistic is not None and feature.ks_pvalue is not None:
-        tests.append(("ks", feature.ks_statistic, feature.ks_pvalue))
-    if feature.chi2_statistic is not None and feature.chi2_pvalue is not None:
-        tests.append(("chi2", feature.chi2_statistic, feature.chi2_pvalue))
-    return tests

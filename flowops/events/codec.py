@@ -17,7 +17,9 @@ columns: ``variant`` (the A/B arm or shadow that answered) and ``parse_error`` (
 request's features could not be read), each a string or null; the encoder leaves them
 out when they are null, so a message without them is what it was before they existed.
 Decoding checks every value's type, but a batch is checked column by column in C
-(``map(type, column)``) and never becomes per-row Python objects. Anything wrong raises
+(``map(type, column)``) and never becomes per-row Python objects.
+
+Anything wrong raises
 :class:`~flowops.errors.EventError` naming the field and a ``code`` fit for a dead letter:
 
 >>> batch = decode_traffic(encode_traffic(
@@ -33,6 +35,21 @@ flowops.errors.EventError: traffic event: field 'batch': missing field 'features
 ... except EventError as err:
 ...     print(err.code)
 schema_version
+
+**NaN and Infinity.** A client that writes its JSON with Python's ``json.dumps`` (or
+JavaScript's ``JSON.stringify`` of a float array in some libraries) sends the tokens
+``NaN``, ``Infinity`` and ``-Infinity``, which JSON does not have and orjson refuses.
+Only a payload orjson refused and that holds one of them is parsed again
+(:mod:`flowops.events.non_finite`), with each token read as ``null``: a missing value
+where it stood (a feature, a prediction), still an error where a number is required (a
+timestamp). The batch counts them in ``non_finite``; valid JSON never pays for the
+second parse.
+
+>>> batch = decode_traffic(b'{"schema_version": 1, "model": "m", "version": "1", '
+...     b'"request_id": "r", "timestamp": 1.0, "features": {"x": NaN, "y": -Infinity}, '
+...     b'"prediction": 0.5, "latency_ms": 2.0, "status": 200}')
+>>> batch.features, batch.non_finite
+({'x': [None], 'y': [None]}, 2)
 """
 
 from __future__ import annotations
@@ -46,6 +63,7 @@ import numpy as np
 import orjson
 
 from flowops.errors import EventError, EventErrorCode
+from flowops.events.non_finite import loads_non_finite
 from flowops.events.traffic import FeatureValue, TrafficBatch, TrafficRow
 
 __all__ = [
@@ -161,11 +179,16 @@ def encode_traffic(traffic: TrafficRow | TrafficBatch) -> bytes:
 # --- decoding -------------------------------------------------------------------------
 
 
-def _load(payload: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+def _load(payload: bytes | bytearray | memoryview | str) -> tuple[dict[str, Any], int]:
+    """The message as a dict, and how many NaN or Infinity tokens it held (read as null)."""
+    non_finite = 0
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise _error(f"not JSON: {exc}", None, "bad_json") from None
+        tolerant = loads_non_finite(payload)
+        if tolerant is None:
+            raise _error(f"not JSON: {exc}", None, "bad_json") from None
+        data, non_finite = tolerant
     if type(data) is not dict:
         raise _error(f"expected a JSON object, got {_json_name(data)}", None, "bad_json")
     version = data.get("schema_version", _MISSING)
@@ -177,7 +200,7 @@ def _load(payload: bytes | bytearray | memoryview | str) -> dict[str, Any]:
             "schema_version",
             "schema_version",
         )
-    return data
+    return data, non_finite
 
 
 class _Columns(NamedTuple):
@@ -199,15 +222,18 @@ class _Columns(NamedTuple):
     single: bool
     variants: list[str | None] | None
     parse_errors: list[str | None] | None
+    non_finite: int = 0
 
 
 def _parse(payload: bytes | bytearray | memoryview | str) -> _Columns:
-    data = _load(payload)
+    data, non_finite = _load(payload)
     if "batch" in data:
         _check_keys(data, _BATCH_KEYS, None)
-        return _parse_batch(data)
-    _check_keys(data, _ROW_KEYS, None, _OPTIONAL)
-    return _parse_row(data)
+        columns = _parse_batch(data)
+    else:
+        _check_keys(data, _ROW_KEYS, None, _OPTIONAL)
+        columns = _parse_row(data)
+    return columns._replace(non_finite=non_finite) if non_finite else columns
 
 
 def _parse_row(data: dict[str, Any]) -> _Columns:
@@ -324,6 +350,7 @@ class _Group:
                 False,
                 _merge_optional([(part.variants, len(part.request_ids)) for part in parts]),
                 _merge_optional([(part.parse_errors, len(part.request_ids)) for part in parts]),
+                sum(part.non_finite for part in parts),
             )
         )
 
@@ -372,6 +399,7 @@ def _to_batch(columns: _Columns) -> TrafficBatch:
         status=np.array(columns.status, dtype=np.int64),
         variants=columns.variants,
         parse_errors=columns.parse_errors,
+        non_finite=columns.non_finite,
     )
 
 

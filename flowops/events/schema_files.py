@@ -7,8 +7,10 @@ the committed files are what this module writes)::
 
 The traffic decoder (:mod:`flowops.events.codec`) is hand-written for speed; the
 pydantic models below describe the same wire format for the schema, and the unit tests
-check that both accept and reject the same messages. One rule is beyond JSON Schema: in a
-batch, every column holds one value per ``request_id``. The traffic event's ``variant``
+check that both accept and reject the same messages. Two rules are beyond JSON Schema: in
+a batch, every column holds one value per ``request_id``; and the decoder also reads the
+non-JSON tokens ``NaN``, ``Infinity`` and ``-Infinity`` (as null, counted), which some
+clients write. The traffic event's ``variant``
 and ``parse_error`` are optional, so version 1 readers and writers of messages without
 them are unaffected.
 
@@ -161,6 +163,10 @@ def _traffic_schema() -> dict[str, Any]:
 def _event_schema(event: type[Event]) -> dict[str, Any]:
     body = event.model_json_schema()
     body["properties"]["schema_version"]["const"] = 1
+    if event is DriftAlert:
+        from flowops.drift.registry import ALERT_TESTS  # the tests FlowOps knows today
+
+        body["properties"]["test"]["examples"] = list(ALERT_TESTS)
     title = f"FlowOps {event.NAME} event"
     key = {DeadLetter: "source_topic", HealthEvent: "target"}.get(event, "model")
     header = _header(title, body.pop("description", ""), event.EVENT_TYPE, event.TOPIC, key)

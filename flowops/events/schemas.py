@@ -138,7 +138,7 @@ class FindingLike(Protocol):
     @property
     def feature(self) -> str: ...
     @property
-    def test(self) -> Literal["psi", "ks", "chi2", "adwin"]: ...
+    def test(self) -> str: ...
     @property
     def statistic(self) -> float: ...
     @property
@@ -176,7 +176,10 @@ class DriftAlert(Event):
     model: _Name
     version: str
     feature: _Name
-    test: Literal["psi", "ks", "chi2", "adwin"]
+    test: _Name = Field(
+        description="the test that found the drift: a registered window test "
+        "(flowops.drift.registry) or adwin; readers should accept names they do not know"
+    )
     statistic: float
     pvalue: Annotated[float, Field(ge=0, le=1)] | None = Field(
         description="the adjusted p-value; null for PSI and ADWIN"

@@ -84,7 +84,9 @@ class TrafficBatch:
     Array columns are converted to their dtype on construction (no copy when they
     already have it). A column of another length raises :class:`EventError`.
     ``variants`` and ``parse_errors`` are ``None`` when no row has one (a column of
-    nothing but ``None`` is stored as ``None``).
+    nothing but ``None`` is stored as ``None``). ``non_finite`` counts the ``NaN`` and
+    ``Infinity`` tokens the decoder read as missing values in the messages this batch
+    was decoded from (a slice of it does not carry the count; equality ignores it).
     """
 
     model: str
@@ -97,6 +99,7 @@ class TrafficBatch:
     status: NDArray[np.int64]
     variants: list[str | None] | None = None
     parse_errors: list[str | None] | None = None
+    non_finite: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -132,6 +135,25 @@ class TrafficBatch:
             return self
         keep = [index for index, error in enumerate(errors) if error is None]
         return self._take(keep)
+
+    def answered(self) -> TrafficBatch:
+        """The rows a model answered (a 2xx status) and whose features could be read:
+        what drift may use (``self`` if all). A rejected request's "prediction" is the
+        server's error object, and its features are what the model refused.
+
+        >>> batch = TrafficBatch.from_rows([
+        ...     TrafficRow("m", "1", "a", 1.0, {"x": 1.0}, 0.2, 2.0, 200),
+        ...     TrafficRow("m", "1", "b", 1.0, {"x": "?"}, {"error": "bad"}, 2.0, 400),
+        ... ])
+        >>> batch.answered().request_ids
+        ['a']
+        """
+        ok = (self.status >= 200) & (self.status < 300)
+        if self.parse_errors is not None:
+            ok &= np.array([error is None for error in self.parse_errors], dtype=bool)
+        if ok.all():
+            return self
+        return self._take(np.flatnonzero(ok).tolist())
 
     @classmethod
     def from_rows(cls, rows: Sequence[TrafficRow]) -> TrafficBatch:

@@ -17,13 +17,16 @@ format                 request                                         response
 ``dataframe_split``    ``{"dataframe_split": {"columns", "data"}}``    the same
 ``dataframe_records``  ``{"dataframe_records": [{...}, ...]}``         the same
 ``object``             any other JSON object: one row of features      any JSON: the prediction
+``csv``                ``text/csv`` with a header row, as MLflow       the same as JSON's
+                       takes it (:mod:`flowops.gateway.csv_rows`)
 =====================  ==============================================  =======================
 
 **Names.** A payload's own names win (object keys, ``columns``, tensor names). Where it
 has none (rows that are arrays, a single 2-D tensor), the route's ``features`` name the
 values in order, and ``f0, f1, ...`` any value beyond them.
 
-**Values.** Numbers and strings are kept, ``null`` is a missing value, booleans become
+**Values.** Numbers and strings are kept, ``null`` is a missing value (so are ``NaN``
+and ``Infinity``, which Python's ``json.dumps`` writes and MLflow reads), booleans become
 ``"true"`` / ``"false"`` (a category, as ``flowops drift baseline`` reads them from data
 files). Arrays and objects are not one feature value: they are left out of the row.
 
@@ -42,8 +45,10 @@ from the bodies.
 ...                 b'{"predictions": [0, 2]}', "application/json", ["sepal", "width"])
 >>> found.format, found.rows, found.predictions
 ('instances', [{'sepal': 5.1, 'width': 3.5}, {'sepal': 6.2, 'width': 2.9}], [0, 2])
->>> extract(b"a,b\\n1,2", "text/csv", b"[1]", None).error
-"the request's content type is 'text/csv', not JSON"
+>>> extract(b"a,b\\n1,x\\n", "text/csv", b'{"predictions": [1]}', None).rows
+[{'a': 1, 'b': 'x'}]
+>>> extract(b"\\x89PNG", "image/png", b"[1]", None).error
+"the request's content type is 'image/png', not JSON"
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from typing import Any, Final, Literal, TypeAlias
 import orjson
 
 from flowops.events import FeatureValue, TrafficRow
+from flowops.events.non_finite import loads_non_finite
+from flowops.gateway.csv_rows import is_csv, read_csv_rows
 
 __all__ = ["Extracted", "PayloadFormat", "extract"]
 
@@ -67,6 +74,7 @@ PayloadFormat: TypeAlias = Literal[
     "dataframe_split",
     "dataframe_records",
     "object",
+    "csv",
     "unknown",
 ]
 """Which payload a request was; ``unknown`` when it was none that :func:`extract` reads."""
@@ -181,10 +189,14 @@ def _extract(
     response_type: str | None,
     features: Sequence[str],
 ) -> Extracted:
-    body, error = _load(request, request_type, "request")
-    if error is not None:
-        return Extracted([], [], "unknown", error)
-    read = _read_request(body, list(features))
+    if is_csv(request_type):
+        rows, error = read_csv_rows(request)
+        read = _Read("csv", rows, error)
+    else:
+        body, error = _load(request, request_type, "request")
+        if error is not None:
+            return Extracted([], [], "unknown", error)
+        read = _read_request(body, list(features))
     if read.error is not None:
         return Extracted([], [], read.format, read.error)
     predictions, note = _read_response(response, response_type, read)
@@ -205,7 +217,10 @@ def _load(
     try:
         return orjson.loads(body), None
     except orjson.JSONDecodeError as exc:
-        return None, f"the {what} body is not JSON ({exc})"
+        tolerant = loads_non_finite(body)  # NaN from json.dumps: a missing value
+        if tolerant is None:
+            return None, f"the {what} body is not JSON ({exc})"
+        return tolerant[0], None
 
 
 def _generic_json(content_type: str, body: bytes | bytearray | memoryview) -> bool:

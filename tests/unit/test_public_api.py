@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 
 import pytest
 
 PACKAGES = [
     "flowops",
     "flowops.drift",
+    "flowops.drift.chisq",
+    "flowops.drift.error_rate",
+    "flowops.drift.finding",
+    "flowops.drift.js",
+    "flowops.drift.ks",
+    "flowops.drift.psi",
+    "flowops.drift.registry",
+    "flowops.drift.report",
+    "flowops.drift.rules",
+    "flowops.drift.wasserstein",
+    "flowops.drift.window_test",
+    "flowops.drift.window_tests",
+    "flowops.predictions",
     "flowops.errors",
     "flowops.config",
     "flowops.data",
@@ -23,6 +36,7 @@ PACKAGES = [
     "flowops.events",
     "flowops.events.codec",
     "flowops.events.headers",
+    "flowops.events.non_finite",
     "flowops.events.producer",
     "flowops.events.schema_files",
     "flowops.events.schemas",
@@ -40,6 +54,7 @@ PACKAGES = [
     "flowops.gateway.breaker",
     "flowops.gateway.callers",
     "flowops.gateway.client",
+    "flowops.gateway.csv_rows",
     "flowops.gateway.config",
     "flowops.gateway.deadline",
     "flowops.gateway.health",
@@ -106,21 +121,23 @@ def _public_names(module: ModuleType) -> set[str]:
 
 def _constants(module: ModuleType) -> set[str]:
     """UPPER_CASE values without a home module of their own (numbers, strings, tuples,
-    frozensets)."""
+    frozensets, read-only mappings)."""
     return {
         name
         for name, value in vars(module).items()
         if name.isupper()
         and not name.startswith("_")
-        and isinstance(value, int | float | str | tuple | frozenset)
+        and isinstance(value, int | float | str | tuple | frozenset | MappingProxyType)
         and not isinstance(value, bool)  # TYPE_CHECKING
     }
 
 
 def _is_alias(module: ModuleType, name: str) -> bool:
-    """A type alias (``Kind = Literal[...]``) has no home module of its own."""
+    """A type alias (``Kind = Literal[...]``, ``TestName = str``) has no home module of
+    its own."""
     value = getattr(module, name, None)
-    return getattr(value, "__module__", None) in ("typing", "types", "collections.abc")
+    homes = ("typing", "types", "collections.abc", "builtins")
+    return getattr(value, "__module__", None) in homes
 
 
 @pytest.mark.parametrize("name", PACKAGES)

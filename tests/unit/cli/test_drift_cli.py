@@ -28,9 +28,11 @@ FEATURE_KEYS = {
     "pvalue",
     "adjusted_pvalue",
     "drift",
+    "severity",
     "n_reference",
     "n_current",
     "excluded",
+    "tests",
 }
 
 
@@ -163,6 +165,7 @@ def test_table_shows_each_feature_and_the_verdict(sample: Path) -> None:
         "adjusted",
         "p",
         "excluded",
+        "severity",
         "verdict",
     ]
     verdicts = {line.split()[0]: line.split()[-1] for line in lines[1:6]}
@@ -174,7 +177,8 @@ def test_table_shows_each_feature_and_the_verdict(sample: Path) -> None:
         "channel": "DRIFT",
     }
     assert lines[-1] == (
-        "DRIFT in 2 of 5 features (income, channel): adjusted p < 0.05 (Benjamini-Hochberg)."
+        "DRIFT in 2 of 5 features (income, channel, 40%): adjusted p < 0.05 "
+        "(Benjamini-Hochberg) and effect >= its floor."
     )
 
 
@@ -192,7 +196,7 @@ def test_table_without_drift_says_so(sample: Path) -> None:
 
     assert result.exit_code == 0
     assert result.stdout.splitlines()[-1] == (
-        "No drift in 2 features: no adjusted p < 0.05 (Benjamini-Hochberg)."
+        "No drift in 2 features: no adjusted p < 0.05 (Benjamini-Hochberg) and effect >= its floor."
     )
 
 
@@ -223,7 +227,7 @@ def test_nan_inf_and_missing_values_are_excluded_and_counted(tmp_path: Path) -> 
 
     table = run("drift", "compare", "--reference", str(reference), "--current", str(current))
     assert table.stdout.splitlines()[1].split()[0:2] == ["x", "numeric"]
-    assert table.stdout.splitlines()[1].split()[-2] == "4"
+    assert table.stdout.splitlines()[1].split()[-3] == "4"
 
 
 def test_parquet_reference_against_json_lines(tmp_path: Path) -> None:
@@ -581,5 +585,5 @@ def test_help_teaches_by_example_and_documents_exit_codes(command: str) -> None:
 
     assert f"flowops drift {command} --" in text.split("Options:")[0]
     assert "Exit codes:" in text
-    assert "1  drift found" in text
+    assert "1  drift by the verdict rule" in text
     assert "2  usage, input or configuration error" in text

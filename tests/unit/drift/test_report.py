@@ -28,9 +28,22 @@ FEATURE_KEYS = [
     "pvalue",
     "adjusted_pvalue",
     "drift",
+    "severity",
     "n_reference",
     "n_current",
     "excluded",
+    "tests",
+]
+TEST_KEYS = [
+    "test",
+    "statistic",
+    "pvalue",
+    "adjusted_pvalue",
+    "effect",
+    "min_effect",
+    "critical_effect",
+    "drift",
+    "severity",
 ]
 
 
@@ -54,7 +67,7 @@ def profile() -> Profile:
 
 @pytest.fixture(scope="module")
 def drifted(profile: Profile) -> DriftReport:
-    return compare(profile, columns(1, 8_000, shift=0.1, mix=0.05))
+    return compare(profile, columns(1, 8_000, shift=0.25, mix=0.15))
 
 
 def test_only_the_changed_features_drift(drifted: DriftReport) -> None:
@@ -113,8 +126,13 @@ def test_correction_across_features(profile: Profile, correction: str, adjust: A
     pvalues = [feature.pvalue for feature in report.features]
     adjusted = [feature.adjusted_pvalue for feature in report.features]
     assert adjusted == adjust(pvalues).tolist()
-    assert [f.drift for f in report.features] == [q < 0.2 for q in adjusted]
-    assert report.drift == any(q < 0.2 for q in adjusted)
+    for feature in report.features:
+        judged = [t.adjusted_pvalue < 0.2 and t.effect >= t.min_effect for t in feature.tests]
+        assert [t.drift for t in feature.tests] == judged
+        assert feature.drift == any(judged)
+    best = [min(f.tests, key=lambda t: t.pvalue).adjusted_pvalue for f in report.features]
+    assert best == adjusted, "the most significant test carries its feature's adjusted p"
+    assert report.drift == any(f.drift for f in report.features)
     assert (report.alpha, report.correction) == (0.2, correction)
 
 
@@ -147,12 +165,23 @@ def test_nan_inf_and_missing_current_values_are_excluded_and_counted(profile: Pr
 def test_to_dict_has_the_documented_keys_and_plain_values(drifted: DriftReport) -> None:
     data = drifted.to_dict()
 
-    assert list(data) == ["features", "drift", "alpha", "correction"]
+    assert list(data) == [
+        "features",
+        "drift",
+        "verdict",
+        "drifted_features",
+        "drifted_share",
+        "alpha",
+        "correction",
+    ]
     assert [list(feature) for feature in data["features"]] == [FEATURE_KEYS] * 4
     assert (data["drift"], data["alpha"], data["correction"]) == (True, 0.05, "bh")
+    assert (data["verdict"], data["drifted_features"], data["drifted_share"]) == ("any", 2, 0.5)
     for feature in data["features"]:
-        for value in feature.values():
-            assert type(value) in (str, float, int, bool, type(None))
+        assert [list(test) for test in feature["tests"]] == [TEST_KEYS] * 2
+        values = [*feature.values(), *(v for test in feature["tests"] for v in test.values())]
+        for value in values:
+            assert type(value) in (str, float, int, bool, type(None), list)
     assert json.loads(json.dumps(data)) == data
 
 

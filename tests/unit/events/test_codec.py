@@ -185,12 +185,45 @@ def test_the_message_names_event_and_field() -> None:
         decode_traffic(dumps(changed(ROW, "features.age", True)))
 
 
-def test_nan_and_infinity_are_not_json() -> None:
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_missing_values_and_counted(token: bytes) -> None:
+    batch = decode_traffic(dumps(ROW).replace(b"41", token))
+    assert batch.features["age"] == [None]
+    assert batch.non_finite == 1
+    assert batch.rows == 1
+
+
+def test_nan_in_a_batch_costs_only_its_values() -> None:
+    message = dumps(BATCH).replace(b"[41,", b"[NaN,", 1)
+    assert message != dumps(BATCH), "the batch must hold the value replaced"
+    batch = decode_traffic(message)
+    assert batch.rows == decode_traffic(dumps(BATCH)).rows
+    assert (batch.features["age"][0], batch.non_finite) == (None, 1)
+
+
+def test_a_nan_where_a_number_is_required_is_still_an_error() -> None:
     with pytest.raises(EventError) as caught:
-        decode_traffic(dumps(ROW).replace(b"41", b"NaN"))
-    assert caught.value.code == "bad_json"
-    with pytest.raises(EventError):
+        decode_traffic(dumps(ROW).replace(b'"timestamp":1764291600.25', b'"timestamp":NaN'))
+    assert (caught.value.code, caught.value.field) == ("wrong_type", "timestamp")
+
+
+def test_overflowing_numbers_and_other_bad_json_stay_bad_json() -> None:
+    with pytest.raises(EventError) as caught:
         decode_traffic(dumps(ROW).replace(b"41", b"1e400"))
+    assert caught.value.code == "bad_json"
+    with pytest.raises(EventError) as caught:
+        decode_traffic(dumps(ROW).replace(b"41", b"NaN").replace(b"}", b"", 1))
+    assert caught.value.code == "bad_json"
+
+
+def test_valid_messages_never_take_the_tolerant_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowops.events import non_finite
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the tolerant parse ran")
+
+    monkeypatch.setattr(non_finite.json, "loads", refuse)
+    assert decode_traffic(dumps(ROW)).non_finite == 0
 
 
 # --- encoding -----------------------------------------------------------------------------

@@ -293,7 +293,10 @@ def test_json_sent_under_a_catch_all_type_is_read(content_type: str) -> None:
         (b"{", JSON, "unknown", "the request body is not JSON (unexpected end of data"),
         (b"", None, "unknown", "the request body is not JSON (Input is a zero-length"),
         (b"\xff\xfe", JSON, "unknown", "the request body is not JSON"),
-        (b"a,b\n1,2", "text/csv; charset=utf-8", "unknown", "the request's content type is"),
+        (b"<a>1</a>", "application/xml; charset=utf-8", "unknown", "the request's content type is"),
+        (b"a,b\n1,2,3\n", "text/csv", "csv", "CSV record 1 has 3 cells"),
+        (b"", "text/csv", "csv", "the CSV request body has no header row"),
+        (b"a\n\xff\n", "text/csv", "csv", "the CSV request body is not UTF-8 text"),
         (b"a=1&b=2", "application/x-www-form-urlencoded", "unknown", "the request's content"),
         (b"[[1, 2]]", JSON, "unknown", "an array is not an inference request"),
         (b'"text"', JSON, "unknown", "a string is not an inference request"),
@@ -437,3 +440,29 @@ def test_rows_of_arrays_are_the_same_in_every_format(rows: list[list[Any]]) -> N
     ):
         found = read(request, {"predictions": predictions}, names)
         assert (found.rows, found.predictions, found.error) == (expected, predictions, None)
+
+
+# --- text/csv (MLflow's scoring server takes it) --------------------------------------------
+
+
+def test_a_csv_request_with_a_header_becomes_rows() -> None:
+    body = b"age,region,income,flag\r\n41,north,52000.5,\r\n\r\n37,south,,yes\r\n"
+    found = extract(body, "text/csv; charset=utf-8", b'{"predictions": [0.1, 0.7]}', JSON)
+    assert (found.format, found.error, found.note) == ("csv", None, None)
+    assert found.rows == [
+        {"age": 41, "region": "north", "income": 52000.5, "flag": None},
+        {"age": 37, "region": "south", "income": None, "flag": "yes"},
+    ]
+    assert found.predictions == [0.1, 0.7]
+
+
+def test_a_short_csv_record_leaves_the_rest_missing_and_quotes_are_read() -> None:
+    found = extract(b'name,city\n"Doe, J",\nAnn\n', "application/csv", b"[1, 2]", JSON)
+    assert found.rows == [{"name": "Doe, J", "city": None}, {"name": "Ann", "city": None}]
+
+
+def test_nan_tokens_in_a_json_request_are_missing_values() -> None:
+    found = extract(
+        b'{"instances": [[NaN, 2.0], [1.0, -Infinity]]}', JSON, b"[1, 2]", JSON, ["a", "b"]
+    )
+    assert (found.error, found.rows) == (None, [{"a": None, "b": 2.0}, {"a": 1.0, "b": None}])

@@ -1,0 +1,116 @@
+"""ErrorRate: a jump in a model's error rate against its recent windows (pure logic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from flowops.drift.error_rate import ErrorRate, ErrorRateJump, error_counts
+from flowops.errors import InputError
+from flowops.events import TrafficBatch, TrafficRow
+
+
+def feed(rates: ErrorRate, windows: list[tuple[int, int]]) -> list[ErrorRateJump]:
+    found = []
+    for index, (total, errors) in enumerate(windows):
+        jump = rates.close(index, float(index), float(index + 1), total=total, errors=errors)
+        if jump is not None:
+            found.append(jump)
+    return found
+
+
+def test_thirty_percent_of_requests_failing_is_a_critical_jump() -> None:
+    rng = np.random.default_rng(1)
+    windows = [(2_000, int(rng.binomial(2_000, 0.01))) for _ in range(10)]
+    windows += [(2_000, int(rng.binomial(2_000, 0.31))) for _ in range(3)]
+    found = feed(ErrorRate(), windows)
+    assert [jump.window_index for jump in found] == [10, 11, 12]
+    first = found[0]
+    assert first.severity == "critical"
+    assert first.jump == pytest.approx(first.rate - first.baseline_rate)
+    assert 0.25 < first.jump < 0.35
+    assert first.n_baseline == 20_000
+
+
+def test_a_rate_that_stays_high_becomes_the_level_and_stops_alerting() -> None:
+    windows = [(1_000, 10)] * 5 + [(1_000, 300)] * 12
+    found = feed(ErrorRate(history=5), windows)
+    # window 9 still has one 1% window in its history (level 24.2%: +5.8 points);
+    # from window 10 on the history is all 30%
+    assert [jump.window_index for jump in found] == [5, 6, 7, 8, 9]
+    # each 30% window replaces a 1% one in the level: +29, +23.2, +17.4, +11.6, +5.8 points
+    assert [round(jump.jump, 3) for jump in found] == [0.29, 0.232, 0.174, 0.116, 0.058]
+    assert [jump.severity for jump in found] == ["critical"] * 2 + ["warning"] * 3
+
+
+def test_a_significant_but_small_rise_is_no_alert() -> None:
+    """+1 point at 100,000 requests a window: certain (z about 8), under the 5-point floor."""
+    windows = [(100_000, 1_000)] * 5 + [(100_000, 2_000)]
+    assert feed(ErrorRate(), windows) == []
+    assert [j.severity for j in feed(ErrorRate(min_jump=0.005), windows)] == ["warning"]
+
+
+def test_a_large_rise_on_few_requests_is_no_alert() -> None:
+    """2 of 100 then 10 of 100 (+8 points): z about 2.6, p 0.005, not below alpha 0.001."""
+    assert feed(ErrorRate(), [(100, 2), (100, 10)]) == []
+
+
+def test_small_windows_are_neither_tested_nor_kept() -> None:
+    rates = ErrorRate(min_rows=100)
+    assert rates.close(0, 0.0, 1.0, total=99, errors=99) is None
+    assert rates.to_state() == {"windows": []}
+
+
+def test_false_alarms_stay_at_or_below_alpha_with_no_jump() -> None:
+    rng = np.random.default_rng(2)
+    rates = ErrorRate(alpha=0.05, min_jump=0.0, history=5)
+    windows = [(500, int(rng.binomial(500, 0.05))) for _ in range(600)]
+    alarms = len(feed(rates, windows))
+    tested = len(windows) - 1
+    assert stats.binomtest(alarms, tested, 0.05, alternative="greater").pvalue > 0.01
+
+
+def test_state_round_trip_gives_the_same_jumps() -> None:
+    windows = [(1_000, 10)] * 6 + [(1_000, 250)]
+    whole = feed(ErrorRate(), windows)
+    first = ErrorRate()
+    feed(first, windows[:4])
+    second = ErrorRate()
+    second.load_state(first.to_state())
+    rest = [
+        second.close(i, float(i), float(i + 1), total=total, errors=errors)
+        for i, (total, errors) in enumerate(windows[4:], start=4)
+    ]
+    assert [jump for jump in rest if jump is not None] == whole
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"alpha": 0.0}, {"min_jump": 0.3, "critical_jump": 0.2}, {"history": 0}, {"min_rows": 0}],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(InputError):
+        ErrorRate(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_counts_are_refused() -> None:
+    with pytest.raises(InputError, match="errors must lie"):
+        ErrorRate().close(0, 0.0, 1.0, total=10, errors=11)
+
+
+def test_failed_requests_stay_out_of_the_data_and_count_as_errors() -> None:
+    """30% of requests rejected: the features keep only the answered rows."""
+    rows = [
+        TrafficRow("m", "1", f"r{i}", float(i), {"x": float(i)}, 0.5, 1.0, 200)
+        if i % 10 >= 3
+        else TrafficRow("m", "1", f"r{i}", float(i), {"x": "bad"}, {"error": "no"}, 1.0, 400)
+        for i in range(100)
+    ]
+    rows[5] = TrafficRow("m", "1", "r5", 5.0, {}, None, 1.0, 200, parse_error="not JSON")
+    batch = TrafficBatch.from_rows(rows)
+    answered = batch.answered()
+    assert answered.rows == 69
+    assert all(isinstance(value, float) for value in answered.features["x"])
+    assert set(answered.status.tolist()) == {200}
+    assert error_counts(batch.status, batch.parse_errors) == (100, 31)
