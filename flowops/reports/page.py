@@ -160,8 +160,9 @@ def _summary(
         if share
         else f"{svg.fmt(drifted / len(features) * 100 if features else 0.0, 3)}% of the features"
     )
-    verdict = report.get("verdict")
-    headline = str(verdict) if isinstance(verdict, str) else _verdict(report.get("drift"))
+    # the report's "verdict" is the rule the model's drift was decided by (any,
+    # share:F), shown among the settings; the headline is the decision itself
+    headline = _verdict(report.get("drift"))
     excluded = sum(int(f.get("excluded") or 0) for _, f in features)
     facts = {
         "features compared": len(features),

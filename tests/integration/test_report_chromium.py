@@ -145,14 +145,24 @@ def test_numbers_equal_the_json_report(page: Page, rendered: tuple[Path, dict[st
     shown: dict[str, str] = page.evaluate(_NUMBERS)
     checked = 0
     for index, feature in enumerate(report["features"]):
-        for key, value in feature.items():
-            if key in ("feature", "kind") or value is None:
+        for path, value in _leaves(feature, f"features.{index}"):
+            if path.endswith((".feature", ".kind")) or value is None:
                 continue
-            _same(shown[f"features.{index}.{key}"], value, f"{feature['feature']}.{key}")
+            _same(shown[path], value, f"{feature['feature']}: {path}")
             checked += 1
     for key in ("alpha", "correction"):
         _same(shown[key], report[key], key)
     assert checked >= 10 * len(report["features"])
+
+
+def _leaves(value: Any, path: str) -> list[tuple[str, Any]]:
+    """Every scalar under ``value`` with its dotted path, lists of objects (a feature's
+    tests) descended into as the page's tables show them."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{path}.{k}")]
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{path}.{i}")]
+    return [(path, value)]
 
 
 def _same(text: str, value: Any, where: str) -> None:

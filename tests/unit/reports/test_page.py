@@ -73,6 +73,11 @@ def test_every_scalar_of_the_report_is_on_the_page(report: dict[str, Any]) -> No
         for key, value in feature.items():
             if key in ("feature", "kind") or value is None:
                 continue
+            if isinstance(value, list):  # a list of objects, the feature's tests: a table
+                for row, item in enumerate(value):
+                    for name in item:
+                        assert f"features.{index}.{key}.{row}.{name}" in shown, (key, name)
+                continue
             assert f"features.{index}.{key}" in shown, key
     assert shown["alpha"] == "0.05"
     assert shown["drift"] in ("Drift detected", "yes")
