@@ -105,6 +105,26 @@ class KafkaSettings(BaseModel):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "lz4", description="producer compression"
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients talk to the brokers: TLS (SSL), SASL, or both"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (SASL_PLAINTEXT and SASL_SSL)"
+    )
+    sasl_username: str | None = Field(None, min_length=1, description="SASL user name")
+    sasl_password_file: Path | None = Field(
+        None,
+        description="file holding the SASL password (a mounted secret); read at start "
+        "and again when it changes",
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle (PEM) trusted for the brokers; default: the system's"
+    )
+    ssl_certfile: Path | None = Field(None, description="client certificate (PEM), for mTLS")
+    ssl_keyfile: Path | None = Field(None, description="client certificate's key (PEM)")
+    ssl_check_hostname: bool = Field(
+        True, description="check that the broker's certificate names the host connected to"
+    )
 
     @field_validator("bootstrap")
     @classmethod
@@ -114,6 +134,17 @@ class KafkaSettings(BaseModel):
             if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            for key in ("sasl_username", "sasl_password_file"):
+                if getattr(self, key) is None:
+                    raise ConfigError(
+                        f"kafka.{key}",
+                        f"required when security_protocol is {self.security_protocol}",
+                    )
+        return self
 
 
 class BrokerSettings(BaseModel):

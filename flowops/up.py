@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from flowops import demo
 from flowops.broker import HOST, EmbeddedBroker, free_port, port_in_use
-from flowops.config import ModelStreamSettings, Settings, WindowSettings
+from flowops.config import KafkaSettings, ModelStreamSettings, Settings, WindowSettings
 from flowops.errors import ConfigError, ServiceError
 from flowops.events import DriftAlert, EventProducer, ReferenceProfile, Topics, ensure_topics
 from flowops.gateway.config import GatewaySettings, gateway_settings
@@ -67,6 +67,11 @@ _CONFIG_HEADER: Final = (
     "# The stream worker and the gateway it started read this file.\n"
 )
 _ANY_HOST: Final = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
+_NOT_SECURITY: Final = frozenset(
+    name
+    for name in KafkaSettings.model_fields
+    if not name.startswith(("security_", "sasl_", "ssl_")) and name != "bootstrap"
+)
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ class LocalStack:
             async with AsyncExitStack() as stack:
                 bootstrap = await self._broker(stack)
                 created = await ensure_topics(
-                    bootstrap,
+                    self._kafka(bootstrap),
                     self.settings.kafka.partitions,
                     replication=self.settings.kafka.replication,
                 )
@@ -232,7 +237,7 @@ class LocalStack:
         """The merged settings, as the worker and the gateway are to read them."""
         config = self.workdir / "flowops.yaml"
         values = self.settings.model_dump(mode="json", exclude_none=True)
-        values["kafka"]["bootstrap"] = bootstrap
+        values["kafka"] = self._kafka(bootstrap).model_dump(mode="json", exclude_none=True)
         values["streams"].setdefault("datadir", str(self.workdir / "faust"))
         if plan.gateway is not None:
             values["gateway"] = plan.gateway
@@ -259,6 +264,16 @@ class LocalStack:
         return section
 
     # -- children ----------------------------------------------------------------------
+
+    def _kafka(self, bootstrap: str) -> KafkaSettings:
+        """The ``kafka`` settings every client of the stack uses: the user's cluster with
+        its TLS and SASL settings, or the embedded broker, which is plain TCP on loopback."""
+        kafka = self.settings.kafka
+        if self.settings.broker.embedded:
+            return KafkaSettings(
+                **kafka.model_dump(include=set(_NOT_SECURITY)), bootstrap=bootstrap
+            )
+        return kafka.model_copy(update={"bootstrap": bootstrap})
 
     async def _broker(self, stack: AsyncExitStack) -> str:
         if not self.settings.broker.embedded:
@@ -426,7 +441,7 @@ class LocalStack:
     # -- the demo ------------------------------------------------------------------------
 
     async def _start_demo(self, stack: AsyncExitStack, bootstrap: str) -> demo.DemoClient:
-        kafka = self.settings.kafka.model_copy(update={"bootstrap": bootstrap})
+        kafka = self._kafka(bootstrap)
         profile = demo.reference_profile()
         async with EventProducer.from_settings(kafka, source="/flowops/up/demo") as producer:
             await producer.publish(ReferenceProfile.from_profile(profile, model=demo.MODEL))
