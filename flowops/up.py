@@ -57,6 +57,11 @@ MODEL_STOP_TIMEOUT: Final = 5.0
 MONITOR_STOP_TIMEOUT: Final = 15.0
 """The agent lets its last alert send finish and delivers its health events (5 s)."""
 MONITOR_INTERVAL: Final = 5.0
+RESTART_BACKOFF: Final = 1.0
+"""Seconds before the first restart of a child that died; doubled at each death after."""
+RESTART_BACKOFF_MAX: Final = 30.0
+STABLE_AFTER: Final = 60.0
+"""A child that has run this many seconds since its restart starts its backoff again."""
 """The agent's beat under ``up`` unless the config's monitor section sets one."""
 PROGRESS_EVERY: Final = 5.0
 DEMO_WINDOW_ROWS: Final = 4_000
@@ -151,6 +156,7 @@ class LocalStack:
         self._stop = asyncio.Event()
         self._traffic: demo.DemoTraffic | None = None
         self._shift_announced = False
+        self._embedded: EmbeddedBroker | None = None
 
     async def run(self) -> UpSummary:
         """Start everything, wait for Ctrl-C, SIGTERM or ``duration``, stop everything."""
@@ -286,6 +292,7 @@ class LocalStack:
         )
         self.say(f"broker: starting Tansu on {broker.bootstrap}")
         await stack.enter_async_context(broker)
+        self._embedded = broker
         stack.callback(self.say, "broker: stopped")
         self.say(f"broker: ready (pid {broker.pid})")
         return broker.bootstrap
@@ -344,9 +351,16 @@ class LocalStack:
         return child
 
     async def _stop_child(self, child: Child) -> None:
+        """Stop ``child`` and say how it ended: it stopped, it had to be killed, or it
+        was no longer running (dead before the stop, with its exit)."""
+        was_running = child.running
         code = await asyncio.to_thread(child.stop)
-        killed = " (killed: it did not stop in time)" if code == -signal.SIGKILL else ""
-        self.say(f"{child.name}: stopped{killed}")
+        if not was_running:
+            self.say(f"{child.name}: was not running ({_exit(code)})")
+        elif child.killed:
+            self.say(f"{child.name}: stopped (killed: it did not stop in {child.stop_timeout:g} s)")
+        else:
+            self.say(f"{child.name}: stopped")
 
     async def _until_serving(self, child: Child, url: str) -> None:
         """Until ``url`` answers 200 (or Ctrl-C); raises when ``child`` dies or is slow."""
@@ -405,11 +419,38 @@ class LocalStack:
             self.say("stopping")
 
     async def _watch(self, children: list[Child]) -> None:
-        """Raises when a child dies on its own."""
+        """Restarts each child that dies, after a backoff; raises when the embedded
+        broker dies (the stack's data went with it: nothing to restart into)."""
+        supervised = [_Supervised(child, time.monotonic()) for child in children]
         while True:
-            for child in children:
-                _check_alive(child)
-            await asyncio.sleep(0.5)
+            if self._embedded is not None and not self._embedded.running:
+                raise ServiceError(
+                    "broker",
+                    f"the embedded broker exited; its log ends:\n{self._embedded.log_tail()}",
+                )
+            for entry in supervised:
+                self._supervise(entry, time.monotonic())
+            await asyncio.sleep(0.25)
+
+    def _supervise(self, entry: _Supervised, now: float) -> None:
+        """One look at a child: note its death and when to restart it, or restart it."""
+        child = entry.child
+        if child.running:
+            if now - entry.started > STABLE_AFTER:
+                entry.deaths = 0
+            return
+        if entry.restart_at is None:
+            delay = min(RESTART_BACKOFF * 2**entry.deaths, RESTART_BACKOFF_MAX)
+            entry.deaths += 1
+            entry.restart_at = now + delay
+            self.say(
+                f"{child.name}: died ({_exit(child.returncode)}); restarting in {delay:g} s; "
+                f"its log ends:\n{child.log_tail(5)}"
+            )
+        elif now >= entry.restart_at:
+            child.restart()
+            entry.started, entry.restart_at = now, None
+            self.say(f"{child.name}: restarted (pid {child.pid})")
 
     async def _print_alerts(self, bootstrap: str) -> None:
         kafka = self.settings.kafka.model_copy(update={"bootstrap": bootstrap})
@@ -563,6 +604,28 @@ def _local_url(listen: str) -> str:
     """
     host, _, port = listen.rpartition(":")
     return f"http://{HOST if host in _ANY_HOST else host}:{port}"
+
+
+@dataclass
+class _Supervised:
+    """A child under supervision: when it last started, how often it died in a row, and
+    when it is to be restarted (None: it runs)."""
+
+    child: Child
+    started: float
+    deaths: int = 0
+    restart_at: float | None = None
+
+
+def _exit(code: int | None) -> str:
+    """How a process ended, in words.
+
+    >>> _exit(-9), _exit(1)
+    ('killed by SIGKILL', 'exit code 1')
+    """
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _check_alive(child: Child) -> None:
