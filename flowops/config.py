@@ -53,6 +53,7 @@ __all__ = [
     "WindowSettings",
     "check_listen",
     "config_error",
+    "default_config_file",
     "load_settings",
     "section",
 ]
@@ -60,6 +61,10 @@ __all__ = [
 _SectionT = TypeVar("_SectionT", bound=BaseModel)
 
 _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_values", default=None)
+
+# The config file given before the subcommand (`flowops --config x drift ...`): used when
+# the command itself names none, before FLOWOPS_CONFIG.
+default_config_file: ContextVar[str | None] = ContextVar("flowops_config_file", default=None)
 
 
 class DriftSettings(BaseModel):
@@ -341,8 +346,12 @@ def load_settings(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from flags, environment, YAML file and defaults, in that order."""
-    path = config_file or os.environ.get("FLOWOPS_CONFIG")
+    """Build the settings from flags, environment, YAML file and defaults, in that order.
+
+    The YAML file is ``config_file``, else the one given to ``flowops --config`` before
+    the subcommand (:data:`default_config_file`), else ``$FLOWOPS_CONFIG``.
+    """
+    path = config_file or default_config_file.get() or os.environ.get("FLOWOPS_CONFIG")
     token = _yaml_values.set(_read_yaml(Path(path)) if path else {})
     try:
         return Settings(**_drop_unset(overrides or {}))
@@ -360,12 +369,29 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+        raise ConfigError(str(path), f"not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), "the top level must be a mapping of sections")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint in one line, with where it is (PyYAML's own message spans
+    several lines: the context, a quote of the source, a caret).
+
+    >>> try:
+    ...     yaml.safe_load("a: [1\\nb: 2")
+    ... except yaml.YAMLError as exc:
+    ...     print(_yaml_problem(exc))
+    line 2, column 2: expected ',' or ']', but got ':'
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def _drop_unset(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -180,12 +180,33 @@ def compare_files(
     """
     from flowops.drift import compare
 
-    profile = read_profile(reference) or build_profile(reference, features=features, bins=bins)
+    profile = read_profile(reference) or _reference_data(reference, features, bins)
     names = list(dict.fromkeys(features)) if features else list(profile.features)
     kinds = {name: _kind(profile.features, name, reference) for name in names}
     table = read_table(current, columns=names, kinds=kinds)
     with _blame(table.path):
         return compare(profile, table.columns, features=names, alpha=alpha, correction=correction)
+
+
+def _reference_data(
+    reference: str | os.PathLike[str], features: Sequence[str] | None, bins: int
+) -> Profile:
+    """A reference that is data, profiled now; a ``.json`` reference that is one JSON
+    document but no profile is refused, naming it (read as one row of data, its keys
+    would be blamed on the current file's columns)."""
+    file = Path(reference)
+    if file.suffix.lower() == ".json":
+        try:
+            orjson.loads(file.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            pass  # unreadable: read_table says so; several lines: JSON Lines data
+        else:
+            raise InputError(
+                "not a FlowOps profile (it has no 'features'; `flowops drift baseline` makes "
+                "one); reference data in JSON must be JSON Lines (.jsonl), one row a line",
+                path=str(file),
+            )
+    return build_profile(reference, features=features, bins=bins)
 
 
 def _kind(
