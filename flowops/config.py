@@ -19,7 +19,7 @@ flowops.errors.ConfigError: config: drift.bins: Input should be greater than or 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -53,9 +53,9 @@ __all__ = [
     "WindowSettings",
     "check_listen",
     "config_error",
-    "default_config_file",
     "load_settings",
     "section",
+    "set_default_config_file",
 ]
 
 _SectionT = TypeVar("_SectionT", bound=BaseModel)
@@ -64,7 +64,7 @@ _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_value
 
 # The config file given before the subcommand (`flowops --config x drift ...`): used when
 # the command itself names none, before FLOWOPS_CONFIG.
-default_config_file: ContextVar[str | None] = ContextVar("flowops_config_file", default=None)
+_default_config_file: ContextVar[str | None] = ContextVar("flowops_config_file", default=None)
 
 
 class DriftSettings(BaseModel):
@@ -349,9 +349,9 @@ def load_settings(
     """Build the settings from flags, environment, YAML file and defaults, in that order.
 
     The YAML file is ``config_file``, else the one given to ``flowops --config`` before
-    the subcommand (:data:`default_config_file`), else ``$FLOWOPS_CONFIG``.
+    the subcommand (:func:`set_default_config_file`), else ``$FLOWOPS_CONFIG``.
     """
-    path = config_file or default_config_file.get() or os.environ.get("FLOWOPS_CONFIG")
+    path = config_file or _default_config_file.get() or os.environ.get("FLOWOPS_CONFIG")
     token = _yaml_values.set(_read_yaml(Path(path)) if path else {})
     try:
         return Settings(**_drop_unset(overrides or {}))
@@ -359,6 +359,13 @@ def load_settings(
         raise config_error(exc) from None
     finally:
         _yaml_values.reset(token)
+
+
+def set_default_config_file(path: str) -> Callable[[], None]:
+    """Make ``path`` the config file of :func:`load_settings` calls that name none (the
+    CLI's ``flowops --config FILE <command>``); returns the function that undoes it."""
+    token = _default_config_file.set(path)
+    return lambda: _default_config_file.reset(token)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

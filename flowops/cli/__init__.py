@@ -122,10 +122,9 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     their traffic, and watches the platform's health. Start with `flowops drift --help`.
     """
     if config_file is not None:
-        from flowops.config import default_config_file
+        from flowops.config import set_default_config_file
 
-        token = default_config_file.set(config_file)
-        ctx.call_on_close(lambda: default_config_file.reset(token))
+        ctx.call_on_close(set_default_config_file(config_file))
 
 
 def main() -> None:
