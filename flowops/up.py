@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -152,7 +154,9 @@ class LocalStack:
         self.say = say
         self.show = show
         self.summary = UpSummary()
-        self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="flowops-up-"))
+        # made in run(), once the ports are known to be free: a start refused at once
+        # leaves no empty folder behind
+        self.workdir = options.workdir or _new_temporary_folder()
         self._stop = asyncio.Event()
         self._traffic: demo.DemoTraffic | None = None
         self._shift_announced = False
@@ -210,34 +214,36 @@ class LocalStack:
         return _Plan(gateway, routes, checked.listen, model_port, monitor_listen)
 
     def _check_ports(self, plan: _Plan) -> None:
-        port = self.settings.streams.metrics_port
-        if port_in_use(port):
+        """Every port the stack is to listen on is free; one ConfigError naming all those
+        that are taken, each with the option that moves it."""
+        taken = [
+            f"{port} ({key}; {flag})"
+            for key, flag, host, port in self._ports(plan)
+            if ":" not in host and port_in_use(port, host)
+        ]
+        if taken:
             raise ConfigError(
-                "streams.metrics_port",
-                f"port {port} is already in use (an earlier `flowops up` or worker?); "
-                "choose another with --metrics-port",
+                "ports",
+                f"already in use (an earlier `flowops up` still running?): {', '.join(taken)}",
             )
-        if plan.listen is not None:
-            host, _, gateway_port = plan.listen.rpartition(":")
-            bind = "0.0.0.0" if host in _ANY_HOST else host
-            if ":" not in bind and port_in_use(int(gateway_port), bind):
-                raise ConfigError(
-                    "gateway.listen",
-                    f"port {gateway_port} is already in use (an earlier `flowops up` or "
-                    "gateway?); choose another with --gateway-port",
-                )
-        host, _, monitor_port = plan.monitor_listen.rpartition(":")
-        if port_in_use(int(monitor_port), "0.0.0.0" if host in _ANY_HOST else host):
-            raise ConfigError(
-                "monitor.listen",
-                f"port {monitor_port} is already in use (an earlier `flowops up` or "
-                "monitor?); choose another with --monitor-port",
-            )
-        if self.options.model_port is not None and port_in_use(self.options.model_port):
-            raise ConfigError(
-                "--model-port",
-                f"port {self.options.model_port} is already in use; choose another",
-            )
+
+    def _ports(self, plan: _Plan) -> list[tuple[str, str, str, int]]:
+        """(setting, option, host, port) of each listener the stack starts."""
+        ports = [
+            ("streams.metrics_port", "--metrics-port", HOST, self.settings.streams.metrics_port)
+        ]
+        if self.settings.broker.embedded:
+            ports.append(("broker.port", "--broker-port", HOST, self.settings.broker.port))
+        for key, flag, listen in (
+            ("gateway.listen", "--gateway-port", plan.listen),
+            ("monitor.listen", "--monitor-port", plan.monitor_listen),
+        ):
+            if listen:
+                host, _, port = listen.rpartition(":")
+                ports.append((key, flag, "0.0.0.0" if host in _ANY_HOST else host, int(port)))
+        if self.options.model_port is not None:
+            ports.append(("--model-port", "--model-port", HOST, self.options.model_port))
+        return ports
 
     def _write_config(self, bootstrap: str, plan: _Plan) -> Path:
         """The merged settings, as the worker and the gateway are to read them."""
@@ -626,6 +632,11 @@ def _exit(code: int | None) -> str:
     if code is not None and code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit code {code}"
+
+
+def _new_temporary_folder() -> Path:
+    """A name for a new folder in the temporary directory; not created here."""
+    return Path(tempfile.gettempdir()) / f"flowops-up-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _check_alive(child: Child) -> None:

@@ -341,9 +341,12 @@ def test_a_taken_broker_port_is_a_clear_error(run_up: Any) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        up = run_up("--broker-port", str(taken.getsockname()[1]))
-        assert up.proc.wait(STOP_TIMEOUT) == 3
-    assert "is already in use" in up.progress()
+        port = taken.getsockname()[1]
+        up = run_up("--broker-port", str(port))
+        assert up.proc.wait(STOP_TIMEOUT) == 2  # checked with the other ports, before any start
+    assert f"already in use (an earlier `flowops up` still running?): {port} (broker.port" in (
+        up.progress()
+    )
     assert "--broker-port" in up.progress()
     assert up.children() == {}
 
