@@ -160,8 +160,10 @@ def up(
     import asyncio
 
     from flowops.config import load_settings
+    from flowops.logs import quiet_kafka_client
     from flowops.up import LocalStack, UpOptions
 
+    quiet_kafka_client()  # a broker that does not answer is said once, by the error line
     broker: dict[str, object] = {"port": broker_port}
     if bootstrap is not None:
         broker["embedded"] = False

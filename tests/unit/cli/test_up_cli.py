@@ -179,3 +179,22 @@ def _flow(mapping: dict[str, object]) -> str:
     import yaml
 
     return yaml.safe_dump(mapping, default_flow_style=True).strip()
+
+
+def test_an_unreachable_bootstrap_is_one_error_line_without_the_clients_log(
+    tmp_path: Path,
+) -> None:
+    """As a user runs it; aiokafka used to print 'Unable connect to ...' before it."""
+    import subprocess
+    import sys
+
+    nothing = free_port()
+    command = [sys.executable, "-m", "flowops", "up", "--bootstrap", f"127.0.0.1:{nothing}"]
+    command += [*free_ports("--metrics-port", "--monitor-port"), "--workdir", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWOPS_")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"flowops up: kafka: using 127.0.0.1:{nothing} (broker.embedded is false)"
+    assert len(lines) == 2, done.stderr
+    assert lines[1].startswith(f"flowops: error: 127.0.0.1:{nothing}: cannot reach the Kafka")
