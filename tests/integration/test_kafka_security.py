@@ -1,7 +1,9 @@
 """Every kind of Kafka client FlowOps makes, against a broker reached over TLS, and
 against one that requires SASL: topic creation (admin), the event producer
 (``drift baseline --publish``), the consumer of ``drift watch``, the gateway's traffic
-sink, the monitor's Kafka probe, and the stream worker's producer and state reader.
+sink, the monitor's Kafka probe, the stream worker's producer and state reader, and all
+of them at once under ``flowops up --demo --bootstrap`` (the worker's Faust app and
+traffic consumer included).
 
 What was used, and why: Tansu 0.6 (the embedded broker) does not complete a TLS
 handshake with ``--cert`` (it reads the ClientHello as a Kafka frame), so TLS is a
@@ -298,3 +300,21 @@ async def test_plaintext_client_to_a_sasl_broker_names_security_protocol(
 ) -> None:
     with pytest.raises(BrokerError, match=r"kafka\.security_protocol: .*require SASL"):
         await ensure_topics(tls(sasl_broker, pki))
+
+
+def test_up_runs_the_whole_demo_on_a_tls_cluster(tls_broker: str, pki: Pki, tmp_path: Path) -> None:
+    """`flowops up --bootstrap` on a cluster reached over TLS, configured by
+    FLOWOPS_KAFKA__* alone: the gateway publishes the demo's traffic, the stream worker
+    (its consumer, its state, its Faust app) turns it into alerts, `up` reads them, the
+    monitor probes Kafka: every client kind at once."""
+    env = env_of(tls(tls_broker, pki))
+    done = flowops(
+        "up", "--demo", "--duration", "30", "--shift-after", "8", "--bootstrap", tls_broker,
+        "--gateway-port", str(free_port()), "--metrics-port", str(free_port()),
+        "--monitor-port", str(free_port()), "--workdir", str(tmp_path / "up"),
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "traffic events published" in done.stderr
+    assert "demo: drift in income detected" in done.stderr
+    assert "monitor: ready" in done.stderr
