@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 DEMO   := build/demo
 
-.PHONY: install debian debian-bench demo test lint unit bench clean
+.PHONY: install debian debian-bench demo test lint unit audit bench clean
 
 install: $(STAMP) debian
 
@@ -58,6 +58,11 @@ unit: install
 	$(BIN)/pytest -q
 
 test: debian lint unit
+
+# Known vulnerabilities in what .venv holds (pip-audit; .ci/audit.py says why that tool).
+# Exits 0 with "not checked: ..." when the advisory service cannot be reached.
+audit: $(STAMP)
+	$(BIN)/python .ci/audit.py -l
 
 bench: install debian-bench
 	$(BIN)/python bench/cli.py
