@@ -8,10 +8,11 @@ creation all connect alike:
 - :func:`client_options`: keyword arguments for ``AIOKafkaProducer``,
   ``AIOKafkaConsumer`` and ``AIOKafkaAdminClient``;
 - :func:`faust_credentials`: the ``broker_credentials`` of a ``faust.App``;
-- :func:`start_client`: starts a client; a failure becomes one
-  :class:`~flowops.errors.BrokerError` line (exit 3) that names the setting to fix when
-  the cause is security (a refused password, an untrusted certificate), found by
-  :func:`diagnose`.
+- :func:`diagnose`: when a client cannot start, one connection made as the client
+  would, and the :class:`~flowops.errors.BrokerError` (exit 3) naming the setting to fix
+  when the cause is security (a refused password, an untrusted certificate); the places
+  that start clients (topic creation, the event producer, the senders, the monitor's
+  probe) raise it instead of their "cannot reach the broker".
 
 A plain cluster needs nothing:
 
@@ -21,13 +22,14 @@ A plain cluster needs nothing:
 
 The password lives in a file (a mounted secret, as the prod overlay's ExternalSecret
 gives it) and is read when a client is made, again only after the file changed (its
-modification time or size), so a rotated secret reaches the next client made. A client
-already running keeps the password it was made with: Kafka authenticates a connection
-once, when it opens.
+modification time or size), so a rotated secret reaches the next client made (the
+gateway's and the monitor's senders make a new producer each time they reconnect). A
+client already running keeps the password it was made with, for its new connections too:
+aiokafka takes the password as a string.
 
-Why not aiokafka's own ``create_ssl_context`` alone: it neither names the setting at
-fault nor checks the files before the first connection; it is still what builds the
-context here.
+Why not aiokafka's ``create_ssl_context``: it loads the same files, but a missing or bad
+file is an ``ssl`` error that names no setting; loading them one by one into the standard
+library's default context lets each error name its key.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from flowops.errors import BrokerError, ConfigError
 
@@ -44,21 +46,13 @@ if TYPE_CHECKING:
     from flowops.config import KafkaSettings
 
 __all__ = [
-    "KafkaClient",
     "as_settings",
     "client_options",
     "diagnose",
     "faust_credentials",
     "read_password",
     "ssl_context",
-    "start_client",
 ]
-
-
-class KafkaClient(Protocol):
-    """What :func:`start_client` needs of an aiokafka client."""
-
-    async def start(self) -> None: ...
 
 
 def as_settings(bootstrap: str | KafkaSettings) -> KafkaSettings:
@@ -147,22 +141,6 @@ def read_password(kafka: KafkaSettings) -> str:
         raise ConfigError("kafka.sasl_password_file", f"{path} is empty")
     _passwords[key[0]] = _Read(key, value)
     return value
-
-
-async def start_client(client: KafkaClient, kafka: KafkaSettings, what: str) -> None:
-    """Start ``client``; on failure stop it and raise one BrokerError line saying why:
-    the setting at fault when the cause is security, else that the broker did not answer.
-
-    ``what`` names the client in the message (``"the traffic publisher"``).
-    """
-    try:
-        await client.start()
-    except Exception as exc:  # aiokafka raises KafkaError, but KeyError from SCRAM too
-        await _close(client)
-        cause = await diagnose(kafka)
-        if cause is not None:
-            raise cause from None
-        raise BrokerError(kafka.bootstrap, f"{what} cannot connect: {_describe(exc)}") from None
 
 
 async def diagnose(kafka: KafkaSettings, timeout: float = 10.0) -> BrokerError | None:
@@ -291,14 +269,3 @@ def _refused_login(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-async def _close(client: KafkaClient) -> None:
-    for name in ("stop", "close"):
-        method = getattr(client, name, None)
-        if method is not None:
-            try:
-                await method()
-            except Exception:  # a client that never started: nothing to close
-                return
-            return
