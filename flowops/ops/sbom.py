@@ -130,19 +130,30 @@ def _layers(outer: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
 
 
 def _read_layer(layer: IO[bytes], found: dict[str, Component]) -> None:
-    """Apply one layer: its whiteouts remove, its METADATA files add or replace."""
+    """Apply one layer to what the earlier ones left: its whiteouts remove (``.wh.<name>``
+    a file or folder, ``.wh..wh..opq`` all of a folder), its METADATA files add or
+    replace."""
+    added: dict[str, Component] = {}
     with tarfile.open(fileobj=layer, mode="r:*") as tar:
         for member in tar:
             path = PurePosixPath(member.name.lstrip("./"))
-            if path.name.startswith(".wh."):
+            if path.name == ".wh..wh..opq":
+                _remove(found, str(path.parent) + "/")
+            elif path.name.startswith(".wh."):
                 gone = str(path.parent / path.name.removeprefix(".wh."))
-                for key in [k for k in found if k == gone or k.startswith(gone + "/")]:
-                    del found[key]
+                found.pop(gone, None)
+                _remove(found, gone + "/")
             elif member.isfile() and _METADATA.search(str(path)):
                 handle = tar.extractfile(member)
                 component = _component(handle.read()) if handle is not None else None
                 if component is not None:
-                    found[str(path)] = component
+                    added[str(path)] = component
+    found.update(added)
+
+
+def _remove(found: dict[str, Component], prefix: str) -> None:
+    for key in [key for key in found if key.startswith(prefix)]:
+        del found[key]
 
 
 def _component(metadata: bytes) -> Component | None:

@@ -68,6 +68,19 @@ def test_the_last_layer_wins_and_a_whiteout_removes(tmp_path: Path) -> None:
     assert found[0].purl == "pkg:pypi/typing-extensions@4.12.2"
 
 
+def test_an_opaque_folder_hides_what_earlier_layers_put_in_it(tmp_path: Path) -> None:
+    first = {
+        f"{SITE}/old-1.0.dist-info/METADATA": metadata("old", "1.0"),
+        f"other/{SITE}/kept-2.0.dist-info/METADATA": metadata("kept", "2.0"),
+    }
+    second = {
+        f"{SITE}/.wh..wh..opq": b"",
+        f"{SITE}/new-3.0.dist-info/METADATA": metadata("new", "3.0"),
+    }
+    found = image_components(archive(tmp_path / "image.tar", [first, second]))
+    assert found == [Component("kept", "2.0"), Component("new", "3.0")]
+
+
 def test_a_file_that_is_no_image_archive_is_named(tmp_path: Path) -> None:
     path = tmp_path / "x.tar"
     with tarfile.open(path, "w"):
