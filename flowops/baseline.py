@@ -58,7 +58,7 @@ async def publish_profile_async(
     from flowops.events import EventProducer, ReferenceProfile, ensure_topics
 
     event = ReferenceProfile.from_profile(profile, model=model, version=version)
-    await ensure_topics(kafka.bootstrap, kafka.partitions, replication=kafka.replication)
+    await ensure_topics(kafka, kafka.partitions, replication=kafka.replication)
     async with EventProducer.from_settings(kafka, source=_SOURCE) as producer:
         await producer.publish(event)
     return event

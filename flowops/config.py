@@ -19,7 +19,7 @@ flowops.errors.ConfigError: config: drift.bins: Input should be greater than or 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -55,11 +55,16 @@ __all__ = [
     "config_error",
     "load_settings",
     "section",
+    "set_default_config_file",
 ]
 
 _SectionT = TypeVar("_SectionT", bound=BaseModel)
 
 _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("flowops_yaml_values", default=None)
+
+# The config file given before the subcommand (`flowops --config x drift ...`): used when
+# the command itself names none, before FLOWOPS_CONFIG.
+_default_config_file: ContextVar[str | None] = ContextVar("flowops_config_file", default=None)
 
 
 def _default_tests() -> dict[Literal["numeric", "categorical"], list[str]]:
@@ -143,6 +148,26 @@ class KafkaSettings(BaseModel):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "lz4", description="producer compression"
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients talk to the brokers: TLS (SSL), SASL, or both"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (SASL_PLAINTEXT and SASL_SSL)"
+    )
+    sasl_username: str | None = Field(None, min_length=1, description="SASL user name")
+    sasl_password_file: Path | None = Field(
+        None,
+        description="file holding the SASL password (a mounted secret); read at start "
+        "and again when it changes",
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle (PEM) trusted for the brokers; default: the system's"
+    )
+    ssl_certfile: Path | None = Field(None, description="client certificate (PEM), for mTLS")
+    ssl_keyfile: Path | None = Field(None, description="client certificate's key (PEM)")
+    ssl_check_hostname: bool = Field(
+        True, description="check that the broker's certificate names the host connected to"
+    )
 
     @field_validator("bootstrap")
     @classmethod
@@ -152,6 +177,17 @@ class KafkaSettings(BaseModel):
             if not (sep and host and port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            for key in ("sasl_username", "sasl_password_file"):
+                if getattr(self, key) is None:
+                    raise ConfigError(
+                        f"kafka.{key}",
+                        f"required when security_protocol is {self.security_protocol}",
+                    )
+        return self
 
 
 class BrokerSettings(BaseModel):
@@ -348,8 +384,12 @@ def load_settings(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from flags, environment, YAML file and defaults, in that order."""
-    path = config_file or os.environ.get("FLOWOPS_CONFIG")
+    """Build the settings from flags, environment, YAML file and defaults, in that order.
+
+    The YAML file is ``config_file``, else the one given to ``flowops --config`` before
+    the subcommand (:func:`set_default_config_file`), else ``$FLOWOPS_CONFIG``.
+    """
+    path = config_file or _default_config_file.get() or os.environ.get("FLOWOPS_CONFIG")
     token = _yaml_values.set(_read_yaml(Path(path)) if path else {})
     try:
         return Settings(**_drop_unset(overrides or {}))
@@ -357,6 +397,13 @@ def load_settings(
         raise config_error(exc) from None
     finally:
         _yaml_values.reset(token)
+
+
+def set_default_config_file(path: str) -> Callable[[], None]:
+    """Make ``path`` the config file of :func:`load_settings` calls that name none (the
+    CLI's ``flowops --config FILE <command>``); returns the function that undoes it."""
+    token = _default_config_file.set(path)
+    return lambda: _default_config_file.reset(token)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -367,12 +414,29 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+        raise ConfigError(str(path), f"not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), "the top level must be a mapping of sections")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint in one line, with where it is (PyYAML's own message spans
+    several lines: the context, a quote of the source, a caret).
+
+    >>> try:
+    ...     yaml.safe_load("a: [1\\nb: 2")
+    ... except yaml.YAMLError as exc:
+    ...     print(_yaml_problem(exc))
+    line 2, column 2: expected ',' or ']', but got ':'
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def _drop_unset(values: Mapping[str, Any]) -> dict[str, Any]:

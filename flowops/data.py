@@ -188,8 +188,8 @@ def compare_files(
     from flowops.drift import compare
     from flowops.predictions import current_predictions, input_names
 
-    profile = read_profile(reference) or build_profile(
-        reference, features=features, bins=bins, prediction_column=prediction_column
+    profile = read_profile(reference) or _reference_data(
+        reference, features, bins, prediction_column
     )
     names = list(dict.fromkeys(features or input_names(profile)))
     kinds = {name: _kind(profile.features, name, reference) for name in names}
@@ -197,6 +197,32 @@ def compare_files(
     columns = {**table.columns, **current_predictions(profile, current, prediction_column)}
     with _blame(table.path):
         return compare(profile, columns, alpha=alpha, correction=correction, rules=rules)
+
+
+def _reference_data(
+    reference: str | os.PathLike[str],
+    features: Sequence[str] | None,
+    bins: int,
+    prediction_column: str | None,
+) -> Profile:
+    """A reference that is data, profiled now; a ``.json`` reference that is one JSON
+    document but no profile is refused, naming it (read as one row of data, its keys
+    would be blamed on the current file's columns)."""
+    file = Path(reference)
+    if file.suffix.lower() == ".json":
+        try:
+            orjson.loads(file.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            pass  # unreadable: read_table says so; several lines: JSON Lines data
+        else:
+            raise InputError(
+                "not a FlowOps profile (it has no 'features'; `flowops drift baseline` makes "
+                "one); reference data in JSON must be JSON Lines (.jsonl), one row a line",
+                path=str(file),
+            )
+    return build_profile(
+        reference, features=features, bins=bins, prediction_column=prediction_column
+    )
 
 
 def _kind(

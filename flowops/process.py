@@ -56,6 +56,8 @@ class Child:
         self.stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.killed = False
+        """Whether the last :meth:`stop` had to send SIGKILL."""
 
     @property
     def pid(self) -> int | None:
@@ -74,9 +76,19 @@ class Child:
 
     def start(self) -> None:
         """Start the process; raises OSError when it cannot run."""
+        self._open(truncate=True)
+
+    def restart(self) -> None:
+        """Start the process again after it ended, its output added to the same log (what
+        it wrote before it died stays readable)."""
+        self.stop()
+        self._open(truncate=False)
+
+    def _open(self, *, truncate: bool) -> None:
+        self.killed = False
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = self.log_path.open("w+b")
+            self._log = self.log_path.open("w+b" if truncate else "a+b")
         else:
             self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         try:
@@ -113,6 +125,7 @@ class Child:
                 process.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
+                self.killed = True
                 process.wait()
         self._close_log()
         return process.returncode if process is not None else None

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -36,7 +38,7 @@ from pydantic import ValidationError
 
 from flowops import demo
 from flowops.broker import HOST, EmbeddedBroker, free_port, port_in_use
-from flowops.config import ModelStreamSettings, Settings, WindowSettings
+from flowops.config import KafkaSettings, ModelStreamSettings, Settings, WindowSettings
 from flowops.errors import ConfigError, ServiceError
 from flowops.events import DriftAlert, EventProducer, ReferenceProfile, Topics, ensure_topics
 from flowops.gateway.config import GatewaySettings, gateway_settings
@@ -57,6 +59,11 @@ MODEL_STOP_TIMEOUT: Final = 5.0
 MONITOR_STOP_TIMEOUT: Final = 15.0
 """The agent lets its last alert send finish and delivers its health events (5 s)."""
 MONITOR_INTERVAL: Final = 5.0
+RESTART_BACKOFF: Final = 1.0
+"""Seconds before the first restart of a child that died; doubled at each death after."""
+RESTART_BACKOFF_MAX: Final = 30.0
+STABLE_AFTER: Final = 60.0
+"""A child that has run this many seconds since its restart starts its backoff again."""
 """The agent's beat under ``up`` unless the config's monitor section sets one."""
 PROGRESS_EVERY: Final = 5.0
 DEMO_WINDOW_ROWS: Final = 4_000
@@ -67,6 +74,11 @@ _CONFIG_HEADER: Final = (
     "# The stream worker and the gateway it started read this file.\n"
 )
 _ANY_HOST: Final = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
+_NOT_SECURITY: Final = frozenset(
+    name
+    for name in KafkaSettings.model_fields
+    if not name.startswith(("security_", "sasl_", "ssl_")) and name != "bootstrap"
+)
 
 
 @dataclass(frozen=True)
@@ -142,10 +154,13 @@ class LocalStack:
         self.say = say
         self.show = show
         self.summary = UpSummary()
-        self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="flowops-up-"))
+        # made in run(), once the ports are known to be free: a start refused at once
+        # leaves no empty folder behind
+        self.workdir = options.workdir or _new_temporary_folder()
         self._stop = asyncio.Event()
         self._traffic: demo.DemoTraffic | None = None
         self._shift_announced = False
+        self._embedded: EmbeddedBroker | None = None
 
     async def run(self) -> UpSummary:
         """Start everything, wait for Ctrl-C, SIGTERM or ``duration``, stop everything."""
@@ -163,7 +178,7 @@ class LocalStack:
             async with AsyncExitStack() as stack:
                 bootstrap = await self._broker(stack)
                 created = await ensure_topics(
-                    bootstrap,
+                    self._kafka(bootstrap),
                     self.settings.kafka.partitions,
                     replication=self.settings.kafka.replication,
                 )
@@ -199,40 +214,42 @@ class LocalStack:
         return _Plan(gateway, routes, checked.listen, model_port, monitor_listen)
 
     def _check_ports(self, plan: _Plan) -> None:
-        port = self.settings.streams.metrics_port
-        if port_in_use(port):
+        """Every port the stack is to listen on is free; one ConfigError naming all those
+        that are taken, each with the option that moves it."""
+        taken = [
+            f"{port} ({key}; {flag})"
+            for key, flag, host, port in self._ports(plan)
+            if ":" not in host and port_in_use(port, host)
+        ]
+        if taken:
             raise ConfigError(
-                "streams.metrics_port",
-                f"port {port} is already in use (an earlier `flowops up` or worker?); "
-                "choose another with --metrics-port",
+                "ports",
+                f"already in use (an earlier `flowops up` still running?): {', '.join(taken)}",
             )
-        if plan.listen is not None:
-            host, _, gateway_port = plan.listen.rpartition(":")
-            bind = "0.0.0.0" if host in _ANY_HOST else host
-            if ":" not in bind and port_in_use(int(gateway_port), bind):
-                raise ConfigError(
-                    "gateway.listen",
-                    f"port {gateway_port} is already in use (an earlier `flowops up` or "
-                    "gateway?); choose another with --gateway-port",
-                )
-        host, _, monitor_port = plan.monitor_listen.rpartition(":")
-        if port_in_use(int(monitor_port), "0.0.0.0" if host in _ANY_HOST else host):
-            raise ConfigError(
-                "monitor.listen",
-                f"port {monitor_port} is already in use (an earlier `flowops up` or "
-                "monitor?); choose another with --monitor-port",
-            )
-        if self.options.model_port is not None and port_in_use(self.options.model_port):
-            raise ConfigError(
-                "--model-port",
-                f"port {self.options.model_port} is already in use; choose another",
-            )
+
+    def _ports(self, plan: _Plan) -> list[tuple[str, str, str, int]]:
+        """(setting, option, host, port) of each listener the stack starts."""
+        ports = [
+            ("streams.metrics_port", "--metrics-port", HOST, self.settings.streams.metrics_port)
+        ]
+        if self.settings.broker.embedded:
+            ports.append(("broker.port", "--broker-port", HOST, self.settings.broker.port))
+        for key, flag, listen in (
+            ("gateway.listen", "--gateway-port", plan.listen),
+            ("monitor.listen", "--monitor-port", plan.monitor_listen),
+        ):
+            if listen:
+                host, _, port = listen.rpartition(":")
+                ports.append((key, flag, "0.0.0.0" if host in _ANY_HOST else host, int(port)))
+        if self.options.model_port is not None:
+            ports.append(("--model-port", "--model-port", HOST, self.options.model_port))
+        return ports
 
     def _write_config(self, bootstrap: str, plan: _Plan) -> Path:
         """The merged settings, as the worker and the gateway are to read them."""
         config = self.workdir / "flowops.yaml"
         values = self.settings.model_dump(mode="json", exclude_none=True)
-        values["kafka"]["bootstrap"] = bootstrap
+        values["kafka"] = self._kafka(bootstrap).model_dump(mode="json", exclude_none=True)
         values["streams"].setdefault("datadir", str(self.workdir / "faust"))
         if plan.gateway is not None:
             values["gateway"] = plan.gateway
@@ -260,6 +277,16 @@ class LocalStack:
 
     # -- children ----------------------------------------------------------------------
 
+    def _kafka(self, bootstrap: str) -> KafkaSettings:
+        """The ``kafka`` settings every client of the stack uses: the user's cluster with
+        its TLS and SASL settings, or the embedded broker, which is plain TCP on loopback."""
+        kafka = self.settings.kafka
+        if self.settings.broker.embedded:
+            return KafkaSettings(
+                **kafka.model_dump(include=set(_NOT_SECURITY)), bootstrap=bootstrap
+            )
+        return kafka.model_copy(update={"bootstrap": bootstrap})
+
     async def _broker(self, stack: AsyncExitStack) -> str:
         if not self.settings.broker.embedded:
             self.say(f"kafka: using {self.settings.kafka.bootstrap} (broker.embedded is false)")
@@ -271,6 +298,7 @@ class LocalStack:
         )
         self.say(f"broker: starting Tansu on {broker.bootstrap}")
         await stack.enter_async_context(broker)
+        self._embedded = broker
         stack.callback(self.say, "broker: stopped")
         self.say(f"broker: ready (pid {broker.pid})")
         return broker.bootstrap
@@ -329,9 +357,16 @@ class LocalStack:
         return child
 
     async def _stop_child(self, child: Child) -> None:
+        """Stop ``child`` and say how it ended: it stopped, it had to be killed, or it
+        was no longer running (dead before the stop, with its exit)."""
+        was_running = child.running
         code = await asyncio.to_thread(child.stop)
-        killed = " (killed: it did not stop in time)" if code == -signal.SIGKILL else ""
-        self.say(f"{child.name}: stopped{killed}")
+        if not was_running:
+            self.say(f"{child.name}: was not running ({_exit(code)})")
+        elif child.killed:
+            self.say(f"{child.name}: stopped (killed: it did not stop in {child.stop_timeout:g} s)")
+        else:
+            self.say(f"{child.name}: stopped")
 
     async def _until_serving(self, child: Child, url: str) -> None:
         """Until ``url`` answers 200 (or Ctrl-C); raises when ``child`` dies or is slow."""
@@ -390,11 +425,38 @@ class LocalStack:
             self.say("stopping")
 
     async def _watch(self, children: list[Child]) -> None:
-        """Raises when a child dies on its own."""
+        """Restarts each child that dies, after a backoff; raises when the embedded
+        broker dies (the stack's data went with it: nothing to restart into)."""
+        supervised = [_Supervised(child, time.monotonic()) for child in children]
         while True:
-            for child in children:
-                _check_alive(child)
-            await asyncio.sleep(0.5)
+            if self._embedded is not None and not self._embedded.running:
+                raise ServiceError(
+                    "broker",
+                    f"the embedded broker exited; its log ends:\n{self._embedded.log_tail()}",
+                )
+            for entry in supervised:
+                self._supervise(entry, time.monotonic())
+            await asyncio.sleep(0.25)
+
+    def _supervise(self, entry: _Supervised, now: float) -> None:
+        """One look at a child: note its death and when to restart it, or restart it."""
+        child = entry.child
+        if child.running:
+            if now - entry.started > STABLE_AFTER:
+                entry.deaths = 0
+            return
+        if entry.restart_at is None:
+            delay = min(RESTART_BACKOFF * 2**entry.deaths, RESTART_BACKOFF_MAX)
+            entry.deaths += 1
+            entry.restart_at = now + delay
+            self.say(
+                f"{child.name}: died ({_exit(child.returncode)}); restarting in {delay:g} s; "
+                f"its log ends:\n{child.log_tail(5)}"
+            )
+        elif now >= entry.restart_at:
+            child.restart()
+            entry.started, entry.restart_at = now, None
+            self.say(f"{child.name}: restarted (pid {child.pid})")
 
     async def _print_alerts(self, bootstrap: str) -> None:
         kafka = self.settings.kafka.model_copy(update={"bootstrap": bootstrap})
@@ -426,7 +488,7 @@ class LocalStack:
     # -- the demo ------------------------------------------------------------------------
 
     async def _start_demo(self, stack: AsyncExitStack, bootstrap: str) -> demo.DemoClient:
-        kafka = self.settings.kafka.model_copy(update={"bootstrap": bootstrap})
+        kafka = self._kafka(bootstrap)
         profile = demo.reference_profile()
         async with EventProducer.from_settings(kafka, source="/flowops/up/demo") as producer:
             await producer.publish(ReferenceProfile.from_profile(profile, model=demo.MODEL))
@@ -548,6 +610,33 @@ def _local_url(listen: str) -> str:
     """
     host, _, port = listen.rpartition(":")
     return f"http://{HOST if host in _ANY_HOST else host}:{port}"
+
+
+@dataclass
+class _Supervised:
+    """A child under supervision: when it last started, how often it died in a row, and
+    when it is to be restarted (None: it runs)."""
+
+    child: Child
+    started: float
+    deaths: int = 0
+    restart_at: float | None = None
+
+
+def _exit(code: int | None) -> str:
+    """How a process ended, in words.
+
+    >>> _exit(-9), _exit(1)
+    ('killed by SIGKILL', 'exit code 1')
+    """
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
+
+
+def _new_temporary_folder() -> Path:
+    """A name for a new folder in the temporary directory; not created here."""
+    return Path(tempfile.gettempdir()) / f"flowops-up-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _check_alive(child: Child) -> None:

@@ -113,10 +113,11 @@ async def tail_alerts(
     from aiokafka.errors import KafkaError
 
     from flowops.events import Topics, ensure_topics
+    from flowops.kafka_security import client_options
 
-    await ensure_topics(kafka.bootstrap, kafka.partitions, replication=kafka.replication)
+    await ensure_topics(kafka, kafka.partitions, replication=kafka.replication)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         client_id=f"{kafka.client_id}-watch",
         enable_auto_commit=False,
         fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,

@@ -26,6 +26,7 @@ import faust
 from faust.web import Request, Response, View
 
 from flowops.config import Settings
+from flowops.kafka_security import faust_credentials
 from streams.agents.traffic import TrafficAgent
 from streams.metrics import CONTENT_TYPE, StreamMetrics
 from streams.references import References, reference_table
@@ -59,6 +60,7 @@ def build(settings: Settings, *, say: Callable[[str], None] | None = None) -> St
         store=streams.store,
         datadir=str(_datadir(settings)),
         autodiscover=False,
+        broker_credentials=faust_credentials(kafka),
         processing_guarantee="at_least_once",
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication,

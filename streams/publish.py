@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from flowops.config import KafkaSettings
 from flowops.drift import Finding
 from flowops.events import DeadLetter, DriftAlert, cloudevent_headers
+from flowops.kafka_security import client_options
 from streams.monitors import Reject
 from streams.state import MAX_RECORD_BYTES
 
@@ -72,7 +73,7 @@ class Publisher:
         """Connect."""
         kafka = self._kafka
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap,
+            **client_options(kafka),
             client_id=f"{kafka.client_id}-streams",
             acks="all",
             enable_idempotence=False,

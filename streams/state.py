@@ -31,8 +31,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from flowops.config import KafkaSettings
 from flowops.drift import ModelMonitor
 from flowops.errors import BrokerError, InputError
+from flowops.kafka_security import as_settings, client_options
 
 __all__ = [
     "POSITION_KEY",
@@ -123,10 +125,11 @@ def _decode_one(key: bytes, value: bytes, restored: Restored) -> None:
 
 
 async def ensure_state_topic(
-    bootstrap: str, topic: str, partitions: int, replication: int = 1
+    bootstrap: str | KafkaSettings, topic: str, partitions: int, replication: int = 1
 ) -> None:
     """Create the compacted state topic with ``partitions`` partitions if it is missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="flowops-streams-admin")
+    kafka = as_settings(bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(kafka), client_id="flowops-streams-admin")
     try:
         await admin.start()
         if topic in set(await admin.list_topics()):
@@ -138,7 +141,7 @@ async def ensure_state_topic(
         response = await admin.create_topics([new])
         for name, code, message, *_ in response.topic_errors:
             if code not in (0, _TOPIC_EXISTS):
-                raise BrokerError(bootstrap, f"cannot create topic {name!r}: {message}")
+                raise BrokerError(kafka.bootstrap, f"cannot create topic {name!r}: {message}")
     finally:
         await admin.close()
 
@@ -146,9 +149,9 @@ async def ensure_state_topic(
 class StateReader:
     """Reads changelog partitions from the start to their end, for a restore."""
 
-    def __init__(self, bootstrap: str, topic: str, *, client_id: str) -> None:
+    def __init__(self, bootstrap: str | KafkaSettings, topic: str, *, client_id: str) -> None:
         self.topic = topic
-        self._options = {"bootstrap_servers": bootstrap, "client_id": client_id}
+        self._options = {**client_options(as_settings(bootstrap)), "client_id": client_id}
         self._consumer: Any = None  # made in start(): aiokafka wants a running loop
 
     async def start(self) -> None:

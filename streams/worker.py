@@ -66,7 +66,7 @@ async def _prepare(settings: Settings, say: Callable[[str], None]) -> None:
     kafka = settings.kafka
     streams = settings.streams
     say(f"config: app {streams.app_id}, kafka {kafka.bootstrap}, window {_window(settings)}")
-    created = await ensure_topics(kafka.bootstrap, kafka.partitions, replication=kafka.replication)
+    created = await ensure_topics(kafka, kafka.partitions, replication=kafka.replication)
     say(f"topics: created {', '.join(created)}" if created else "topics: all present")
 
 

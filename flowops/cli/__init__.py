@@ -106,12 +106,25 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"max_content_width": 100})
 @click.version_option(__version__, prog_name="flowops")
-def cli() -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="YAML settings file for the command (also FLOWOPS_CONFIG; the command's own "
+    "--config wins).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
     """FlowOps keeps machine-learning models honest in production.
 
     It detects drift in model traffic, fronts model servers with a gateway that records
     their traffic, and watches the platform's health. Start with `flowops drift --help`.
     """
+    if config_file is not None:
+        from flowops.config import set_default_config_file
+
+        ctx.call_on_close(set_default_config_file(config_file))
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ __all__ = ["build"]
 _EXIT_CODES = """\b
 Exit codes:
   0  every image built (and pushed, with --push)
-  1  a build or a push failed: its last error lines are shown
+  1  a build, its SBOM or a push failed: its last error lines are shown
   2  user or configuration error: no builder found, unknown service, missing
      Containerfile, bad tag, --push without a registry
   3  the builder asked for (docker, nerdctl) has no engine that answers
@@ -156,7 +156,8 @@ def _state(result: ServiceResult, *, with_size: bool = True) -> str:
     seconds = f", {result.seconds:g} s" if result.seconds is not None else ""
     pushed = f", pushed {len(result.pushed)}" if result.pushed else ""
     where = f" at {result.failed_at}" if result.failed_at else ""
-    return f"{result.state}{where}{size}{seconds}{pushed}"
+    sbom = f", SBOM {result.sbom}" if result.sbom else ""
+    return f"{result.state}{where}{size}{seconds}{pushed}{sbom}"
 
 
 class PlainProgress:

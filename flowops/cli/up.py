@@ -31,8 +31,8 @@ Exit codes:
   0  stopped by Ctrl-C, SIGTERM or --duration, cleanly
   1  --demo --duration: the demo's drift was not detected before the end
   2  configuration error, or a port already in use (one line on stderr)
-  3  the broker, the worker, the gateway or the demo model failed
-     (the message ends with its log)
+  3  the embedded broker died, or a child failed to start
+     (the message ends with its log); a child that dies later is restarted
 """
 
 
@@ -160,8 +160,10 @@ def up(
     import asyncio
 
     from flowops.config import load_settings
+    from flowops.logs import quiet_kafka_client
     from flowops.up import LocalStack, UpOptions
 
+    quiet_kafka_client()  # a broker that does not answer is said once, by the error line
     broker: dict[str, object] = {"port": broker_port}
     if bootstrap is not None:
         broker["embedded"] = False

@@ -85,6 +85,7 @@ class ProducerOptions(TypedDict, total=False):
     linger_ms: int
     max_message_bytes: int
     client: ProducerClient
+    security: KafkaSettings
 
 
 class EventProducer:
@@ -107,8 +108,10 @@ class EventProducer:
         linger_ms: int = 5,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         client: ProducerClient | None = None,
+        security: KafkaSettings | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.source = source
         self.max_message_bytes = max_message_bytes
         self._options: dict[str, Any] = {
@@ -132,21 +135,38 @@ class EventProducer:
             client_id=kafka.client_id,
             compression=kafka.compression,
             idempotence=kafka.idempotence,
+            security=kafka,
         )
 
     async def start(self) -> None:
-        """Connect to the broker; raises BrokerError if it cannot be reached."""
+        """Connect to the broker; raises BrokerError if it cannot be reached, naming the
+        setting at fault when ``security`` (the ``kafka`` settings) is given and TLS or
+        SASL is the cause."""
         if self._client is None:
             from aiokafka import AIOKafkaProducer
 
-            self._client = AIOKafkaProducer(**self._options)
+            self._client = AIOKafkaProducer(**self._options, **self._security_options())
         try:
             await self._client.start()
-        except kafka_error() as exc:
+        except Exception as exc:  # KafkaError; a refused SCRAM login is a KeyError in aiokafka
             await self._client.stop()
-            raise BrokerError(
+            raise await self._diagnosis() or BrokerError(
                 self.bootstrap, f"cannot start a producer: {exc}{self._hint()}"
             ) from None
+
+    def _security_options(self) -> dict[str, Any]:
+        if self.security is None:
+            return {}
+        from flowops.kafka_security import client_options
+
+        return {k: v for k, v in client_options(self.security).items() if k != "bootstrap_servers"}
+
+    async def _diagnosis(self) -> BrokerError | None:
+        if self.security is None:
+            return None
+        from flowops.kafka_security import diagnose
+
+        return await diagnose(self.security)
 
     async def stop(self) -> None:
         """Send what is queued and disconnect."""

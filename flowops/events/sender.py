@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from flowops.config import KafkaSettings
-from flowops.errors import EventError, ServiceError
+from flowops.errors import BrokerError, EventError, ServiceError
 from flowops.events.producer import EventProducer, ProducerClient, kafka_error
 from flowops.events.topics import TopicSpec, ensure_topics
 
@@ -414,14 +414,22 @@ class KafkaSink(ABC, Generic[_T, _P]):
         kafka = self.kafka
         if self.settings.create_topic:
             await ensure_topics(
-                kafka.bootstrap,
+                kafka,
                 kafka.partitions,
                 replication=kafka.replication,
                 topics=[TopicSpec(self.topic)],
                 timeout=self.settings.request_timeout,
             )
         producer = self._make_producer(self._client())
-        await producer.start()
+        try:
+            await producer.start()
+        except BrokerError:
+            from flowops.kafka_security import diagnose
+
+            cause = await diagnose(kafka, self.settings.request_timeout)
+            if cause is None:
+                raise
+            raise cause from None  # the setting to fix (a password, a certificate)
         self._producer = producer
 
     async def send(self, items: Sequence[_T]) -> None:
@@ -452,9 +460,11 @@ class KafkaSink(ABC, Generic[_T, _P]):
         this sink's timeout and no linger (each round waits for its acknowledgement)."""
         from aiokafka import AIOKafkaProducer
 
+        from flowops.kafka_security import client_options
+
         kafka = self.kafka
         client: ProducerClient = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap,
+            **client_options(kafka),
             client_id=self.client_id,
             acks="all",
             compression_type=None if kafka.compression == "none" else kafka.compression,

@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from flowops.errors import BrokerError, ConfigError
+
+if TYPE_CHECKING:
+    from flowops.config import KafkaSettings
 
 __all__ = ["TOPICS", "TopicInfo", "TopicSpec", "Topics", "describe_topics", "ensure_topics"]
 
@@ -66,7 +69,7 @@ class TopicInfo:
 
 
 async def ensure_topics(
-    bootstrap: str,
+    bootstrap: str | KafkaSettings,
     partitions: int = 3,
     *,
     replication: int = 1,
@@ -77,7 +80,8 @@ async def ensure_topics(
 
     Topics that exist are left as they are (their partitions are not changed), so this
     is safe to run at every start. Raises :class:`~flowops.errors.BrokerError` when the
-    broker cannot be reached or refuses a topic.
+    broker cannot be reached or refuses a topic. ``bootstrap`` is the servers' addresses,
+    or the ``kafka`` settings for a secured cluster (TLS, SASL).
     """
     _check_counts(partitions, replication)
     async with _admin(bootstrap, timeout) as admin:
@@ -85,12 +89,12 @@ async def ensure_topics(
         missing = [spec for spec in topics if spec.name not in existing]
         if missing:
             new = [_new_topic(spec, partitions, replication) for spec in missing]
-            _check_created(bootstrap, await admin.create_topics(new))
+            _check_created(_servers(bootstrap), await admin.create_topics(new))
     return [spec.name for spec in missing]
 
 
 async def describe_topics(
-    bootstrap: str, names: Iterable[str], *, timeout: float = 10.0
+    bootstrap: str | KafkaSettings, names: Iterable[str], *, timeout: float = 10.0
 ) -> dict[str, TopicInfo]:
     """Partition counts and configs of those of ``names`` that exist, by name.
 
@@ -112,26 +116,27 @@ async def describe_topics(
 
 
 @asynccontextmanager
-async def _admin(bootstrap: str, timeout: float) -> AsyncIterator[Any]:
-    """A started admin client, closed after; connection errors become BrokerError.
+async def _admin(bootstrap: str | KafkaSettings, timeout: float) -> AsyncIterator[Any]:
+    """A started admin client, closed after; connection errors become BrokerError (naming
+    the setting at fault when the cause is TLS or SASL).
 
     aiokafka is imported here, not with the module, so that the topic names cost no
     Kafka client to those that only need them (the monitor).
     """
     from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
 
+    from flowops.kafka_security import as_settings, client_options, diagnose
+
+    kafka = as_settings(bootstrap)
     client = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="flowops-admin",
-        request_timeout_ms=int(timeout * 1000),
+        **client_options(kafka), client_id="flowops-admin", request_timeout_ms=int(timeout * 1000)
     )
     try:
         await client.start()
-    except KafkaError as exc:
+    except Exception as exc:  # KafkaError; a refused SCRAM login is a KeyError in aiokafka
         await client.close()
-        raise BrokerError(
-            bootstrap,
+        raise await diagnose(kafka) or BrokerError(
+            kafka.bootstrap,
             f"cannot reach the Kafka broker ({exc}); is it running? "
             "`flowops up` starts one, or set kafka.bootstrap (FLOWOPS_KAFKA__BOOTSTRAP)",
         ) from None
@@ -139,6 +144,10 @@ async def _admin(bootstrap: str, timeout: float) -> AsyncIterator[Any]:
         yield client
     finally:
         await client.close()
+
+
+def _servers(bootstrap: str | KafkaSettings) -> str:
+    return bootstrap if isinstance(bootstrap, str) else bootstrap.bootstrap
 
 
 def _check_counts(partitions: int, replication: int) -> None:

@@ -204,7 +204,14 @@ class Proxy:
 
     def _upstream_event(self, event: UpstreamEvent) -> None:
         detail = f" ({event.detail})" if event.detail else ""
-        log.warning("route %s: upstream %s %s%s", event.route, event.upstream, event.kind, detail)
+        log.log(
+            event.level,
+            "route %s: upstream %s %s%s",
+            event.route,
+            event.upstream,
+            event.kind,
+            detail,
+        )
         self.metrics.upstream_event(event)
 
     def match(self, path: str, model: str | None = None) -> RouteState | None:

@@ -57,6 +57,7 @@ every upstream at any time (``/admin/upstreams``, gauges).
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import ssl
@@ -121,6 +122,8 @@ EventKind: TypeAlias = Literal[
     "breaker_half_open",
     "breaker_closed",
 ]
+
+_RECOVERIES: Final[frozenset[EventKind]] = frozenset({"returned", "healthy", "breaker_closed"})
 
 _BREAKER_EVENTS: Final[dict[BreakerState, EventKind]] = {
     "open": "breaker_open",
@@ -283,6 +286,16 @@ class UpstreamEvent:
     upstream: str
     kind: EventKind
     detail: str = ""
+
+    @property
+    def level(self) -> int:
+        """The log level it deserves: INFO for an upstream that is fine again (healthy,
+        returned, breaker closed), WARNING for one that is not.
+
+        >>> UpstreamEvent("iris", "http://a:1", "healthy").level == logging.INFO
+        True
+        """
+        return logging.INFO if self.kind in _RECOVERIES else logging.WARNING
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,12 @@ to a :class:`Progress`. The :class:`BuildReport` is the data.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
+import tarfile
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -32,6 +35,8 @@ from flowops._version import __version__
 from flowops.errors import ConfigError, InputError
 from flowops.ops import builders as _builders
 from flowops.ops.manifests import SERVICES as _SERVICES
+from flowops.ops.sbom import SBOM_LABEL as _SBOM_LABEL
+from flowops.ops.sbom import write_sbom
 
 __all__ = [
     "BuildReport",
@@ -47,6 +52,7 @@ __all__ = [
     "git_revision",
     "oci_labels",
     "plan",
+    "sbom_name",
     "source_url",
 ]
 
@@ -99,6 +105,14 @@ class BuildSettings(BaseModel):
         10.0, gt=0, le=300, description="seconds docker/nerdctl's engine has to answer"
     )
     buildah: _builders.BuildahSettings = Field(default_factory=_builders.BuildahSettings)
+    sbom: bool = Field(
+        True,
+        description="write a CycloneDX SBOM of each image built and label the image with its "
+        "file name (io.flowops.sbom)",
+    )
+    sbom_dir: Path | None = Field(
+        None, description="where the SBOMs go; default: build/sbom in the build context"
+    )
 
     def context_dir(self) -> Path:
         """The build context: ``context``, else the top of the git checkout holding the
@@ -140,10 +154,13 @@ class ServiceResult:
     size_bytes: int | None = None
     size: str | None = None
     seconds: float | None = None
-    failed_at: Literal["build", "push"] | None = None
+    failed_at: Literal["build", "sbom", "push"] | None = None
     exit_code: int | None = None
     errors: list[str] = field(default_factory=list)
     pushed: list[str] = field(default_factory=list)
+    sbom: str | None = None
+    """The CycloneDX SBOM written for the image (None: none asked, or the build failed)."""
+    sbom_components: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -288,6 +305,8 @@ def plan(
         repository = f"{settings.registry.rstrip('/')}/{name}" if settings.registry else name
         refs = tuple(f"{repository}:{tag}" for tag in tags)
         spec_labels = labels | {f"{_OCI}.title": name}
+        if settings.sbom:
+            spec_labels[_SBOM_LABEL] = sbom_name(name, tags[0])
         specs.append(
             _builders.BuildSpec(
                 service, containerfile, context, refs, spec_labels, settings.build_args
@@ -350,6 +369,7 @@ async def build(
         settings.builder, settings.buildah, settings.probe_timeout
     )
     report = BuildReport(chosen.name, tags, labels)
+    sboms = (settings.sbom_dir or repo / "build" / "sbom") if settings.sbom else None
     for spec in specs:
         failed_before = any(result.state == "failed" for result in report.results)
         result = ServiceResult(spec.service, list(spec.refs))
@@ -357,7 +377,7 @@ async def build(
         if failed_before and not request.keep_going:
             result.state = "skipped"
         else:
-            await _one(spec, chosen, runner, progress, result, push=request.push)
+            await _one(spec, chosen, runner, progress, result, push=request.push, sboms=sboms)
         progress.finish(result)
     return report
 
@@ -370,12 +390,15 @@ async def _one(
     result: ServiceResult,
     *,
     push: bool,
+    sboms: Path | None,
 ) -> None:
     progress.start(spec.service, spec.refs)
     started = time.monotonic()
     if await _step(builder.build(spec), "build", spec.service, runner, progress, result):
         result.state = "built"
         await _size(builder, spec.refs[0], runner, result)
+        if sboms is not None and not await _sbom(spec, sboms, builder, runner, progress, result):
+            push = False
         for ref in spec.refs if push else ():
             if not await _step(builder.push(ref), "push", spec.service, runner, progress, result):
                 break
@@ -383,9 +406,45 @@ async def _one(
     result.seconds = round(time.monotonic() - started, 1)
 
 
+async def _sbom(
+    spec: _builders.BuildSpec,
+    sboms: Path,
+    builder: _builders.Builder,
+    runner: _builders.Runner,
+    progress: Progress,
+    result: ServiceResult,
+) -> bool:
+    """Save the image to a temporary archive and write its SBOM beside the others (the
+    file its label names); a failure fails the image, before any push."""
+    ref = spec.refs[0]
+    target = sboms / spec.labels[_SBOM_LABEL]
+    with tempfile.TemporaryDirectory(prefix="flowops-sbom-") as folder:
+        archive = Path(folder) / "image.tar"
+        if not await _step(
+            builder.save(ref, archive), "sbom", spec.service, runner, progress, result
+        ):
+            return False
+        try:
+            count = await asyncio.to_thread(write_sbom, archive, ref, target)
+        except (InputError, OSError, tarfile.TarError) as exc:
+            result.state, result.failed_at, result.errors = "failed", "sbom", [str(exc)]
+            return False
+    result.sbom, result.sbom_components = str(target), count
+    return True
+
+
+def sbom_name(image: str, tag: str) -> str:
+    """The file name of an image's SBOM: the image's name and first tag.
+
+    >>> sbom_name("reg.example/flowops-worker", "1.0")
+    'reg.example_flowops-worker-1.0.cdx.json'
+    """
+    return f"{image.replace('/', '_')}-{tag}.cdx.json"
+
+
 async def _step(
     command: _builders.Command,
-    what: Literal["build", "push"],
+    what: Literal["build", "sbom", "push"],
     service: str,
     runner: _builders.Runner,
     progress: Progress,

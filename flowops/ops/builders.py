@@ -127,6 +127,11 @@ class Builder(Protocol):
         """The command that pushes ``ref`` to the registry its name names."""
         ...
 
+    def save(self, ref: str, archive: Path) -> Command:
+        """The command that writes image ``ref`` to the file ``archive`` as a
+        docker-archive (its layers as tar files and a manifest.json), for its SBOM."""
+        ...
+
     def probe(self) -> Command | None:
         """A command that fails when the builder's engine (a daemon) does not answer;
         None for daemonless builders."""
@@ -179,6 +184,12 @@ class CliBuilder:
 
     def push(self, ref: str) -> Command:
         return Command((self.executable, *self.global_args, "push", ref), self.env)
+
+    def save(self, ref: str, archive: Path) -> Command:
+        if self.name == "buildah":  # no `save` verb: a push to a docker-archive file
+            target = f"docker-archive:{archive}:{ref}"
+            return Command((self.executable, *self.global_args, "push", ref, target), self.env)
+        return Command((self.executable, "image", "save", "-o", str(archive), ref), self.env)
 
     def probe(self) -> Command | None:
         if not self.daemon:

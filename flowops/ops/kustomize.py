@@ -260,16 +260,21 @@ def _named(items: list[Any]) -> bool:
 
 
 def _merge_named(target: list[Any], patch: list[Any]) -> list[Any]:
-    merged = [copy.deepcopy(item) for item in target]
-    for item in patch:
-        index = next((i for i, old in enumerate(merged) if old["name"] == item["name"]), None)
-        if item.get("$patch") == "delete":
-            merged = [old for old in merged if old["name"] != item["name"]]
-        elif index is None:
-            merged.append(_plain(item))
-        else:
-            merged[index] = strategic_merge(merged[index], item)
-    return merged
+    """Items of ``patch`` merged into ``target`` by name, in kubectl's order: the patch's
+    items first, in its order, then the items only ``target`` has.
+
+    >>> _merge_named([{"name": "a"}, {"name": "c"}], [{"name": "b"}, {"name": "a", "v": 1}])
+    [{'name': 'b'}, {'name': 'a', 'v': 1}, {'name': 'c'}]
+    """
+    old = {item["name"]: item for item in target}
+    patched = {item["name"] for item in patch}
+    first = [
+        strategic_merge(old[item["name"]], item) if item["name"] in old else _plain(item)
+        for item in patch
+        if item.get("$patch") != "delete"
+    ]
+    rest = [copy.deepcopy(item) for item in target if item["name"] not in patched]
+    return first + rest
 
 
 def _plain(value: Any) -> Any:

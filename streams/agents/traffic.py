@@ -34,6 +34,7 @@ from flowops.config import Settings
 from flowops.drift import ModelMonitor, WindowSpec
 from flowops.errors import FlowOpsError
 from flowops.events import Topics, describe_topics
+from flowops.kafka_security import client_options
 from streams.metrics import StreamMetrics
 from streams.monitors import Outcome, Partition
 from streams.publish import Publisher
@@ -86,7 +87,7 @@ class TrafficAgent(Service):
             kafka, source=f"/flowops/streams/{self._streams.app_id}", consumer=self.group
         )
         self._reader = StateReader(
-            kafka.bootstrap, self.state_topic, client_id=f"{kafka.client_id}-streams-state"
+            kafka, self.state_topic, client_id=f"{kafka.client_id}-streams-state"
         )
         self._consumer: Any = None  # made in on_start(): aiokafka wants a running loop
         self._partitions: dict[int, Partition] = {}
@@ -101,7 +102,7 @@ class TrafficAgent(Service):
         """Create the state topic, connect, join the group, start the loop."""
         kafka = self._settings.kafka
         partitions = await self._traffic_partitions()
-        await ensure_state_topic(kafka.bootstrap, self.state_topic, partitions, kafka.replication)
+        await ensure_state_topic(kafka, self.state_topic, partitions, kafka.replication)
         await self._publisher.start()
         await self._reader.start()
         self._consumer = self._new_consumer()
@@ -129,7 +130,7 @@ class TrafficAgent(Service):
     def _new_consumer(self) -> Any:
         session = self._streams.session_timeout
         return AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka.bootstrap,
+            **client_options(self._settings.kafka),
             client_id=f"{self._settings.kafka.client_id}-streams",
             group_id=self.group,
             enable_auto_commit=False,
@@ -142,7 +143,7 @@ class TrafficAgent(Service):
 
     async def _traffic_partitions(self) -> int:
         """How many partitions the traffic topic has (the state topic gets as many)."""
-        found = await describe_topics(self._settings.kafka.bootstrap, [Topics.TRAFFIC])
+        found = await describe_topics(self._settings.kafka, [Topics.TRAFFIC])
         info = found.get(Topics.TRAFFIC)
         return info.partitions if info is not None else self._settings.kafka.partitions
 

@@ -70,9 +70,14 @@ def project(tmp_path: Path) -> Iterator[Project]:
     containerfiles = root / "infra" / "containerfiles"
     containerfiles.mkdir(parents=True)
     (root / "hello.txt").write_text("hello from flowops build\n")
+    dist_info = root / "site" / "orjson-3.10.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: orjson\nVersion: 3.10.0\n\n")
+    site = "/usr/local/lib/python3.11/site-packages"
     for service in ("gateway", "worker", "monitor"):
         (containerfiles / f"{service}.Containerfile").write_text(
-            f'FROM scratch\nCOPY hello.txt /srv/{service}.txt\nCMD ["{service}"]\n'
+            f"FROM scratch\nCOPY hello.txt /srv/{service}.txt\nCOPY site {site}\n"
+            f'CMD ["{service}"]\n'
         )
     _git(root, "init", "-q")
     _git(root, "add", ".")
@@ -121,6 +126,11 @@ def test_builds_labelled_images_and_reports_their_sizes(project: Project) -> Non
         assert image["OCIv1"]["config"]["Labels"].items() >= expected.items()
         assert image["ImageAnnotations"].items() >= expected.items()
         assert image["OCIv1"]["config"]["Cmd"] == [result["service"]]
+        sbom = Path(result["sbom"])  # beside the others, named by the image's label
+        assert sbom.parent == project.root / "build" / "sbom"
+        assert image["OCIv1"]["config"]["Labels"]["io.flowops.sbom"] == sbom.name
+        components = json.loads(sbom.read_text())["components"]
+        assert [c["purl"] for c in components] == ["pkg:pypi/orjson@3.10.0"]
         listed = json.loads(project.buildah("images", "--json", ref))
         assert result["size"] == listed[0]["size"]
         assert result["size_bytes"] > len("hello from flowops build\n")

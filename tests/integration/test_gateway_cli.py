@@ -102,3 +102,45 @@ async def main(port):
     await runner.cleanup()
 asyncio.run(main(int(sys.argv[1])))
 """
+
+
+def test_a_healthy_upstream_is_logged_at_info_not_warning(tmp_path: Path, broker: str) -> None:
+    """`flowops gateway` with health checks on: the line saying an upstream is healthy is
+    news, not a warning (it was logged at WARNING)."""
+    upstream_port, port = free_port(), free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, "-c", _ONE_SERVER, str(upstream_port)], stdout=subprocess.PIPE, text=True
+    )
+    route = {
+        "name": "iris",
+        "prefix": "/models/iris",
+        "upstreams": [f"http://127.0.0.1:{upstream_port}"],
+        "health_check": {"path": "/ping", "interval": 0.2, "healthy_threshold": 1},
+    }
+    config = tmp_path / "flowops.yaml"
+    gateway_section = {"listen": f"127.0.0.1:{port}", "routes": [route]}
+    config.write_text(yaml.safe_dump({"kafka": {"bootstrap": broker}, "gateway": gateway_section}))
+    log = tmp_path / "gateway.err"
+    with log.open("w") as err:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "flowops", "gateway", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        assert upstream.stdout is not None
+        assert upstream.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 30
+        while "healthy (HTTP 200)" not in log.read_text():
+            assert gateway.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        for proc in (gateway, upstream):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGINT)
+        for proc in (gateway, upstream):
+            proc.wait(30)
+        upstream.communicate()
+    (line,) = [line for line in log.read_text().splitlines() if "healthy (HTTP 200)" in line]
+    assert "[INFO]" in line, line
+    assert "upstream http://127.0.0.1" in line

@@ -275,7 +275,7 @@ def test_up_on_an_existing_kafka_stops_after_its_duration(run_up: Any, broker: s
     assert_gone(up.children())
 
 
-def test_a_worker_that_dies_stops_up_and_the_gateway_of_the_configs_routes(
+def test_children_that_die_are_restarted_and_the_brokers_death_ends_up(
     run_up: Any, tmp_path: Path
 ) -> None:
     config = tmp_path / "flowops.yaml"
@@ -300,12 +300,39 @@ def test_a_worker_that_dies_stops_up_and_the_gateway_of_the_configs_routes(
     )
     pids = up.children()
     assert set(pids) == {"broker", "worker", "gateway", "monitor"}  # no demo model
-    os.kill(pids["worker"], signal.SIGKILL)
 
+    os.kill(pids["worker"], signal.SIGKILL)
+    os.kill(pids["gateway"], signal.SIGKILL)
+    worker = up.wait_for("the worker's restart", lambda: _restarted(up, "stream worker"))
+    gateway = up.wait_for("the gateway's restart", lambda: _restarted(up, "gateway"))
+    assert "stream worker: died (killed by SIGKILL); restarting in 1 s" in up.progress()
+    assert "gateway: died (killed by SIGKILL); restarting in 1 s" in up.progress()
+    assert worker != pids["worker"]
+    assert gateway != pids["gateway"]
+    up.wait_for("the new gateway", lambda: _healthy(f"http://127.0.0.1:{gateway_port}/healthz"))
+    assert up.proc.poll() is None, "up goes on while its children are restarted"
+
+    os.kill(pids["broker"], signal.SIGKILL)
     assert up.proc.wait(STOP_TIMEOUT) == 3
-    assert_gone(pids)
-    assert "flowops: error: stream worker: exited with code -9; its log ends:" in up.progress()
-    assert "Traceback" not in up.progress()
+    assert_gone({**pids, "new worker": worker, "new gateway": gateway})
+    progress = up.progress()
+    assert "flowops: error: broker: the embedded broker exited" in progress
+    assert "stream worker: stopped" in progress
+    assert "gateway: stopped" in progress
+    assert "Traceback" not in progress
+
+
+def _restarted(up: Up, name: str) -> int | None:
+    found = re.search(rf"{name}: restarted \(pid (\d+)\)", up.progress())
+    return int(found.group(1)) if found else None
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def test_a_taken_broker_port_is_a_clear_error(run_up: Any) -> None:
@@ -314,9 +341,12 @@ def test_a_taken_broker_port_is_a_clear_error(run_up: Any) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        up = run_up("--broker-port", str(taken.getsockname()[1]))
-        assert up.proc.wait(STOP_TIMEOUT) == 3
-    assert "is already in use" in up.progress()
+        port = taken.getsockname()[1]
+        up = run_up("--broker-port", str(port))
+        assert up.proc.wait(STOP_TIMEOUT) == 2  # checked with the other ports, before any start
+    assert f"already in use (an earlier `flowops up` still running?): {port} (broker.port" in (
+        up.progress()
+    )
     assert "--broker-port" in up.progress()
     assert up.children() == {}
 

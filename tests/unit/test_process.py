@@ -60,6 +60,31 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout() -> None:
     wait_for_log(child, "ignoring SIGTERM")
     assert child.stop() == -signal.SIGKILL
     assert child.returncode == -signal.SIGKILL
+    assert child.killed
+
+
+def test_a_child_killed_from_outside_was_not_killed_by_stop() -> None:
+    """`flowops up` tells a child that died from one it had to kill by this flag."""
+    child = Child("victim", python("import time; time.sleep(60)"))
+    child.start()
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(10) == -signal.SIGKILL
+    assert child.stop() == -signal.SIGKILL
+    assert not child.killed
+
+
+def test_a_restart_runs_the_command_again_and_keeps_the_earlier_log(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    child = Child("again", python("import os; print(os.getpid())"), log=log)
+    child.start()
+    assert child.wait(10) == 0
+    first = child.log_tail()
+    child.restart()
+    assert child.wait(10) == 0
+    assert child.log_tail().splitlines() == [first, child.log_tail(lines=1)]
+    assert first != child.log_tail(lines=1)
+    child.stop()
 
 
 def test_stop_is_safe_twice_and_after_the_child_ended() -> None:

@@ -168,6 +168,7 @@ class KafkaProbe:
     def __init__(self, settings: KafkaProbeSettings, config: Settings) -> None:
         self.settings = settings
         self.bootstrap = settings.bootstrap or config.kafka.bootstrap
+        self.kafka = config.kafka.model_copy(update={"bootstrap": self.bootstrap})
         self.client_id = f"{config.kafka.client_id}-monitor"
         every = [spec.name for spec in _FLOWOPS_TOPICS]
         self.topics = settings.topics if settings.topics is not None else every
@@ -213,18 +214,24 @@ class KafkaProbe:
         """A started admin client, or None after failing the checks when none starts."""
         from aiokafka.admin import AIOKafkaAdminClient
 
+        from flowops.kafka_security import client_options, diagnose
+
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.kafka),
             client_id=self.client_id,
             request_timeout_ms=int(self.settings.timeout * 1000),
         )
         try:
             try:
                 await admin.start()
-            except kafka_error() as exc:
+            except Exception as exc:  # KafkaError; a refused SCRAM login is a KeyError
+                cause = await diagnose(self.kafka, self.settings.timeout)
                 run.fail_rest(
-                    f"cannot reach the Kafka broker at {self.bootstrap} ({exc}); is it running? "
-                    "`flowops up` starts one, or set kafka.bootstrap (monitor.kafka.bootstrap)"
+                    str(cause)
+                    if cause is not None
+                    else f"cannot reach the Kafka broker at {self.bootstrap} ({exc}); is it "
+                    "running? `flowops up` starts one, or set kafka.bootstrap "
+                    "(monitor.kafka.bootstrap)"
                 )
                 yield None
             else:
@@ -264,8 +271,10 @@ class KafkaProbe:
             return {}, {}
         from aiokafka import AIOKafkaConsumer
 
+        from flowops.kafka_security import client_options
+
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **client_options(self.kafka),
             client_id=self.client_id,
             enable_auto_commit=False,
             request_timeout_ms=int(self.settings.timeout * 1000),

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from flowops import demo
+from flowops.broker import free_port
 from flowops.cli import cli
 from flowops.config import load_settings
 from flowops.errors import ConfigError
@@ -49,19 +50,56 @@ def test_the_demo_model_gets_its_window_unless_the_config_names_one(tmp_path: Pa
     assert configured.streams.window_for(demo.MODEL).kind == "time"
 
 
+def free_ports(*flags: str) -> list[str]:
+    """``--flag port`` for each flag, each port free now, so that only the ports a test
+    takes are reported."""
+    return [arg for flag in flags for arg in (flag, str(free_port()))]
+
+
 def test_a_taken_metrics_port_stops_start_up_naming_the_setting(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = CliRunner().invoke(
-            cli, ["up", "--metrics-port", str(port), "--workdir", str(tmp_path)]
-        )
+        args = ["up", "--metrics-port", str(port), "--workdir", str(tmp_path)]
+        args += free_ports("--broker-port", "--monitor-port")
+        result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert result.output == (
-        f"flowops: error: config: streams.metrics_port: port {port} is already in use (an "
-        "earlier `flowops up` or worker?); choose another with --metrics-port\n"
+        "flowops: error: config: ports: already in use (an earlier `flowops up` still "
+        f"running?): {port} (streams.metrics_port; --metrics-port)\n"
     )
+
+
+def test_every_taken_port_is_named_at_once_and_no_folder_is_left(tmp_path: Path) -> None:
+    """As a user runs it: a subprocess, its temporary directory watched."""
+    import subprocess
+    import sys
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with socket.socket() as a, socket.socket() as b, socket.socket() as c:
+        for sock in (a, b, c):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        metrics, broker, monitor = (s.getsockname()[1] for s in (a, b, c))
+        command = [sys.executable, "-m", "flowops", "up", "--metrics-port", str(metrics)]
+        command += ["--broker-port", str(broker), "--monitor-port", str(monitor)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWOPS_")}
+        done = subprocess.run(
+            command, env={**env, "TMPDIR": str(temporary)}, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    for port, flag in (
+        (metrics, "--metrics-port"),
+        (broker, "--broker-port"),
+        (monitor, "--monitor-port"),
+    ):
+        assert f"{port} (" in done.stderr, done.stderr
+        assert flag in done.stderr, done.stderr
+    assert list(temporary.iterdir()) == []
 
 
 def test_bootstrap_means_no_embedded_broker() -> None:
@@ -127,11 +165,12 @@ def test_a_taken_gateway_port_stops_start_up_naming_the_flag(tmp_path: Path) -> 
         taken.listen()
         port = taken.getsockname()[1]
         args = ["up", "--demo", "--gateway-port", str(port), "--workdir", str(tmp_path)]
+        args += free_ports("--broker-port", "--monitor-port", "--metrics-port")
         result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert result.output == (
-        f"flowops: error: config: gateway.listen: port {port} is already in use (an earlier "
-        "`flowops up` or gateway?); choose another with --gateway-port\n"
+        "flowops: error: config: ports: already in use (an earlier `flowops up` still "
+        f"running?): {port} (gateway.listen; --gateway-port)\n"
     )
 
 
@@ -140,3 +179,22 @@ def _flow(mapping: dict[str, object]) -> str:
     import yaml
 
     return yaml.safe_dump(mapping, default_flow_style=True).strip()
+
+
+def test_an_unreachable_bootstrap_is_one_error_line_without_the_clients_log(
+    tmp_path: Path,
+) -> None:
+    """As a user runs it; aiokafka used to print 'Unable connect to ...' before it."""
+    import subprocess
+    import sys
+
+    nothing = free_port()
+    command = [sys.executable, "-m", "flowops", "up", "--bootstrap", f"127.0.0.1:{nothing}"]
+    command += [*free_ports("--metrics-port", "--monitor-port"), "--workdir", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWOPS_")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"flowops up: kafka: using 127.0.0.1:{nothing} (broker.embedded is false)"
+    assert len(lines) == 2, done.stderr
+    assert lines[1].startswith(f"flowops: error: 127.0.0.1:{nothing}: cannot reach the Kafka")

@@ -61,7 +61,10 @@ def repo(tmp_path: Path) -> Path:
 
 
 def _settings(repo: Path, **values: object) -> BuildSettings:
-    return BuildSettings.model_validate({"containerfiles": repo / "infra/containerfiles"} | values)
+    """Settings of ``repo``; without SBOMs unless asked (the fake runner writes no image
+    archive; tests/unit/ops/test_build_sbom.py runs one that does)."""
+    defaults = {"containerfiles": repo / "infra/containerfiles", "sbom": False}
+    return BuildSettings.model_validate(defaults | values)
 
 
 # -- tags and labels -------------------------------------------------------------------
@@ -380,6 +383,8 @@ def test_json_of_a_report(repo: Path) -> None:
         "exit_code": None,
         "errors": [],
         "pushed": [],
+        "sbom": None,
+        "sbom_components": None,
     }
 
 

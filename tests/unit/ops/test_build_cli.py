@@ -56,6 +56,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "buildah.log"))
     monkeypatch.setenv("FAKE_FAIL", "none")
+    monkeypatch.setenv("FLOWOPS_BUILD__SBOM", "false")  # the fake writes no image archive
     monkeypatch.delenv("FLOWOPS_CONFIG", raising=False)
     for name in ("BUILD__REGISTRY", "BUILD__BUILDER", "BUILD__IMAGE_PREFIX"):
         monkeypatch.delenv(f"FLOWOPS_{name}", raising=False)

@@ -189,10 +189,10 @@ def test_a_patch_merges_maps_and_containers_by_name(tmp_path: Path) -> None:
     manifests = render("dev", root=root)
     deployment = find(manifests, "Deployment", "web")
     assert "replicas" not in deployment["spec"]
-    assert list(containers(manifests)) == ["web", "sidecar", "extra"]
+    assert list(containers(manifests)) == ["web", "extra", "sidecar"]  # kubectl's order
     web = containers(manifests)["web"]
     assert web["args"] == ["gateway", "--verbose"]  # a list of scalars is replaced
-    assert web["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert web["env"] == [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]
     assert web["image"] == "flowops-gateway"
 
 

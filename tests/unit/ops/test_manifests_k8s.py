@@ -320,6 +320,12 @@ def settings_of(
     path.write_text(find(manifests, "ConfigMap", "flowops-config")["data"]["flowops.yaml"])
     for key, value in find(manifests, "ConfigMap", "flowops-env")["data"].items():
         monkeypatch.setenv(key, value)
+    (container,) = find(manifests, "Deployment", "flowops-worker")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    for variable in container["env"]:
+        if "secretKeyRef" in variable.get("valueFrom", {}):
+            monkeypatch.setenv(variable["name"], "from-the-secret")
     return load_settings(path)
 
 
@@ -442,6 +448,26 @@ def test_prod_reaches_kafka_outside_the_cluster(
     ports = {server.rpartition(":")[2] for server in settings.kafka.bootstrap.split(",")}
     assert {str(p["port"]) for p in rule["ports"]} == ports
     assert "ipBlock" in rule["to"][0]
+
+
+def test_prod_reads_the_kafka_credentials_secret_in_every_pod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = rendered("prod")
+    secret = find(manifests, "ExternalSecret", "flowops-kafka-credentials")["spec"]["target"]
+    kafka = settings_of(manifests, tmp_path, monkeypatch).kafka
+    assert kafka.security_protocol == "SASL_SSL"
+    assert kafka.sasl_password_file is not None
+    for workload, spec in pod_specs(manifests):
+        (volume,) = [
+            v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == secret["name"]
+        ]
+        (container,) = spec["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert kafka.sasl_password_file.parent == Path(mount["mountPath"]), workload
+        (user,) = [v for v in container["env"] if v["name"] == "FLOWOPS_KAFKA__SASL_USERNAME"]
+        ref = user["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (secret["name"], "username"), workload
 
 
 @pytest.mark.parametrize("env", ["staging", "prod"])
