@@ -29,6 +29,7 @@ PACKAGES = [
     "flowops.events.sender",
     "flowops.events.topics",
     "flowops.events.traffic",
+    "flowops.events.labels",
     "flowops.broker",
     "flowops.baseline",
     "flowops.mlflow",
