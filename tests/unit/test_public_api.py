@@ -30,6 +30,8 @@ PACKAGES = [
     "flowops.events.topics",
     "flowops.events.traffic",
     "flowops.events.labels",
+    "flowops.quality",
+    "flowops.quality.upload",
     "flowops.broker",
     "flowops.baseline",
     "flowops.mlflow",
