@@ -31,6 +31,8 @@ PACKAGES = [
     "flowops.events.traffic",
     "flowops.events.labels",
     "flowops.quality",
+    "flowops.quality.join",
+    "flowops.quality.store",
     "flowops.quality.upload",
     "flowops.broker",
     "flowops.baseline",
