@@ -1,16 +1,66 @@
 """Model quality: labels joined to predictions, realised and estimated performance.
 
-Pure pieces, each with no I/O but the join's own store, so the stream worker can drive
-them when it joins labels (see ``docs/quality.md`` for what is wired and what is not):
+Pure pieces, with no I/O but the join's own store, for the stream worker to drive when it
+joins labels (``docs/quality.md`` says what is wired and what is not yet):
 
-* :mod:`flowops.quality.join`: :class:`LabelJoin`, labels to predictions by request id
-  in either order within ``max_delay``, memory-bounded with a crash-safe spill store;
-* :mod:`flowops.quality.metrics`: realised classification and regression metrics as
-  mergeable window counts, with confidence intervals;
-* :mod:`flowops.quality.drop`: a performance drop against the reference, as a finding;
-* :mod:`flowops.quality.cbpe`: confidence-based performance estimation for binary
-  classifiers before their labels arrive;
-* :mod:`flowops.quality.upload`: ``flowops labels send``'s reading and sending.
+* :class:`LabelJoin` (:mod:`~flowops.quality.join`): labels to predictions by request id,
+  in either order, within ``max_delay``; memory-bounded, with a crash-safe spill store;
+* :class:`ClassificationWindow`, :class:`RegressionWindow`
+  (:mod:`~flowops.quality.metrics`): realised metrics as window sums that merge, each an
+  :class:`Interval` with its confidence interval;
+* :func:`performance_drops` (:mod:`~flowops.quality.drop`): a drop against the reference,
+  as a :class:`PerformanceFinding` with ``feature`` ``"performance"``;
+* :class:`Calibration`, :class:`CBPEWindow` (:mod:`~flowops.quality.cbpe`): performance
+  estimated before the labels come, for binary classifiers with scores;
+* :mod:`~flowops.quality.upload`: what ``flowops labels send`` reads and sends.
+
+Names are bound on first use (PEP 562), so ``flowops labels send`` does not pay for
+scipy, which the metrics need.
 """
 
-__all__: list[str] = []
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowops.quality.cbpe import Calibration, CBPEEstimate, CBPEWindow
+    from flowops.quality.drop import PerformanceFinding, performance_drops
+    from flowops.quality.join import JoinCounts, Joined, LabelJoin
+    from flowops.quality.metrics import ClassificationWindow, Interval, RegressionWindow
+
+_LAZY: dict[str, str] = {
+    "CBPEEstimate": "cbpe",
+    "CBPEWindow": "cbpe",
+    "Calibration": "cbpe",
+    "ClassificationWindow": "metrics",
+    "Interval": "metrics",
+    "JoinCounts": "join",
+    "Joined": "join",
+    "LabelJoin": "join",
+    "PerformanceFinding": "drop",
+    "RegressionWindow": "metrics",
+    "performance_drops": "drop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "CBPEEstimate",
+    "CBPEWindow",
+    "Calibration",
+    "ClassificationWindow",
+    "Interval",
+    "JoinCounts",
+    "Joined",
+    "LabelJoin",
+    "PerformanceFinding",
+    "RegressionWindow",
+    "performance_drops",
+]
