@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _harness import best_of, usage  # noqa: E402
+from _harness import best_of, usage
 
-from flowops.events.labels import LabelRow, decode_labels_many, encode_labels  # noqa: E402
-from flowops.quality.join import LabelJoin  # noqa: E402
+from flowops.events.labels import LabelRow, decode_labels_many, encode_labels
+from flowops.quality.join import LabelJoin
 
 ROWS = 100_000
 IDS = [f"req-{i:012d}" for i in range(ROWS)]
@@ -95,7 +95,7 @@ def main() -> None:
                 )
         on_disk = disk_bytes(folder)
     anchor_rate = ROWS / rates["dict set + pop (anchor)"]
-    print(f"| what | rows/s | x anchor |\n| --- | ---: | ---: |")
+    print("| what | rows/s | x anchor |\n| --- | ---: | ---: |")
     for what, seconds in rates.items():
         rate = ROWS / seconds
         print(f"| {what} | {rate:,.0f} | {rate / anchor_rate:.2f} |")
