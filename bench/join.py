@@ -13,13 +13,9 @@ file pages a spilled prediction.
 from __future__ import annotations
 
 import gc
-import sys
 import tempfile
 import tracemalloc
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _harness import best_of, usage
 
