@@ -45,11 +45,15 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import orjson
 
 from flowops.quality.store import Kind, PendingStore
+
+if TYPE_CHECKING:
+    from flowops.events.labels import LabelBatch
+    from flowops.events.traffic import TrafficBatch
 
 __all__ = [
     "DEFAULT_MAX_DELAY",
@@ -69,6 +73,7 @@ DEFAULT_MEMORY_BUDGET: Final = 64 * 2**20
 # in tests/unit/quality/test_join.py: the index, the hash/key/value triple and the slack
 # of a table resized at two thirds full).
 _DICT_SLOT_BYTES: Final = 60
+_SHADOW: Final = "shadow"  # flowops.gateway.split.SHADOW, not imported: no gateway here
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,40 @@ class LabelJoin:
             return []
         return self._joined(model, request_id, prediction, entry)
 
+    def add_traffic(self, batch: TrafficBatch, *, shadow: bool = False) -> list[Joined]:
+        """The answered rows of a traffic batch as predictions; the joins they make.
+
+        Rows whose status is not 2xx carry no prediction and are left out. A shadow's
+        copy of a request has the request's id, so one join takes either the shadow's
+        rows (``shadow=True``) or the others: a worker judging a shadow keeps a second
+        join for it and gives the labels to both.
+        """
+        variants = batch.variants or [None] * batch.rows
+        status = batch.status.tolist()
+        stamps = batch.timestamps.tolist()
+        joined: list[Joined] = []
+        for index, request_id in enumerate(batch.request_ids):
+            variant = variants[index]
+            if (variant == _SHADOW) != shadow or not 200 <= status[index] < 300:
+                continue
+            joined += self.add_prediction(
+                batch.model,
+                request_id,
+                batch.predictions[index],
+                stamps[index],
+                version=batch.version,
+                variant=variant,
+            )
+        return joined
+
+    def add_labels(self, batch: LabelBatch) -> list[Joined]:
+        """Every label of a batch; the joins they make."""
+        joined: list[Joined] = []
+        stamps = batch.timestamps.tolist()
+        for request_id, label, stamp in zip(batch.request_ids, batch.labels, stamps, strict=True):
+            joined += self.add_label(batch.model, request_id, label, stamp, version=batch.version)
+        return joined
+
     # --- time, durability -----------------------------------------------------------
 
     def expire(self) -> JoinCounts:
@@ -231,6 +270,12 @@ class LabelJoin:
     def close(self) -> None:
         """Close the store; what was not checkpointed is dropped."""
         self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # --- the parts --------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flowops.quality.join import JoinCounts, LabelJoin, entry_bytes
@@ -187,3 +188,30 @@ def test_the_memory_estimate_is_what_tracemalloc_measures() -> None:
 def test_max_delay_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_delay must be positive"):
         LabelJoin(":memory:", max_delay=0)
+
+
+def test_batches_of_traffic_and_labels_join_and_shadows_keep_apart(join: LabelJoin) -> None:
+    from flowops.events.labels import LabelBatch
+    from flowops.events.traffic import TrafficBatch, TrafficRow
+
+    traffic = TrafficBatch.from_rows(
+        [
+            TrafficRow("m", "3", "a", 10.0, {"x": 1}, 0.9, 5.0, 200, variant="blue"),
+            TrafficRow("m", "3", "a", 10.0, {"x": 1}, 0.1, 6.0, 200, variant="shadow"),
+            TrafficRow("m", "3", "b", 11.0, {"x": 2}, None, 6.0, 503, variant="blue"),
+            TrafficRow("m", "3", "c", 12.0, {"x": 3}, 0.4, 6.0, 200, variant="green"),
+        ]
+    )
+    labels = LabelBatch("m", None, ["a", "b", "c"], [1, 0, 0], np.array([50.0, 51.0, 52.0]))
+    assert join.add_traffic(traffic) == []
+    joined = join.add_labels(labels)
+    assert [(j.request_id, j.variant, j.prediction, j.label, j.version) for j in joined] == [
+        ("a", "blue", 0.9, 1, "3"),
+        ("c", "green", 0.4, 0, "3"),
+    ]
+    assert join.pending() == (0, 1)  # b's label: its request failed, no prediction
+
+    with LabelJoin(":memory:") as shadows:
+        shadows.add_labels(labels)
+        [shadow] = shadows.add_traffic(traffic, shadow=True)
+    assert (shadow.request_id, shadow.variant, shadow.prediction) == ("a", "shadow", 0.1)
