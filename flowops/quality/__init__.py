@@ -8,6 +8,8 @@ joins labels (``docs/quality.md`` says what is wired and what is not yet):
 * :class:`ClassificationWindow`, :class:`RegressionWindow`
   (:mod:`~flowops.quality.metrics`): realised metrics as window sums that merge, each an
   :class:`Interval` with its confidence interval;
+* :class:`PerformanceWindows` (:mod:`~flowops.quality.windows`): joined rows summed per
+  model, version, variant and window of label time, read as its :class:`QualitySpec` says;
 * :func:`performance_drops` (:mod:`~flowops.quality.drop`): a drop against the reference,
   as a :class:`PerformanceFinding` with ``feature`` ``"performance"``;
 * :class:`Calibration`, :class:`CBPEWindow` (:mod:`~flowops.quality.cbpe`): performance
@@ -26,17 +28,21 @@ if TYPE_CHECKING:
     from flowops.quality.drop import PerformanceFinding, performance_drops
     from flowops.quality.join import JoinCounts, Joined, LabelJoin
     from flowops.quality.metrics import ClassificationWindow, Interval, RegressionWindow
+    from flowops.quality.windows import ClosedPerformance, PerformanceWindows, QualitySpec
 
 _LAZY: dict[str, str] = {
     "CBPEEstimate": "cbpe",
     "CBPEWindow": "cbpe",
     "Calibration": "cbpe",
     "ClassificationWindow": "metrics",
+    "ClosedPerformance": "windows",
     "Interval": "metrics",
     "JoinCounts": "join",
     "Joined": "join",
     "LabelJoin": "join",
     "PerformanceFinding": "drop",
+    "PerformanceWindows": "windows",
+    "QualitySpec": "windows",
     "RegressionWindow": "metrics",
     "performance_drops": "drop",
 }
@@ -56,11 +62,14 @@ __all__ = [
     "CBPEWindow",
     "Calibration",
     "ClassificationWindow",
+    "ClosedPerformance",
     "Interval",
     "JoinCounts",
     "Joined",
     "LabelJoin",
     "PerformanceFinding",
+    "PerformanceWindows",
+    "QualitySpec",
     "RegressionWindow",
     "performance_drops",
 ]

@@ -37,6 +37,7 @@ PACKAGES = [
     "flowops.quality.metrics",
     "flowops.quality.store",
     "flowops.quality.upload",
+    "flowops.quality.windows",
     "flowops.broker",
     "flowops.baseline",
     "flowops.mlflow",
