@@ -11,11 +11,14 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flowops.quality.join import JoinCounts, LabelJoin, entry_bytes
 
@@ -215,3 +218,39 @@ def test_batches_of_traffic_and_labels_join_and_shadows_keep_apart(join: LabelJo
         shadows.add_labels(labels)
         [shadow] = shadows.add_traffic(traffic, shadow=True)
     assert (shadow.request_id, shadow.variant, shadow.prediction) == ("a", "shadow", 0.1)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(list(range(16))),
+    budget_entries=st.integers(min_value=0, max_value=10),
+    restart_at=st.integers(min_value=0, max_value=16),
+)
+def test_any_order_any_budget_joins_each_request_once(
+    tmp_path: Path, order: list[int], budget_entries: int, restart_at: int
+) -> None:
+    """Eight requests' predictions (events 0-7) and labels (8-15) in any order, with any
+    memory budget, and a checkpoint then a restart at any step: each request joins once,
+    with its own prediction and label, and nothing stays pending."""
+    path = tmp_path / f"j-{uuid.uuid4().hex}.db"
+    budget = budget_entries * entry_bytes("r-0", (0.0, None, None, 0))
+    join = LabelJoin(path, memory_budget=budget)
+    joined = []
+    for step, event in enumerate(order):
+        if step == restart_at:
+            join.checkpoint()
+            join.close()
+            join = LabelJoin(path, memory_budget=budget)
+        request = f"r-{event % 8}"
+        if event < 8:
+            joined += join.add_prediction("m", request, event, 1.0 + event)
+        else:
+            joined += join.add_label("m", request, event, 50.0 + event)
+    assert sorted((j.request_id, j.prediction, j.label) for j in joined) == [
+        (f"r-{i}", i, i + 8) for i in range(8)
+    ]
+    assert join.pending() == (0, 0)
+    assert join.counts == JoinCounts(joined=8)
+    join.close()
