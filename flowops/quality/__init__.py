@@ -28,7 +28,12 @@ if TYPE_CHECKING:
     from flowops.quality.drop import PerformanceFinding, performance_drops
     from flowops.quality.join import JoinCounts, Joined, LabelJoin
     from flowops.quality.metrics import ClassificationWindow, Interval, RegressionWindow
-    from flowops.quality.windows import ClosedPerformance, PerformanceWindows, QualitySpec
+    from flowops.quality.windows import (
+        ClosedPerformance,
+        PerformanceWindows,
+        QualitySpec,
+        reference_figures,
+    )
 
 _LAZY: dict[str, str] = {
     "CBPEEstimate": "cbpe",
@@ -42,6 +47,7 @@ _LAZY: dict[str, str] = {
     "LabelJoin": "join",
     "PerformanceFinding": "drop",
     "PerformanceWindows": "windows",
+    "reference_figures": "windows",
     "QualitySpec": "windows",
     "RegressionWindow": "metrics",
     "performance_drops": "drop",
@@ -72,4 +78,5 @@ __all__ = [
     "QualitySpec",
     "RegressionWindow",
     "performance_drops",
+    "reference_figures",
 ]

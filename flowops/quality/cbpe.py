@@ -48,8 +48,9 @@ catch it when the labels come.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -62,7 +63,7 @@ _DEFAULT_BINS: Final = 50
 _MIN_ROWS_PER_BIN: Final = 100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Calibration:
     """Histogram calibration fitted on labelled reference rows; see the module's text."""
 
@@ -105,6 +106,50 @@ class Calibration:
             float(score.min()),
             float(score.max()),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready builtins; :meth:`from_dict` reads them back exactly (for a profile).
+
+        >>> calibration = Calibration.fit([0.1, 0.4, 0.6, 0.9], [0, 1, 0, 1], bins=2)
+        >>> Calibration.from_dict(calibration.to_dict()) == calibration
+        True
+        """
+        return {
+            "edges": self.edges.tolist(),
+            "positives": self.positives.tolist(),
+            "totals": self.totals.tolist(),
+            "threshold": self.threshold,
+            "low": self.low,
+            "high": self.high,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """The calibration :meth:`to_dict` wrote; ValueError naming what is wrong."""
+        try:
+            edges = np.asarray(data["edges"], dtype=np.float64)
+            positives = np.asarray(data["positives"], dtype=np.int64)
+            totals = np.asarray(data["totals"], dtype=np.int64)
+            threshold, low, high = (float(data[key]) for key in ("threshold", "low", "high"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a calibration: {exc!r}") from None
+        if not (positives.shape == totals.shape == (edges.size + 1,)):
+            raise ValueError("not a calibration: one count per cell, edges + 1 cells")
+        if np.any(np.diff(edges) <= 0) or np.any(positives > totals) or np.any(positives < 0):
+            raise ValueError("not a calibration: edges must ascend, 0 <= positives <= totals")
+        return cls(edges, positives, totals, threshold, low, high)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Calibration):
+            return NotImplemented
+        return (
+            np.array_equal(self.edges, other.edges)
+            and np.array_equal(self.positives, other.positives)
+            and np.array_equal(self.totals, other.totals)
+            and (self.threshold, self.low, self.high) == (other.threshold, other.low, other.high)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # arrays inside: not hashable
 
     @property
     def probabilities(self) -> NDArray[np.float64]:
@@ -178,7 +223,7 @@ class CBPEWindow:
 
     def merge(self, other: CBPEWindow) -> None:
         """Add another window's counts (of the same calibration)."""
-        if other.calibration is not self.calibration:
+        if other.calibration != self.calibration:
             raise ValueError("windows of another calibration")
         self.counts += other.counts
         self.outside += other.outside

@@ -26,7 +26,7 @@ must not stop a model's monitoring.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,7 +35,7 @@ import numpy as np
 from flowops.quality.join import Joined
 from flowops.quality.metrics import ClassificationWindow, Interval, RegressionWindow
 
-__all__ = ["ClosedPerformance", "PerformanceWindows", "QualitySpec"]
+__all__ = ["ClosedPerformance", "PerformanceWindows", "QualitySpec", "reference_figures"]
 
 
 @dataclass(frozen=True)
@@ -100,14 +100,14 @@ class PerformanceWindows:
             index = math.floor(row.labelled_at / self.spec.window)
             key = (row.model, row.version, row.variant, index)
             labels, predictions = rows.setdefault(key, ([], []))
-            if self._usable(row.label, row.prediction):
+            if _usable(self.spec, row.label, row.prediction):
                 labels.append(row.label)
                 predictions.append(row.prediction)
             else:
                 self._window(key).unusable += 1
         for key, (labels, predictions) in rows.items():
             if labels:
-                self._sum(self._window(key).sums, labels, predictions)
+                _sum(self.spec, self._window(key).sums, labels, predictions)
 
     def close(self, before: float) -> list[ClosedPerformance]:
         """The windows that end at or before ``before``, in order of key; forgotten here."""
@@ -122,27 +122,8 @@ class PerformanceWindows:
     def _window(self, key: _Key) -> _Open:
         window = self._open.get(key)
         if window is None:
-            spec = self.spec
-            sums: ClassificationWindow | RegressionWindow = (
-                RegressionWindow()
-                if spec.kind == "regression"
-                else ClassificationWindow(spec.positive, spec.negative, spec.threshold)
-            )
-            window = self._open[key] = _Open(sums)
+            window = self._open[key] = _Open(_new_sums(self.spec))
         return window
-
-    def _sum(
-        self,
-        sums: ClassificationWindow | RegressionWindow,
-        labels: list[Any],
-        predictions: list[Any],
-    ) -> None:
-        if isinstance(sums, RegressionWindow):
-            sums.add(labels, predictions)
-        elif self.spec.scores:
-            sums.add(np.array(labels, dtype=object), scores=np.array(predictions, np.float64))
-        else:
-            sums.add(np.array(labels, dtype=object), np.array(predictions, dtype=object))
 
     def _closed(self, key: _Key, window: _Open) -> ClosedPerformance:
         model, version, variant, index = key
@@ -160,13 +141,58 @@ class PerformanceWindows:
             window.sums.metrics(self.confidence) if rows else {},
         )
 
-    def _usable(self, label: Any, prediction: Any) -> bool:
-        spec = self.spec
-        if spec.kind == "regression":
-            return _finite_number(label) and _finite_number(prediction)
-        if spec.scores:
-            return _finite_number(prediction) and 0 <= prediction <= 1
-        return prediction is not None and not isinstance(prediction, dict | list)
+
+def reference_figures(
+    spec: QualitySpec,
+    labels: Sequence[Any],
+    predictions: Sequence[Any],
+    *,
+    confidence: float = 0.95,
+) -> tuple[dict[str, Interval], int]:
+    """The metrics of labelled reference rows (what a window is judged against), read as
+    ``spec`` says, and how many rows were unusable.
+
+    >>> figures, unusable = reference_figures(QualitySpec("regression"), [1.0, 2.0], [1.5, 2.5])
+    >>> figures["mae"].value, unusable
+    (0.5, 0)
+    """
+    if len(labels) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    keep = [_usable(spec, label, guess) for label, guess in zip(labels, predictions, strict=True)]
+    sums = _new_sums(spec)
+    kept_labels = [label for label, ok in zip(labels, keep, strict=True) if ok]
+    kept = [guess for guess, ok in zip(predictions, keep, strict=True) if ok]
+    if kept_labels:
+        _sum(spec, sums, kept_labels, kept)
+    return (sums.metrics(confidence) if kept_labels else {}), keep.count(False)
+
+
+def _new_sums(spec: QualitySpec) -> ClassificationWindow | RegressionWindow:
+    if spec.kind == "regression":
+        return RegressionWindow()
+    return ClassificationWindow(spec.positive, spec.negative, spec.threshold)
+
+
+def _sum(
+    spec: QualitySpec,
+    sums: ClassificationWindow | RegressionWindow,
+    labels: list[Any],
+    predictions: list[Any],
+) -> None:
+    if isinstance(sums, RegressionWindow):
+        sums.add(labels, predictions)
+    elif spec.scores:
+        sums.add(np.array(labels, dtype=object), scores=np.array(predictions, np.float64))
+    else:
+        sums.add(np.array(labels, dtype=object), np.array(predictions, dtype=object))
+
+
+def _usable(spec: QualitySpec, label: Any, prediction: Any) -> bool:
+    if spec.kind == "regression":
+        return _finite_number(label) and _finite_number(prediction)
+    if spec.scores:
+        return _finite_number(prediction) and 0 <= prediction <= 1
+    return prediction is not None and not isinstance(prediction, dict | list)
 
 
 def _finite_number(value: Any) -> bool:

@@ -125,3 +125,37 @@ def test_bad_reference_data_is_refused() -> None:
         Calibration.fit([0.5], [1])
     with pytest.raises(ValueError, match="finite"):
         Calibration.fit([0.5, float("nan")], [1, 0])
+
+
+def test_a_calibration_round_trips_through_json_and_still_estimates(
+    world: World, calibration: Calibration
+) -> None:
+    import json
+
+    again = Calibration.from_dict(json.loads(json.dumps(calibration.to_dict())))
+    assert again == calibration
+    scores, _ = world.rows(500, 0.2)
+    first, second = CBPEWindow(calibration), CBPEWindow(again)
+    first.add(scores)
+    second.add(scores)
+    assert first.estimate() == second.estimate()
+    first.merge(second)  # equal calibrations merge, wherever they were read
+    assert first.rows == 1000
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"edges": [0.5, 0.2]}, "edges must ascend"),
+        ({"totals": [1]}, "one count per cell"),
+        ({"threshold": None}, "not a calibration"),
+    ],
+)
+def test_a_bad_calibration_is_refused(
+    calibration: Calibration, change: dict[str, object], message: str
+) -> None:
+    data = calibration.to_dict() | change
+    if "edges" in change:
+        data |= {"positives": [0, 0, 0], "totals": [1, 1, 1]}
+    with pytest.raises(ValueError, match=message):
+        Calibration.from_dict(data)

@@ -100,3 +100,21 @@ def test_rows_added_in_several_calls_sum_as_in_one() -> None:
     twice.add(rows[:31])
     twice.add(rows[31:])
     assert once.close(100.0) == twice.close(100.0)
+
+
+def test_reference_figures_are_sklearns_and_count_the_unusable() -> None:
+    from flowops.quality.windows import reference_figures
+
+    labels = [1, 0, 1, 1, 0, 0, 1]
+    predictions = [1, 0, 0, 1, 1, None, 1]
+    figures, unusable = reference_figures(QualitySpec("classification"), labels, predictions)
+    kept = [
+        (label, guess)
+        for label, guess in zip(labels, predictions, strict=True)
+        if guess is not None
+    ]
+    truth, guessed = zip(*kept, strict=True)
+    assert figures["precision"].value == pytest.approx(sk.precision_score(truth, guessed))
+    assert unusable == 1
+    with pytest.raises(ValueError, match="2 predictions for 3 labels"):
+        reference_figures(QualitySpec("regression"), [1.0, 2.0, 3.0], [1.0, 2.0])
