@@ -83,10 +83,12 @@ def send(
           --id-column rid --bootstrap kafka:9092 -o json
     """
     from flowops.config import load_settings
+    from flowops.logs import quiet_kafka_client
     from flowops.quality.upload import read_labels, send_labels
 
     settings = load_settings(config_file, {"kafka": {"bootstrap": bootstrap}})
     batches = read_labels(data_file, model=model, label_column=label_column, id_column=id_column)
+    quiet_kafka_client()
     sent = send_labels(batches, settings.kafka)
     if output_format == "json":
         import orjson

@@ -4,11 +4,14 @@ files of every format, and the one-line errors for what cannot be sent."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from flowops.broker import free_port
 from flowops.cli import cli
 from flowops.errors import InputError
 from flowops.quality.upload import read_labels
@@ -94,6 +97,21 @@ def test_the_command_stops_on_bad_input_with_one_line_and_exit_2(tmp_path: Path)
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert "column 'label': no label" in result.stderr
+
+
+def test_without_a_broker_the_command_says_so_in_one_line_and_exits_3(tmp_path: Path) -> None:
+    path = write(tmp_path, "l.csv", "request_id,label\na,1\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLOWOPS_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "flowops", "labels", "send", "--data", str(path),
+         "--model", "m", "--bootstrap", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=60, check=False, env=clean,
+    )  # fmt: skip
+    assert done.returncode == 3
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("flowops: error: 127.0.0.1:")
+    assert "cannot reach the Kafka broker" in line
 
 
 def test_the_command_is_listed_and_its_help_teaches() -> None:
