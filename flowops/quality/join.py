@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Self
 
@@ -132,11 +132,17 @@ def entry_bytes(request_id: str, entry: tuple[Any, ...]) -> int:
 
 @dataclass
 class _Side:
-    """One kind of pending entry: in memory by key, in insertion order."""
+    """One kind of pending entry: in memory by key, in insertion order.
+
+    ``fresh`` holds the keys put in memory since the last checkpoint (so not on disk);
+    every other key in memory was written by a checkpoint, and is deleted from disk at
+    the next one when it leaves memory (``deleted``). Both grow with what happens between
+    two checkpoints, not with what is pending.
+    """
 
     kind: Kind
     memory: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    persisted: set[tuple[str, str]] = field(default_factory=set)
+    fresh: set[tuple[str, str]] = field(default_factory=set)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     spilled: int = 0
 
@@ -256,9 +262,8 @@ class LabelJoin:
         for side in (self._predictions, self._labels):
             self._store.delete_many(side.kind, side.deleted)
             side.deleted.clear()
-            new = [key for key in side.memory if key not in side.persisted]
-            self._store.put_many(side.kind, self._rows(side, new))
-            side.persisted.update(new)
+            self._store.put_many(side.kind, self._rows(side, side.fresh))
+            side.fresh.clear()
         meta = {key: float(value) for key, value in asdict(self.counts).items()}
         self._store.commit(meta | {"watermark": self.watermark})
 
@@ -329,6 +334,7 @@ class LabelJoin:
         size = entry_bytes(request_id, entry)
         if self.memory_bytes + size <= self.memory_budget:
             side.memory[key] = entry
+            side.fresh.add(key)
             self.memory_bytes += size
             return
         body = orjson.dumps(entry[1:], option=orjson.OPT_SERIALIZE_NUMPY)
@@ -353,8 +359,9 @@ class LabelJoin:
 
     def _forget(self, side: _Side, key: tuple[str, str], entry: tuple[Any, ...]) -> None:
         self.memory_bytes -= entry_bytes(key[1], entry)
-        if key in side.persisted:
-            side.persisted.discard(key)
+        if key in side.fresh:
+            side.fresh.discard(key)
+        else:
             side.deleted.append(key)
 
     def _expire(self, side: _Side, cutoff: float) -> int:
@@ -369,7 +376,7 @@ class LabelJoin:
         return expired
 
     def _rows(
-        self, side: _Side, keys: list[tuple[str, str]]
+        self, side: _Side, keys: Iterable[tuple[str, str]]
     ) -> Iterator[tuple[str, str, float, bytes]]:
         for model, request_id in keys:
             entry = side.memory[model, request_id]
