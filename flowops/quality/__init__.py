@@ -14,6 +14,8 @@ joins labels (``docs/quality.md`` says what is wired and what is not yet):
   as a :class:`PerformanceFinding` with ``feature`` ``"performance"``;
 * :class:`Calibration`, :class:`CBPEWindow` (:mod:`~flowops.quality.cbpe`): performance
   estimated before the labels come, for binary classifiers with scores;
+* :func:`compare_arms` (:mod:`~flowops.quality.ab`): two arms of an A/B split on one
+  metric, the difference, its interval and a p-value, and the winner if there is one;
 * :mod:`~flowops.quality.upload`: what ``flowops labels send`` reads and sends.
 
 Names are bound on first use (PEP 562), so ``flowops labels send`` does not pay for
@@ -24,6 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flowops.quality.ab import ArmComparison, compare_arms
     from flowops.quality.cbpe import Calibration, CBPEEstimate, CBPEWindow
     from flowops.quality.drop import PerformanceFinding, performance_drops
     from flowops.quality.join import JoinCounts, Joined, LabelJoin
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     )
 
 _LAZY: dict[str, str] = {
+    "ArmComparison": "ab",
+    "compare_arms": "ab",
     "CBPEEstimate": "cbpe",
     "CBPEWindow": "cbpe",
     "Calibration": "cbpe",
@@ -64,6 +69,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ArmComparison",
     "CBPEEstimate",
     "CBPEWindow",
     "Calibration",
@@ -77,6 +83,7 @@ __all__ = [
     "PerformanceWindows",
     "QualitySpec",
     "RegressionWindow",
+    "compare_arms",
     "performance_drops",
     "reference_figures",
 ]

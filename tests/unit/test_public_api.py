@@ -31,6 +31,7 @@ PACKAGES = [
     "flowops.events.traffic",
     "flowops.events.labels",
     "flowops.quality",
+    "flowops.quality.ab",
     "flowops.quality.cbpe",
     "flowops.quality.drop",
     "flowops.quality.join",
