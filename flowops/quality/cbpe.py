@@ -228,6 +228,25 @@ class CBPEWindow:
         self.counts += other.counts
         self.outside += other.outside
 
+    def to_state(self) -> dict[str, Any]:
+        """The counts as JSON-safe data (the calibration is the caller's to keep)."""
+        return {"counts": self.counts.tolist(), "outside": self.outside}
+
+    @classmethod
+    def from_state(cls, calibration: Calibration, state: Mapping[str, Any]) -> CBPEWindow:
+        """The window :meth:`to_state` described, over ``calibration``.
+
+        >>> calibration = Calibration.fit([0.1, 0.4, 0.6, 0.9], [0, 1, 0, 1], bins=2)
+        >>> window = CBPEWindow(calibration)
+        >>> window.add([0.2, 0.7, 1.5])
+        >>> CBPEWindow.from_state(calibration, window.to_state()).estimate() == window.estimate()
+        True
+        """
+        counts = np.asarray(state["counts"], dtype=np.int64)
+        if counts.shape != calibration.totals.shape:
+            raise ValueError("the state's cells are not the calibration's")
+        return cls(calibration, counts=counts, outside=int(state["outside"]))
+
     def estimate(
         self, confidence: float = 0.95, *, draws: int = 2000, seed: int = 0
     ) -> CBPEEstimate:

@@ -35,7 +35,7 @@ Every metric comes as an :class:`Interval` with a confidence interval:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -55,6 +55,13 @@ __all__ = [
 CLASSIFICATION_METRICS: Final = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 REGRESSION_METRICS: Final = ("mae", "rmse", "mape")
 _EPS: Final = float(np.finfo(np.float64).eps)  # scikit-learn's clip for log loss and MAPE
+_CLASSIFICATION_SCALARS: Final = (
+    "positive", "negative", "threshold", "bins", "rows", "correct",
+    "tp", "fp", "fn", "tn", "scored", "log_loss_sum", "log_loss_squares",
+)  # fmt: skip
+_REGRESSION_SUMS: Final = (
+    "rows", "absolute", "squared", "fourth", "percentage", "percentage_squares",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,29 @@ class ClassificationWindow:
         self.log_loss_squares += other.log_loss_squares
         self.positive_scores = self.positive_scores + other.positive_scores
         self.negative_scores = self.negative_scores + other.negative_scores
+
+    def to_state(self) -> dict[str, Any]:
+        """The counts as JSON-safe data; :meth:`from_state` restores them exactly.
+
+        The classes must be JSON values (numbers, strings, booleans), as labels are.
+
+        >>> window = ClassificationWindow(bins=4)
+        >>> window.add([1, 0], scores=[0.9, 0.2])
+        >>> ClassificationWindow.from_state(window.to_state()).metrics() == window.metrics()
+        True
+        """
+        state = {name: getattr(self, name) for name in _CLASSIFICATION_SCALARS}
+        state["positive_scores"] = _sparse(self.positive_scores)
+        state["negative_scores"] = _sparse(self.negative_scores)
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ClassificationWindow:
+        """The window :meth:`to_state` described."""
+        window = cls(**{name: state[name] for name in _CLASSIFICATION_SCALARS})
+        window.positive_scores = _dense(state["positive_scores"], window.bins)
+        window.negative_scores = _dense(state["negative_scores"], window.bins)
+        return window
 
     def metrics(self, confidence: float = 0.95) -> dict[str, Interval]:
         """Every metric the window can give (ROC AUC and log loss need scores)."""
@@ -272,8 +302,17 @@ class RegressionWindow:
 
     def merge(self, other: RegressionWindow) -> None:
         """Add another window's sums."""
-        for name in ("rows", "absolute", "squared", "fourth", "percentage", "percentage_squares"):
+        for name in _REGRESSION_SUMS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_state(self) -> dict[str, Any]:
+        """The sums as JSON-safe data; :meth:`from_state` restores them exactly."""
+        return {name: getattr(self, name) for name in _REGRESSION_SUMS}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RegressionWindow:
+        """The window :meth:`to_state` described."""
+        return cls(**{name: state[name] for name in _REGRESSION_SUMS})
 
     def metrics(self, confidence: float = 0.95) -> dict[str, Interval]:
         """MAE, RMSE and MAPE with their intervals (NaN for an empty window)."""
@@ -286,6 +325,19 @@ class RegressionWindow:
             "rmse": Interval(rmse, max(0.0, rmse - spread), rmse + spread, n),
             "mape": _mean_interval(self.percentage, self.percentage_squares, n, confidence),
         }
+
+
+def _sparse(counts: NDArray[np.int64]) -> list[list[int]]:
+    """A histogram as [cell, count] pairs of its non-empty cells (most are empty)."""
+    cells = np.flatnonzero(counts)
+    return [[int(cell), int(counts[cell])] for cell in cells]
+
+
+def _dense(pairs: Sequence[Sequence[int]], bins: int) -> NDArray[np.int64]:
+    counts = np.zeros(bins, np.int64)
+    for cell, count in pairs:
+        counts[cell] = count
+    return counts
 
 
 def _probabilities(scores: Sequence[float] | ArrayLike, rows: int) -> NDArray[np.float64]:

@@ -26,7 +26,7 @@ must not stop a model's monitoring.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -112,8 +112,31 @@ class PerformanceWindows:
     def close(self, before: float) -> list[ClosedPerformance]:
         """The windows that end at or before ``before``, in order of key; forgotten here."""
         span = self.spec.window
-        done = sorted(key for key in self._open if (key[3] + 1) * span <= before)
+        done = sorted((key for key in self._open if (key[3] + 1) * span <= before), key=_order)
         return [self._closed(key, self._open.pop(key)) for key in done]
+
+    def to_state(self) -> dict[str, Any]:
+        """The open windows as JSON-safe data, for the worker's checkpoint;
+        :meth:`from_state` restores them exactly (the spec is the caller's)."""
+        return {
+            "windows": [
+                [list(key), window.unusable, window.sums.to_state()]
+                for key, window in self._open.items()
+            ]
+        }
+
+    @classmethod
+    def from_state(
+        cls, spec: QualitySpec, state: Mapping[str, Any], *, confidence: float = 0.95
+    ) -> PerformanceWindows:
+        """The windows :meth:`to_state` described, read as ``spec`` says."""
+        windows = cls(spec, confidence=confidence)
+        kind = RegressionWindow if spec.kind == "regression" else ClassificationWindow
+        for (model, version, variant, index), unusable, sums in state["windows"]:
+            windows._open[model, version, variant, int(index)] = _Open(
+                kind.from_state(sums), int(unusable)
+            )
+        return windows
 
     def open_windows(self) -> int:
         """How many windows are open."""
@@ -193,6 +216,12 @@ def _usable(spec: QualitySpec, label: Any, prediction: Any) -> bool:
     if spec.scores:
         return _finite_number(prediction) and 0 <= prediction <= 1
     return prediction is not None and not isinstance(prediction, dict | list)
+
+
+def _order(key: _Key) -> tuple[Any, ...]:
+    """Keys in order, no version or variant (None) before any."""
+    model, version, variant, index = key
+    return (model, version is not None, version or "", variant is not None, variant or "", index)
 
 
 def _finite_number(value: Any) -> bool:

@@ -118,3 +118,37 @@ def test_reference_figures_are_sklearns_and_count_the_unusable() -> None:
     assert unusable == 1
     with pytest.raises(ValueError, match="2 predictions for 3 labels"):
         reference_figures(QualitySpec("regression"), [1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        QualitySpec("classification", window=50.0, scores=True),
+        QualitySpec("classification", window=50.0, positive="yes", negative="no"),
+        QualitySpec("regression", window=50.0),
+    ],
+)
+def test_open_windows_survive_json_exactly(spec: QualitySpec) -> None:
+    import json
+
+    rng = np.random.default_rng(9)
+    rows = []
+    for i in range(300):
+        score = float(rng.random())
+        if spec.kind == "regression":
+            prediction, label = score * 10, float(rng.normal(5, 2))
+        elif spec.scores:
+            prediction, label = score, int(rng.random() < score)
+        else:
+            prediction, label = (
+                ("yes" if score > 0.5 else "no"),
+                ("yes" if rng.random() < score else "no"),
+            )
+        rows.append(joined(str(i), prediction, label, float(i), variant=["a", None][i % 2]))
+    rows.append(joined("bad", None, 1, 7.0))
+    windows = PerformanceWindows(spec)
+    windows.add(rows)
+    state = json.loads(json.dumps(windows.to_state()))
+    again = PerformanceWindows.from_state(spec, state)
+    assert again.open_windows() == windows.open_windows() == 12
+    assert again.close(1e9) == windows.close(1e9)
