@@ -38,6 +38,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "gateway",
         "Run the gateway in front of model servers; it publishes their traffic to Kafka.",
     ),
+    "labels": (
+        "flowops.cli.labels",
+        "labels",
+        "Send labels (the true outcomes of requests) to Kafka for the quality join.",
+    ),
     "monitor": (
         "flowops.cli.monitor",
         "monitor",

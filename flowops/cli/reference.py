@@ -22,9 +22,9 @@ _HEADER = """\
 
 Generated from the commands' own `--help` by `python -m flowops.cli.reference > docs/cli.md`
 (a test fails when this page and the code disagree). Each component's page tells the
-story: [drift](drift.md), [streaming](streaming.md), [gateway](gateway.md),
-[monitor](monitor.md), [build](build.md), [test](test.md), [deploy](deploy.md),
-[Kubernetes manifests](kubernetes.md).
+story: [drift](drift.md), [streaming](streaming.md), [quality](quality.md),
+[gateway](gateway.md), [monitor](monitor.md), [build](build.md), [test](test.md),
+[deploy](deploy.md), [Kubernetes manifests](kubernetes.md).
 """
 
 

@@ -6,7 +6,10 @@
   :class:`DriftAlert`, :class:`ReferenceProfile`, :class:`HealthEvent`,
   :class:`DeadLetter`;
 * :class:`Topics` and :func:`ensure_topics`; CloudEvents headers
-  (:func:`cloudevent_headers`); :class:`TrafficProducer` and :class:`EventProducer`.
+  (:func:`cloudevent_headers`); :class:`TrafficProducer` and :class:`EventProducer`;
+* labels (:class:`LabelRow`, :class:`LabelBatch`), written and read by
+  :func:`encode_labels`, :func:`decode_labels` and :func:`decode_labels_many`, and
+  sent by :class:`LabelProducer`.
 
 Every decoding error is an :class:`~flowops.errors.EventError` with a ``code``.
 JSON Schemas of all events are in ``docs/events/``; ``docs/streaming.md`` tells the story.
@@ -39,7 +42,14 @@ if TYPE_CHECKING:
         decode_traffic_many,
         encode_traffic,
     )
-    from flowops.events.producer import EventProducer, TrafficProducer
+    from flowops.events.labels import (
+        LabelBatch,
+        LabelRow,
+        decode_labels,
+        decode_labels_many,
+        encode_labels,
+    )
+    from flowops.events.producer import EventProducer, LabelProducer, TrafficProducer
     from flowops.events.traffic import FeatureValue, TrafficBatch, TrafficRow
 
 # Imported on first use: the traffic codec and rows need numpy, the producers aiokafka;
@@ -51,6 +61,12 @@ _LAZY: dict[str, str] = {
     "decode_traffic_many": "codec",
     "encode_traffic": "codec",
     "EventProducer": "producer",
+    "LabelProducer": "producer",
+    "LabelBatch": "labels",
+    "LabelRow": "labels",
+    "decode_labels": "labels",
+    "decode_labels_many": "labels",
+    "encode_labels": "labels",
     "TrafficProducer": "producer",
     "FeatureValue": "traffic",
     "TrafficBatch": "traffic",
@@ -79,6 +95,9 @@ __all__ = [
     "EventTypes",
     "FeatureValue",
     "HealthEvent",
+    "LabelBatch",
+    "LabelProducer",
+    "LabelRow",
     "ReferenceProfile",
     "TopicInfo",
     "TopicSpec",
@@ -87,9 +106,12 @@ __all__ = [
     "TrafficProducer",
     "TrafficRow",
     "cloudevent_headers",
+    "decode_labels",
+    "decode_labels_many",
     "decode_traffic",
     "decode_traffic_many",
     "describe_topics",
+    "encode_labels",
     "encode_traffic",
     "ensure_topics",
     "read_cloudevent_headers",

@@ -42,6 +42,7 @@ class EventTypes:
     """The ``ce_type`` of each FlowOps event: reverse-DNS name, then the schema version."""
 
     TRAFFIC: Final = "dev.flowops.traffic.v1"
+    LABEL: Final = "dev.flowops.label.v1"
     REFERENCE: Final = "dev.flowops.reference.v1"
     ALERT: Final = "dev.flowops.drift.alert.v1"
     HEALTH: Final = "dev.flowops.health.v1"

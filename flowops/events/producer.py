@@ -34,12 +34,14 @@ from flowops.events.schemas import Event
 from flowops.events.topics import Topics
 
 if TYPE_CHECKING:  # numpy comes with them; EventProducer's users (the monitor) need none
+    from flowops.events.labels import LabelBatch, LabelRow
     from flowops.events.traffic import TrafficBatch, TrafficRow
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "Compression",
     "EventProducer",
+    "LabelProducer",
     "ProducerClient",
     "ProducerOptions",
     "TrafficProducer",
@@ -284,6 +286,63 @@ class TrafficProducer(EventProducer):
     async def _send_encoded(self, model: str, payload: bytes) -> None:
         event_id = os.urandom(16).hex()  # random like uuid4, at a tenth of its cost
         await self.send_message(self.topic, model.encode(), payload, EventTypes.TRAFFIC, event_id)
+
+
+class LabelProducer(EventProducer):
+    """Publishes labels to ``flowops.labels``, keyed by model (like traffic, so a model's
+    labels and its predictions can meet in one worker).
+
+    A :class:`~flowops.events.labels.LabelBatch` (or a list of rows, gathered into one
+    batch per model and version) goes out as columnar messages, halved until each fits
+    ``max_message_bytes``.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str = "127.0.0.1:9092",
+        *,
+        topic: str = Topics.LABELS,
+        **options: Unpack[ProducerOptions],
+    ) -> None:
+        super().__init__(bootstrap, **options)
+        self.topic = topic
+
+    async def send(self, labels: LabelRow | LabelBatch | Sequence[LabelRow]) -> None:
+        """Queue a row, a batch, or rows (sent as one batch per model and version)."""
+        from flowops.events.labels import LabelRow, encode_labels
+
+        if isinstance(labels, LabelRow):
+            await self._send_encoded(labels.model, encode_labels(labels))
+            return
+        for batch in _label_batches(labels):
+            for payload in self._messages(batch):
+                await self._send_encoded(batch.model, payload)
+
+    def _messages(self, batch: LabelBatch) -> Iterator[bytes]:
+        from flowops.events.labels import encode_labels
+
+        payload = encode_labels(batch)
+        if len(payload) <= self.max_message_bytes or batch.rows == 1:
+            yield payload
+            return
+        middle = batch.rows // 2
+        yield from self._messages(batch.slice(0, middle))
+        yield from self._messages(batch.slice(middle, batch.rows))
+
+    async def _send_encoded(self, model: str, payload: bytes) -> None:
+        event_id = os.urandom(16).hex()
+        await self.send_message(self.topic, model.encode(), payload, EventTypes.LABEL, event_id)
+
+
+def _label_batches(labels: LabelBatch | Sequence[LabelRow]) -> list[LabelBatch]:
+    from flowops.events.labels import LabelBatch
+
+    if isinstance(labels, LabelBatch):
+        return [labels]
+    groups: dict[tuple[str, str | None], list[LabelRow]] = {}
+    for row in labels:
+        groups.setdefault((row.model, row.version), []).append(row)
+    return [LabelBatch.from_rows(rows) for rows in groups.values()]
 
 
 def _batches(traffic: TrafficBatch | Sequence[TrafficRow]) -> list[TrafficBatch]:

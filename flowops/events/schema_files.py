@@ -14,8 +14,11 @@ clients write. The traffic event's ``variant``
 and ``parse_error`` are optional, so version 1 readers and writers of messages without
 them are unaffected.
 
+The label event (:mod:`flowops.events.labels`) is described the same way, beside its
+hand-written decoder.
+
 >>> sorted(event_schemas())
-['dead-letter.v1.json', 'drift-alert.v1.json', 'health.v1.json', \
+['dead-letter.v1.json', 'drift-alert.v1.json', 'health.v1.json', 'label.v1.json', \
 'reference-profile.v1.json', 'traffic.v1.json']
 """
 
@@ -35,6 +38,9 @@ from flowops.events.topics import Topics
 
 __all__ = [
     "DRAFT",
+    "LabelBatchMessage",
+    "LabelColumns",
+    "LabelRowMessage",
     "TrafficBatchMessage",
     "TrafficColumns",
     "TrafficRowMessage",
@@ -105,9 +111,43 @@ class TrafficBatchMessage(_Wire):
     batch: TrafficColumns
 
 
+_LabelValue = Annotated[float | str | bool, Field(union_mode="left_to_right")]
+_LABEL = "the request's true outcome: a class (number, string or boolean) or a target"
+_LABEL_VERSION = "the model version the label is for; null or absent: whichever answered"
+_LABEL_TIME = "Unix seconds when the outcome became known (the clock of quality windows)"
+
+
+class LabelRowMessage(_Wire):
+    """The known outcome of one request, named by the request_id of its traffic row."""
+
+    schema_version: Literal[1]
+    model: Annotated[str, Field(min_length=1)]
+    version: str | None = Field(None, description=_LABEL_VERSION)
+    request_id: str
+    label: _LabelValue = Field(description=_LABEL)
+    timestamp: float = Field(description=_LABEL_TIME)
+
+
+class LabelColumns(_Wire):
+    """A label batch's columns; every column holds one value per request id."""
+
+    request_id: Annotated[list[str], Field(min_length=1)]
+    label: list[_LabelValue] = Field(description=_LABEL)
+    timestamp: list[float] = Field(description=_LABEL_TIME)
+
+
+class LabelBatchMessage(_Wire):
+    """Labels of one model (and version, or none), column by column."""
+
+    schema_version: Literal[1]
+    model: Annotated[str, Field(min_length=1)]
+    version: str | None = Field(None, description=_LABEL_VERSION)
+    batch: LabelColumns
+
+
 def event_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, for every event."""
-    schemas = {"traffic.v1.json": _traffic_schema()}
+    schemas = {"traffic.v1.json": _traffic_schema(), "label.v1.json": _label_schema()}
     for name, event in (
         ("reference-profile.v1.json", ReferenceProfile),
         ("drift-alert.v1.json", DriftAlert),
@@ -155,6 +195,24 @@ def _traffic_schema() -> dict[str, Any]:
         "(a columnar batch). In a batch every column holds one value per request_id.",
         EventTypes.TRAFFIC,
         Topics.TRAFFIC,
+        "model",
+    )
+    return _merge(header, body)
+
+
+def _label_schema() -> dict[str, Any]:
+    adapter: TypeAdapter[LabelRowMessage | LabelBatchMessage] = TypeAdapter(
+        LabelRowMessage | LabelBatchMessage
+    )
+    body = adapter.json_schema()
+    body["oneOf"] = body.pop("anyOf")
+    header = _header(
+        "FlowOps label event",
+        "The true outcome of one request (a row) or of many requests to one model (a "
+        "columnar batch), joined to the traffic's prediction by request_id. In a batch "
+        "every column holds one value per request_id.",
+        EventTypes.LABEL,
+        Topics.LABELS,
         "model",
     )
     return _merge(header, body)

@@ -4,6 +4,7 @@
 topic                         key          value
 ============================  ===========  =======================================
 ``flowops.traffic``           model        traffic event (one row or a batch)
+``flowops.labels``            model        label event (one row or a batch)
 ``flowops.references``        model        reference profile (compacted: latest wins)
 ``flowops.drift.alerts``      model        drift alert
 ``flowops.health``            target       health event
@@ -35,6 +36,7 @@ class Topics:
     """The topic names, as ``ARCHITECTURE.md`` draws them."""
 
     TRAFFIC: Final = "flowops.traffic"
+    LABELS: Final = "flowops.labels"
     REFERENCES: Final = "flowops.references"
     ALERTS: Final = "flowops.drift.alerts"
     HEALTH: Final = "flowops.health"
@@ -51,6 +53,7 @@ class TopicSpec:
 
 TOPICS: Final = (
     TopicSpec(Topics.TRAFFIC),
+    TopicSpec(Topics.LABELS),
     TopicSpec(Topics.REFERENCES, {"cleanup.policy": "compact"}),
     TopicSpec(Topics.ALERTS),
     TopicSpec(Topics.HEALTH),

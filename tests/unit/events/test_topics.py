@@ -15,6 +15,7 @@ from flowops.events.topics import TOPICS, Topics, ensure_topics
 def test_names_follow_the_architecture() -> None:
     assert [spec.name for spec in TOPICS] == [
         "flowops.traffic",
+        "flowops.labels",
         "flowops.references",
         "flowops.drift.alerts",
         "flowops.health",
