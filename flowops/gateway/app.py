@@ -46,6 +46,7 @@ from flowops.gateway.publisher import TrafficPublisher
 from flowops.gateway.ratelimit import RateLimiters
 from flowops.gateway.reload import FileWatcher
 from flowops.gateway.target import BadTarget, request_target
+from flowops.gateway.tls import ServerTls
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable
@@ -83,6 +84,8 @@ class Gateway:
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
         self.authenticator: Authenticator | None = None
+        self.tls: ServerTls | None = None
+        """The listener's TLS context (``gateway.tls``), reloaded when its files change."""
         self._watchers: list[FileWatcher] = []
         self._upstream_tls: dict[str, ssl.SSLContext] = {}  # shared with the health checks
         self._own: dict[str, Callable[[Request], Awaitable[Response]]] = {
@@ -95,13 +98,17 @@ class Gateway:
     async def start(self) -> None:
         """Load credentials, make the upstream clients, start checks and the publisher.
 
-        Raises :class:`~flowops.errors.ConfigError` for credentials or upstream TLS files
-        it cannot load (before anything is opened).
+        Raises :class:`~flowops.errors.ConfigError` for credentials or TLS files it
+        cannot load (before anything is opened).
         """
         # the files' fingerprints before they are read: a change meanwhile is not missed
         self._watch(credential_files(self.gateway.auth), "gateway credentials", self._reload_auth)
         tls_files = [path for _, u in self.gateway.all_upstreams() if u.tls for path in u.tls.files]
         self._watch(sorted(set(tls_files)), "upstream TLS files", self._reload_upstream_tls)
+        if self.gateway.tls is not None:
+            tls = self.gateway.tls
+            self._watch(tls.files, "gateway.tls certificate", self._reload_tls)
+            self.tls = ServerTls(tls)
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
         client = UpstreamClient(
             limit_per_host=_CONNECTIONS_PER_HOST,
@@ -163,6 +170,10 @@ class Gateway:
         then used for new connections (one bad file raises before any is used)."""
         assert self.client is not None
         self._apply_upstream_options(self.client, self._upstream_options())
+
+    async def _reload_tls(self) -> None:
+        assert self.tls is not None
+        await self.tls.reload()
 
     def _watch(self, files: list[Path], what: str, reload: Callable[[], Awaitable[None]]) -> None:
         """Re-read ``files`` when they change (``gateway.reload``), once started."""

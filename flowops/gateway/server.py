@@ -61,6 +61,7 @@ from flowops.errors import ConfigError, FlowOpsError
 from flowops.gateway.app import Gateway
 from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.listener import Listener
+from flowops.gateway.tls import is_loopback
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable
@@ -71,6 +72,7 @@ __all__ = [
     "KILL_AFTER",
     "SHUTDOWN_TIMEOUT",
     "check_workers",
+    "clear_text_warning",
     "run_gateway",
 ]
 
@@ -101,11 +103,13 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
     logs.quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
     loop_factory, loop_name = _loop_factory(config.uvloop)
     room = _file_room(config.limits.max_connections)
-    if room is not None:
-        say(room)
+    for warning in (room, clear_text_warning(config)):
+        if warning is not None:
+            say(warning)
     sockets = [_listen(config, reuse_port=config.workers > 1) for _ in range(config.workers)]
     routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"
-    listening = f"listening on http://{config.listen} (routes: {routes}; {loop_name}"
+    scheme = "http" if config.tls is None else "https"
+    listening = f"listening on {scheme}://{config.listen} (routes: {routes}; {loop_name}"
     if config.workers == 1:
         ready = _Say(say, f"{listening}); Ctrl-C stops")
         _serve_in(settings, sockets[0], loop_factory, say, ready, _Shared(_shared_table(config)))
@@ -117,6 +121,28 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
         finally:
             shutil.rmtree(metrics, ignore_errors=True)
     say("stopped")
+
+
+def clear_text_warning(config: GatewaySettings) -> str | None:
+    """A line to say when credentials would cross a network in clear text: a route
+    requires them (or an admin identity is set), TLS is off, and the listen address is
+    not loopback's (a TLS-terminating proxy on the same host is the safe exception).
+
+    >>> route = {"name": "m", "prefix": "/m", "upstreams": ["http://127.0.0.1:9001"],
+    ...          "auth": True}
+    >>> clear_text_warning(GatewaySettings(listen="127.0.0.1:8080", routes=[route])) is None
+    True
+    >>> clear_text_warning(GatewaySettings(listen="0.0.0.0:8080", routes=[route]))[:50]
+    'warning: API keys and tokens would cross the netwo'
+    """
+    uses_credentials = bool(config.admin_identities) or any(r.auth for r in config.routes)
+    if not uses_credentials or config.tls is not None or is_loopback(config.host):
+        return None
+    return (
+        "warning: API keys and tokens would cross the network in clear text: "
+        f"gateway.tls is not set and {config.listen} is not a loopback address "
+        "(set gateway.tls, or listen on 127.0.0.1 behind a TLS-terminating proxy)"
+    )
 
 
 def _file_room(connections: int) -> str | None:
@@ -213,7 +239,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     await gateway.start()
     _tune_gc()
-    listener = Listener(gateway.handle, limits=gateway.gateway.limits)
+    listener = Listener(gateway.handle, limits=gateway.gateway.limits, tls=gateway.tls)
     try:
         await listener.start(sock, backlog=BACKLOG)
         ready()
