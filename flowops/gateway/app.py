@@ -37,7 +37,7 @@ from flowops.config import Settings
 from flowops.events import TrafficRow
 from flowops.gateway.auth import Authenticator, AuthFailure, credential_files
 from flowops.gateway.client import OriginOptions, UpstreamClient
-from flowops.gateway.config import gateway_settings
+from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.listener import Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
@@ -83,6 +83,7 @@ class Gateway:
         self.client: UpstreamClient | None = None
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
+        self._retired_checkers: list[HealthChecker] = []  # of pools a reload dropped
         self.authenticator: Authenticator | None = None
         self.tls: ServerTls | None = None
         """The listener's TLS context (``gateway.tls``), reloaded when its files change."""
@@ -114,7 +115,7 @@ class Gateway:
             limit_per_host=_CONNECTIONS_PER_HOST,
             idle_timeout=self.gateway.upstream_pool.idle_timeout,
         )
-        self._apply_upstream_options(client, self._upstream_options())
+        self._apply_upstream_options(client, self._upstream_options(self.gateway))
         self.client = client
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=_CONNECTIONS_PER_HOST)
         self.session = aiohttp.ClientSession(
@@ -128,27 +129,68 @@ class Gateway:
             metrics=self.metrics,
             publish=self._publish,
         )
-        pools = [pool for route in self.proxy.routes for pool in route.pools]
-        self.metrics.watch(pools, self.publisher)
-        for route in self.proxy.routes:
-            for pool in route.pools:
-                checker = HealthChecker(
-                    pool, route.settings.health_check, self.session, tls=self._upstream_tls
-                )
-                checker.start()
-                self.checkers.append(checker)
+        self._check_health(self.proxy)
         await self.publisher.start()
         for watcher in self._watchers:
             watcher.start()
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
             self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
 
-    def _upstream_options(self) -> dict[str, OriginOptions]:
+    def _check_health(self, proxy: Proxy) -> None:
+        """A health checker for each of ``proxy``'s pools (kept for a pool that has one:
+        a route a reload left unchanged); the metrics watch these pools from now on."""
+        assert self.session is not None
+        pools = [pool for route in proxy.routes for pool in route.pools]
+        self.metrics.watch(pools, self.publisher)
+        checked = {id(checker.pool): checker for checker in self.checkers}
+        self.checkers = []
+        for route in proxy.routes:
+            for pool in route.pools:
+                checker = checked.pop(id(pool), None)
+                if checker is None:
+                    checker = HealthChecker(
+                        pool, route.settings.health_check, self.session, tls=self._upstream_tls
+                    )
+                    checker.start()
+                self.checkers.append(checker)
+        self._retired_checkers.extend(checked.values())
+
+    async def reload_routes(self, settings: Settings) -> None:
+        """Serve the routes of ``settings`` (``gateway.routes`` and ``model_from``) from
+        the next request on; requests under way finish on the routes they began with.
+
+        Everything is built before the swap, so a ConfigError (a bad key, an unreadable
+        upstream TLS file) leaves the routes as they were. A route whose settings did not
+        change keeps its upstreams' health, breakers and ejections. Other keys of the
+        section (listen, limits, tls, auth...) keep their values until a restart."""
+        assert self.proxy is not None, "start() first"
+        assert self.client is not None
+        config = gateway_settings(settings)
+        update = {"routes": config.routes, "model_from": config.model_from}
+        merged = self.gateway.model_copy(update=update)
+        options = self._upstream_options(merged)
+        proxy = Proxy(
+            merged,
+            client=self.client,
+            authenticator=self.proxy.authenticator,
+            limiters=self.limiters,
+            metrics=self.metrics,
+            publish=self._publish,
+            previous=self.proxy,
+        )
+        self._apply_upstream_options(self.client, options)
+        self.gateway, self.proxy = merged, proxy  # the old one's requests hold it meanwhile
+        self._check_health(proxy)
+        retired, self._retired_checkers = self._retired_checkers, []
+        for checker in retired:
+            await checker.stop()
+
+    def _upstream_options(self, config: GatewaySettings) -> dict[str, OriginOptions]:
         """Each upstream's idle timeout and TLS context, by URL, for those that set
         either (TLS files read now: a bad one is a ConfigError naming its key)."""
         options: dict[str, OriginOptions] = {}
-        default_idle = self.gateway.upstream_pool.idle_timeout
-        for key, upstream in self.gateway.all_upstreams():
+        default_idle = config.upstream_pool.idle_timeout
+        for key, upstream in config.all_upstreams():
             if upstream.url in options or (upstream.tls is None and upstream.idle_timeout is None):
                 continue
             context = None if upstream.tls is None else upstream.tls.context(f"{key}.tls")
@@ -169,7 +211,7 @@ class Gateway:
         """An upstream's CA, certificate or key file changed: every context made anew,
         then used for new connections (one bad file raises before any is used)."""
         assert self.client is not None
-        self._apply_upstream_options(self.client, self._upstream_options())
+        self._apply_upstream_options(self.client, self._upstream_options(self.gateway))
 
     async def _reload_tls(self) -> None:
         assert self.tls is not None

@@ -147,13 +147,20 @@ class Proxy:
         limiters: RateLimiters,
         metrics: GatewayMetrics,
         publish: Callable[[list[TrafficRow]], None] | None = None,
+        previous: Proxy | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.authenticator = authenticator
         self.metrics = metrics
         self.publish = publish
-        self.routes = [self._route_state(route, limiters) for route in settings.routes]
+        kept: dict[str, RouteState] = {}
+        if previous is not None:
+            kept = {route.settings.name: route for route in previous.routes}
+        self.routes: list[RouteState] = [
+            _unchanged(kept.get(route.name), route) or self._route_state(route, limiters)
+            for route in settings.routes
+        ]
         # longest prefix first, and a route for one model before one for any
         self._by_prefix = sorted(
             self.routes,
@@ -653,6 +660,12 @@ class _Refusal(Exception):  # noqa: N818 - not an error: an answer the gateway g
 
     def response(self, request_id: str) -> Response:
         return _error(self.status, self.code, self.reason, request_id, self.headers)
+
+
+def _unchanged(state: RouteState | None, route: RouteSettings) -> RouteState | None:
+    """A route's state from before a reload of the routes, when its settings are the
+    same: its upstreams keep their health, breakers and outlier ejections."""
+    return state if state is not None and state.settings == route else None
 
 
 def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:
