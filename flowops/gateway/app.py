@@ -77,6 +77,7 @@ class Gateway:
         self.metrics = GatewayMetrics(metrics_across)
         self._metrics_shared = metrics_across is not None
         self._refreshing: asyncio.Task[None] | None = None
+        self._jwks: asyncio.Task[None] | None = None  # fetches jwks_url at its interval
         self.limiters = RateLimiters(shared=shared)
         self.publisher = TrafficPublisher.for_kafka(settings.kafka, self.gateway.publish)
         self.session: aiohttp.ClientSession | None = None
@@ -135,6 +136,9 @@ class Gateway:
             watcher.start()
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
             self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
+        jwt = self.gateway.auth.jwt
+        if jwt is not None and jwt.jwks_url is not None:
+            self._jwks = asyncio.create_task(self._refresh_jwks(jwt.jwks_refresh), name="jwks")
 
     def _check_health(self, proxy: Proxy) -> None:
         """A health checker for each of ``proxy``'s pools (kept for a pool that has one:
@@ -231,6 +235,14 @@ class Gateway:
         if self.proxy is not None:
             self.proxy.authenticator = authenticator
 
+    async def _refresh_jwks(self, interval: float) -> None:
+        """Fetch the JWKS URL every ``jwks_refresh`` seconds (into the authenticator of
+        the moment: a reload of the credential files makes a new one)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.authenticator is not None:
+                await self.authenticator.refetch_keys(unknown_kid=False)
+
     async def _refresh_metrics(self) -> None:
         while True:
             await asyncio.sleep(METRICS_REFRESH)
@@ -240,10 +252,11 @@ class Gateway:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
         for watcher in self._watchers:
             await watcher.stop()
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refreshing
+        for task in (self._refreshing, self._jwks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for checker in self.checkers:
             await checker.stop()
         if self.proxy is not None:

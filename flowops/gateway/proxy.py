@@ -276,7 +276,11 @@ class Proxy:
         self, request: Request, exchange: _Exchange, body: bytes | None
     ) -> Response | None:
         route = exchange.route
-        exchange.identity = self._identify(request, route)
+        try:
+            exchange.identity = self._identify(request, route)
+        except _UnknownKid:  # the issuer may have a new key: fetch its JWKS, try again
+            await self.authenticator.refetch_keys()
+            exchange.identity = self._identify(request, route, retry_kid=False)
         await self._limit(request, exchange)
         exchange.body = (
             await _read_body(request, self.settings.max_body_bytes) if body is None else body
@@ -298,13 +302,15 @@ class Proxy:
             )
         return route.split.choose(splitting.Split.point(route.settings.name, caller))
 
-    def _identify(self, request: Request, route: RouteState) -> Identity:
+    def _identify(self, request: Request, route: RouteState, *, retry_kid: bool = True) -> Identity:
         settings = route.settings
         try:
             return self.authenticator.check(
                 request.headers, settings.name, settings.model_name, required=settings.auth
             )
         except AuthFailure as failure:
+            if retry_kid and failure.code == "unknown_kid" and self.authenticator.refetches:
+                raise _UnknownKid from None
             self.metrics.auth_failure(settings.name, failure.code)
             headers = (
                 {"WWW-Authenticate": failure.www_authenticate} if failure.www_authenticate else {}
@@ -660,6 +666,10 @@ class _Refusal(Exception):  # noqa: N818 - not an error: an answer the gateway g
 
     def response(self, request_id: str) -> Response:
         return _error(self.status, self.code, self.reason, request_id, self.headers)
+
+
+class _UnknownKid(Exception):  # noqa: N818 - a condition, handled at once
+    """A token names a key id the JWKS held does not: worth one refetch."""
 
 
 def _unchanged(state: RouteState | None, route: RouteSettings) -> RouteState | None:
