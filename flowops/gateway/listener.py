@@ -45,6 +45,11 @@ the requests accepted before it go out in order, then the refusal, then the clos
 connection's memory is bounded (docs/gateway.md, "Limits") and freed when it closes,
 without waiting for the garbage collector.
 
+With a :class:`~flowops.gateway.tls.ServerTls`, connections are TLS (the transport's,
+asyncio's or uvloop's: the bytes reach the parser decrypted, and every limit above holds
+on them); the handshake has the head's deadline, and :attr:`Request.scheme` says
+``https``.
+
 :meth:`Listener.stop` stops accepting, closes idle connections, lets requests in flight
 finish within its timeout, answers them with ``Connection: close``, then closes the rest.
 """
