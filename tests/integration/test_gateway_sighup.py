@@ -1,6 +1,7 @@
 """SIGHUP reloads the routes of a running ``flowops gateway`` (a real process, one
 worker and two): the config file is read again, checked, and its routes served from
-the next request on; a bad file keeps the routes as they were and says why in one line."""
+the next request on; a bad file keeps the routes as they were and says why in one line.
+And :meth:`Gateway.reload_routes` in process, for the state it keeps."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import pytest
 import yaml
 
 from flowops.broker import free_port
+from flowops.config import Settings, load_settings
+from flowops.errors import ConfigError
+from flowops.gateway.app import Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +121,43 @@ def test_sighup_reloads_the_routes_and_a_bad_file_keeps_them(
     assert len(refusals) == workers
     assert all("gateway.routes.1.prefix" in line for line in refusals), refusals
     assert code == 0, text
+
+
+@pytest.mark.asyncio
+async def test_a_reload_keeps_the_state_of_unchanged_routes_and_refuses_bad_files(
+    tmp_path: Path,
+) -> None:
+    """In process: the route left as it was keeps its live state (its pools' health and
+    breakers), the changed one is new; a reload that cannot be used changes nothing."""
+
+    def settings(routes: list[dict[str, object]]) -> Settings:
+        gateway = {"listen": f"127.0.0.1:{free_port()}", "routes": routes}
+        return load_settings(overrides={"gateway": {**gateway, "publish": {"enabled": False}}})
+
+    a = {"name": "a", "prefix": "/a", "upstreams": ["http://127.0.0.1:9"]}
+    b = {"name": "b", "prefix": "/b", "upstreams": ["http://127.0.0.1:9"]}
+    app = Gateway(settings([a, b]))
+    await app.start()
+    try:
+        assert app.proxy is not None
+        before = {route.settings.name: route for route in app.proxy.routes}
+        changed = {**b, "upstreams": ["http://127.0.0.1:10"]}
+        await app.reload_routes(settings([a, changed]))
+        after = {route.settings.name: route for route in app.proxy.routes}
+        unreadable = {
+            **b,
+            "upstreams": [
+                {"url": "https://127.0.0.1:10", "tls": {"ca_file": str(tmp_path / "gone.pem")}}
+            ],
+        }
+        with pytest.raises(ConfigError) as refused:
+            await app.reload_routes(settings([a, unreadable]))
+        kept = {route.settings.name: route for route in app.proxy.routes}
+    finally:
+        await app.stop()
+    assert after["a"] is before["a"]
+    assert after["b"] is not before["b"]
+    assert after["b"].settings.upstreams[0].url == "http://127.0.0.1:10"
+    assert kept["a"] is after["a"]
+    assert kept["b"] is after["b"]
+    assert refused.value.key == "gateway.routes.1.upstreams.0.tls.ca_file"
