@@ -104,6 +104,8 @@ def run_gateway(
     read again from their sources), SIGHUP reloads the routes (:func:`reload_routes`)."""
     config = gateway_settings(settings)
     check_workers(config)
+    if config.tls is not None:
+        config.tls.context()  # a bad file is one ConfigError here, not one a worker
     if reread is not None:  # until the loop takes SIGHUP, one must not stop the gateway
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logs.log_to("flowops", sys.stderr, settings.log_level, logs.LOG_FORMAT)
