@@ -258,6 +258,30 @@ async def test_a_client_stalled_in_the_handshake_is_cut_and_frees_its_place(
     assert status == 200
 
 
+async def test_clients_stalled_in_handshakes_hold_up_no_one_else(tmp_path: Path) -> None:
+    """Fifty connections stalled in their handshakes (the deadline far off): a client
+    that completes its own is served meanwhile, and the stalled ones are not."""
+    ca = Authority(tmp_path)
+    server = ca.issue("gateway", hosts=["127.0.0.1"])
+    async with tls_gateway(tls_section(server)) as (base, port, upstream):
+        stalled = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
+        try:
+            for _, writer in stalled:
+                writer.write(b"\x16\x03\x01\x02\x00\x01")  # half a ClientHello's header
+            async with aiohttp.ClientSession() as session:
+                for _ in range(3):
+                    async with asyncio.timeout(30):
+                        response = await session.get(f"{base}/m/x", ssl=client_context(ca))
+                    assert response.status == 200
+                    response.release()
+        finally:
+            for _, writer in stalled:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        assert len(upstream.seen) == 3
+
+
 async def test_a_slow_head_over_tls_gets_408(tmp_path: Path) -> None:
     ca = Authority(tmp_path)
     server = ca.issue("gateway", hosts=["127.0.0.1"])
