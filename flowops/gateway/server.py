@@ -300,6 +300,8 @@ async def reload_routes(
         await gateway.reload_routes(settings)
     except FlowOpsError as exc:
         return f"SIGHUP: kept the previous routes: {exc}"
+    except Exception as exc:  # any reason at all: the routes being served stay
+        return f"SIGHUP: kept the previous routes: {type(exc).__name__}: {exc}"
     routes = ", ".join(f"{r.name} {r.prefix}" for r in gateway.gateway.routes) or "none"
     return f"SIGHUP: routes reloaded ({routes})"
 
