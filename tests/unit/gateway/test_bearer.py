@@ -426,7 +426,7 @@ async def load_url(url: str) -> TokenVerifier:
 
 
 @pytest.mark.asyncio
-async def test_a_jwks_url_is_fetched_once_at_start_up(
+async def test_a_jwks_url_is_fetched_at_start_up_and_verify_does_no_io(
     jwks_server: JwksServer, key_a: rsa.RSAPrivateKey, key_b: rsa.RSAPrivateKey
 ) -> None:
     jwks_server.document = {"keys": [jwk(key_a, kid="a"), jwk(key_b, kid="b")]}
