@@ -70,6 +70,7 @@ bench: install debian-bench
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/gateway_features.py
+	$(BIN)/python bench/gateway_tls.py
 	$(BIN)/python bench/gateway_trees.py
 	$(BIN)/python bench/monitor.py
 	$(BIN)/python bench/report.py

@@ -338,6 +338,7 @@ wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-API-Key"] = os.getenv("BENCH_KEY")
+if os.getenv("BENCH_CLOSE") == "1" then wrk.headers["Connection"] = "close" end
 
 local rate = tonumber(os.getenv("BENCH_RATE") or "0")  -- per thread; 0: no pacing
 if rate > 0 then
@@ -373,11 +374,14 @@ class Load:
     requests: int
 
 
-def wrk(workdir: Path, url: str, *, seconds: int = DURATION, rate: float = 0.0) -> Load:
-    """One wrk run against ``url + PATH``; raises if any answer was not a 200."""
+def wrk(
+    workdir: Path, url: str, *, seconds: int = DURATION, rate: float = 0.0, close: bool = False
+) -> Load:
+    """One wrk run against ``url + PATH``; raises if any answer was not a 200. With
+    ``close``, each request asks for ``Connection: close`` (a connection a request)."""
     script = workdir / "bench.lua"
     script.write_text(WRK_SCRIPT)
-    env = os.environ | {"BENCH_BODY": BODY, "BENCH_KEY": API_KEY}
+    env = os.environ | {"BENCH_BODY": BODY, "BENCH_KEY": API_KEY, "BENCH_CLOSE": str(int(close))}
     env["BENCH_RATE"] = str(rate / THREADS)
     connections = PACED_CONNECTIONS if rate else CONNECTIONS
     command = [wrk_binary(), "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds}s"]

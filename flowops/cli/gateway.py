@@ -70,13 +70,12 @@ def gateway(
     from flowops.config import load_settings
     from flowops.gateway.server import run_gateway
 
-    settings = load_settings(
-        config_file, {"gateway": {"listen": listen}, "kafka": {"bootstrap": bootstrap}}
-    )
+    overrides = {"gateway": {"listen": listen}, "kafka": {"bootstrap": bootstrap}}
     run_gateway(
-        settings,
+        load_settings(config_file, overrides),
         say=lambda line: click.echo(f"flowops gateway: {line}", err=True),
         access_log=access_log,
+        reread=lambda: load_settings(config_file, overrides),  # SIGHUP: the routes anew
     )
 
 

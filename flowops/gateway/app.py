@@ -37,7 +37,7 @@ from flowops.config import Settings
 from flowops.events import TrafficRow
 from flowops.gateway.auth import Authenticator, AuthFailure, credential_files
 from flowops.gateway.client import OriginOptions, UpstreamClient
-from flowops.gateway.config import gateway_settings
+from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.listener import Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
@@ -46,6 +46,7 @@ from flowops.gateway.publisher import TrafficPublisher
 from flowops.gateway.ratelimit import RateLimiters
 from flowops.gateway.reload import FileWatcher
 from flowops.gateway.target import BadTarget, request_target
+from flowops.gateway.tls import ServerTls
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable
@@ -76,13 +77,17 @@ class Gateway:
         self.metrics = GatewayMetrics(metrics_across)
         self._metrics_shared = metrics_across is not None
         self._refreshing: asyncio.Task[None] | None = None
+        self._jwks: asyncio.Task[None] | None = None  # fetches jwks_url at its interval
         self.limiters = RateLimiters(shared=shared)
         self.publisher = TrafficPublisher.for_kafka(settings.kafka, self.gateway.publish)
         self.session: aiohttp.ClientSession | None = None
         self.client: UpstreamClient | None = None
         self.proxy: Proxy | None = None
         self.checkers: list[HealthChecker] = []
+        self._retired_checkers: list[HealthChecker] = []  # of pools a reload dropped
         self.authenticator: Authenticator | None = None
+        self.tls: ServerTls | None = None
+        """The listener's TLS context (``gateway.tls``), reloaded when its files change."""
         self._watchers: list[FileWatcher] = []
         self._upstream_tls: dict[str, ssl.SSLContext] = {}  # shared with the health checks
         self._own: dict[str, Callable[[Request], Awaitable[Response]]] = {
@@ -95,19 +100,23 @@ class Gateway:
     async def start(self) -> None:
         """Load credentials, make the upstream clients, start checks and the publisher.
 
-        Raises :class:`~flowops.errors.ConfigError` for credentials or upstream TLS files
-        it cannot load (before anything is opened).
+        Raises :class:`~flowops.errors.ConfigError` for credentials or TLS files it
+        cannot load (before anything is opened).
         """
         # the files' fingerprints before they are read: a change meanwhile is not missed
         self._watch(credential_files(self.gateway.auth), "gateway credentials", self._reload_auth)
         tls_files = [path for _, u in self.gateway.all_upstreams() if u.tls for path in u.tls.files]
         self._watch(sorted(set(tls_files)), "upstream TLS files", self._reload_upstream_tls)
+        if self.gateway.tls is not None:
+            tls = self.gateway.tls
+            self._watch(tls.files, "gateway.tls certificate", self._reload_tls)
+            self.tls = ServerTls(tls)
         self.authenticator = await Authenticator.from_settings(self.gateway.auth)
         client = UpstreamClient(
             limit_per_host=_CONNECTIONS_PER_HOST,
             idle_timeout=self.gateway.upstream_pool.idle_timeout,
         )
-        self._apply_upstream_options(client, self._upstream_options())
+        self._apply_upstream_options(client, self._upstream_options(self.gateway))
         self.client = client
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=_CONNECTIONS_PER_HOST)
         self.session = aiohttp.ClientSession(
@@ -121,27 +130,71 @@ class Gateway:
             metrics=self.metrics,
             publish=self._publish,
         )
-        pools = [pool for route in self.proxy.routes for pool in route.pools]
-        self.metrics.watch(pools, self.publisher)
-        for route in self.proxy.routes:
-            for pool in route.pools:
-                checker = HealthChecker(
-                    pool, route.settings.health_check, self.session, tls=self._upstream_tls
-                )
-                checker.start()
-                self.checkers.append(checker)
+        self._check_health(self.proxy)
         await self.publisher.start()
         for watcher in self._watchers:
             watcher.start()
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
             self._refreshing = asyncio.create_task(self._refresh_metrics(), name="metrics")
+        jwt = self.gateway.auth.jwt
+        if jwt is not None and jwt.jwks_url is not None:
+            self._jwks = asyncio.create_task(self._refresh_jwks(jwt.jwks_refresh), name="jwks")
 
-    def _upstream_options(self) -> dict[str, OriginOptions]:
+    def _check_health(self, proxy: Proxy) -> None:
+        """A health checker for each of ``proxy``'s pools (kept for a pool that has one:
+        a route a reload left unchanged); the metrics watch these pools from now on."""
+        assert self.session is not None
+        pools = [pool for route in proxy.routes for pool in route.pools]
+        self.metrics.watch(pools, self.publisher)
+        checked = {id(checker.pool): checker for checker in self.checkers}
+        self.checkers = []
+        for route in proxy.routes:
+            for pool in route.pools:
+                checker = checked.pop(id(pool), None)
+                if checker is None:
+                    checker = HealthChecker(
+                        pool, route.settings.health_check, self.session, tls=self._upstream_tls
+                    )
+                    checker.start()
+                self.checkers.append(checker)
+        self._retired_checkers.extend(checked.values())
+
+    async def reload_routes(self, settings: Settings) -> None:
+        """Serve the routes of ``settings`` (``gateway.routes`` and ``model_from``) from
+        the next request on; requests under way finish on the routes they began with.
+
+        Everything is built before the swap, so a ConfigError (a bad key, an unreadable
+        upstream TLS file) leaves the routes as they were. A route whose settings did not
+        change keeps its upstreams' health, breakers and ejections. Other keys of the
+        section (listen, limits, tls, auth...) keep their values until a restart."""
+        assert self.proxy is not None, "start() first"
+        assert self.client is not None
+        config = gateway_settings(settings)
+        update = {"routes": config.routes, "model_from": config.model_from}
+        merged = self.gateway.model_copy(update=update)
+        options = self._upstream_options(merged)
+        proxy = Proxy(
+            merged,
+            client=self.client,
+            authenticator=self.proxy.authenticator,
+            limiters=self.limiters,
+            metrics=self.metrics,
+            publish=self._publish,
+            previous=self.proxy,
+        )
+        self._apply_upstream_options(self.client, options)
+        self.gateway, self.proxy = merged, proxy  # the old one's requests hold it meanwhile
+        self._check_health(proxy)
+        retired, self._retired_checkers = self._retired_checkers, []
+        for checker in retired:
+            await checker.stop()
+
+    def _upstream_options(self, config: GatewaySettings) -> dict[str, OriginOptions]:
         """Each upstream's idle timeout and TLS context, by URL, for those that set
         either (TLS files read now: a bad one is a ConfigError naming its key)."""
         options: dict[str, OriginOptions] = {}
-        default_idle = self.gateway.upstream_pool.idle_timeout
-        for key, upstream in self.gateway.all_upstreams():
+        default_idle = config.upstream_pool.idle_timeout
+        for key, upstream in config.all_upstreams():
             if upstream.url in options or (upstream.tls is None and upstream.idle_timeout is None):
                 continue
             context = None if upstream.tls is None else upstream.tls.context(f"{key}.tls")
@@ -162,7 +215,11 @@ class Gateway:
         """An upstream's CA, certificate or key file changed: every context made anew,
         then used for new connections (one bad file raises before any is used)."""
         assert self.client is not None
-        self._apply_upstream_options(self.client, self._upstream_options())
+        self._apply_upstream_options(self.client, self._upstream_options(self.gateway))
+
+    async def _reload_tls(self) -> None:
+        assert self.tls is not None
+        await self.tls.reload()
 
     def _watch(self, files: list[Path], what: str, reload: Callable[[], Awaitable[None]]) -> None:
         """Re-read ``files`` when they change (``gateway.reload``), once started."""
@@ -178,6 +235,14 @@ class Gateway:
         if self.proxy is not None:
             self.proxy.authenticator = authenticator
 
+    async def _refresh_jwks(self, interval: float) -> None:
+        """Fetch the JWKS URL every ``jwks_refresh`` seconds (into the authenticator of
+        the moment: a reload of the credential files makes a new one)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.authenticator is not None:
+                await self.authenticator.refetch_keys(unknown_kid=False)
+
     async def _refresh_metrics(self) -> None:
         while True:
             await asyncio.sleep(METRICS_REFRESH)
@@ -187,10 +252,11 @@ class Gateway:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
         for watcher in self._watchers:
             await watcher.stop()
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refreshing
+        for task in (self._refreshing, self._jwks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for checker in self.checkers:
             await checker.stop()
         if self.proxy is not None:

@@ -7,7 +7,8 @@ A client proves who it is with one credential per request:
   client sent and compares it with every stored hash in constant time;
 - a JWT, as ``Authorization: Bearer <token>``, signed with HS256/384/512 (a shared
   secret from an environment variable or a file) or RS256/384/512 (a PEM public key, or
-  a JWKS document from a file or a URL fetched at start-up, the key chosen by ``kid``).
+  a JWKS document from a file or a URL, the key chosen by ``kid``; a URL is fetched
+  again at an interval and for a ``kid`` it does not hold, :mod:`flowops.gateway.bearer`).
   The signature, ``exp``, ``nbf``, ``iss`` and ``aud`` are checked; ``alg: none``, an
   algorithm not configured, and an HS token signed with an RSA public key are refused.
 
@@ -298,6 +299,17 @@ class Authenticator:
         auth = cls(realm=settings.realm, api_keys=keys, verifier=verifier)
         log.info("gateway auth: %r", auth)
         return auth
+
+    @property
+    def refetches(self) -> bool:
+        """Whether a token with an unknown key id may verify after :meth:`refetch_keys`."""
+        return self._verifier is not None and self._verifier.refetches
+
+    async def refetch_keys(self, *, unknown_kid: bool = True) -> bool:
+        """Fetch the JWKS URL again: for a token with an unknown key id (rate-limited),
+        or at the interval; True when the keys changed (:meth:`TokenVerifier.refetch`)."""
+        verifier = self._verifier
+        return verifier is not None and await verifier.refetch(unknown_kid=unknown_kid)
 
     @property
     def configured(self) -> bool:

@@ -8,6 +8,14 @@ verifies tokens with no I/O. Its keys, by algorithm family, never mix:
 - RS256/384/512: one PEM public key (or certificate), or the RSA signing keys of a JWKS
   document read from a file or fetched from a URL; a token's ``kid`` picks the key.
 
+A JWKS from a URL is fetched again every ``jwks_refresh`` seconds, and when a token
+names a key id it does not hold (an issuer that rotated its keys signs with the new one
+at once): :meth:`TokenVerifier.refetch` fetches at most once every
+``jwks_min_interval`` seconds for that, so tokens with made-up key ids cannot make the
+gateway hammer the issuer, and concurrent requests share one fetch. A fetch that fails
+keeps the keys held and logs one line; a new document empties the cache of verified
+tokens (a key withdrawn stops verifying at once).
+
 A token is refused unless its header's ``alg`` is one of the configured algorithms
 (``none`` never is), and an HS token is only ever checked against the secret, so one
 "signed" with the RSA public key as an HMAC secret fails (RFC 8725 §2.1). Then the
@@ -19,8 +27,10 @@ repeats the token. :mod:`flowops.gateway.auth` turns it into a 401.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +47,7 @@ from jwt.algorithms import RSAAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from yarl import URL
 
-from flowops.errors import ConfigError, ServiceError
+from flowops.errors import ConfigError, FlowOpsError, ServiceError
 
 __all__ = [
     "AccessSettings",
@@ -71,6 +81,8 @@ _RSA_MIN_BITS: Final = 2048
 _MAX_JWKS_BYTES: Final = 1 << 20
 _MAX_IDENTITY_CHARS: Final = 256
 _CACHE_SIZE: Final = 4096
+
+log = logging.getLogger("flowops.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +136,20 @@ class JwtSettings(BaseModel):
     )
     jwks_file: Path | None = Field(None, description="JWKS document (JSON) for RS* tokens")
     jwks_url: str | None = Field(
-        None, description="http(s) URL of a JWKS document, fetched once at start-up"
+        None,
+        description="http(s) URL of a JWKS document: fetched at start-up, every "
+        "jwks_refresh seconds, and for a token with an unknown kid",
     )
     jwks_timeout: float = Field(10.0, gt=0, le=300, description="seconds to fetch jwks_url")
+    jwks_refresh: float = Field(
+        300.0, gt=0, le=86400, description="seconds between two fetches of jwks_url"
+    )
+    jwks_min_interval: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="a token with an unknown kid fetches jwks_url again, at most this often",
+    )
     issuer: str | None = Field(None, min_length=1, description="required `iss`, when set")
     audience: list[str] | None = Field(
         None, min_length=1, description="accepted `aud` values; tokens with `aud` need it set"
@@ -242,11 +265,23 @@ class TokenVerifier:
     for HS256 and 200 µs for RS256, most of it PyJWT's parsing; measured on 2 cores).
     """
 
-    def __init__(self, settings: JwtSettings, ring: _KeyRing, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: JwtSettings,
+        ring: _KeyRing,
+        clock: Callable[[], float],
+        *,
+        jwks: Any = None,
+        where: str = "gateway.auth.jwt",
+    ) -> None:
         self._settings = settings
         self._algorithms = frozenset(settings.algorithms)
         self._ring = ring
         self._clock = clock
+        self._where = where
+        self._jwks = jwks  # the document fetched from jwks_url, to see a change
+        self._fetched_at = time.monotonic()
+        self._fetching: asyncio.Task[bool] | None = None
         self._verified: dict[bytes, tuple[VerifiedToken, _Lifetime]] = {}  # by SHA-256
         self._options: jwt.types.Options = {
             "verify_signature": True,
@@ -275,10 +310,51 @@ class TokenVerifier:
         """
         hs = settings.family("HS")
         secret = _VerifyKey(_read_secret(settings, environ, where, hs), hs) if hs else None
-        public = await _public_keys(settings, where)
-        by_kid = {kid: verify for kid, verify in public if kid is not None}
-        default = public[0][1] if len(public) == 1 else None
-        return cls(settings, _KeyRing(secret, by_kid, default), clock)
+        jwks = None
+        if settings.jwks_url is not None:
+            jwks = await _fetch_jwks(settings.jwks_url, settings.jwks_timeout, f"{where}.jwks_url")
+            public = _url_keys(settings, jwks, where)
+        else:
+            public = _public_keys(settings, where)
+        return cls(settings, _ring(secret, public), clock, jwks=jwks, where=where)
+
+    @property
+    def refetches(self) -> bool:
+        """Whether its keys come from a URL (:meth:`refetch` may find new ones)."""
+        return self._settings.jwks_url is not None
+
+    async def refetch(self, *, unknown_kid: bool = True) -> bool:
+        """Fetch ``jwks_url`` again; True when the keys changed.
+
+        For an unknown key id, at most once every ``jwks_min_interval`` seconds (False
+        at once within it); concurrent callers await the same fetch. A failed fetch
+        keeps the keys held, logs one line and returns False."""
+        if not self.refetches:
+            return False
+        if self._fetching is None or self._fetching.done():
+            since = time.monotonic() - self._fetched_at
+            if unknown_kid and since < self._settings.jwks_min_interval:
+                return False
+            self._fetched_at = time.monotonic()
+            self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+        return await asyncio.shield(self._fetching)
+
+    async def _fetch(self) -> bool:
+        settings = self._settings
+        assert settings.jwks_url is not None
+        try:
+            key = f"{self._where}.jwks_url"
+            document = await _fetch_jwks(settings.jwks_url, settings.jwks_timeout, key)
+            if document == self._jwks:
+                return False
+            ring = _ring(self._ring.secret, _url_keys(settings, document, self._where))
+        except FlowOpsError as exc:
+            log.warning("gateway auth: the JWKS could not be fetched again; kept its keys: %s", exc)
+            return False
+        self._ring, self._jwks = ring, document
+        self._verified.clear()  # a key withdrawn verifies no more tokens, cached ones either
+        log.info("gateway auth: new JWKS keys, key ids %s", sorted(ring.by_kid))
+        return True
 
     def verify(self, token: str) -> VerifiedToken:
         """What ``token`` proves, or TokenError."""
@@ -397,8 +473,24 @@ def _read_secret(
     return secret
 
 
-async def _public_keys(settings: JwtSettings, where: str) -> list[tuple[str | None, _VerifyKey]]:
-    """The RSA keys, each with its key id (None for a PEM file); [] without RS*."""
+def _ring(secret: _VerifyKey | None, public: list[tuple[str | None, _VerifyKey]]) -> _KeyRing:
+    by_kid = {kid: verify for kid, verify in public if kid is not None}
+    default = public[0][1] if len(public) == 1 else None
+    return _KeyRing(secret, by_kid, default)
+
+
+def _url_keys(
+    settings: JwtSettings, document: Any, where: str
+) -> list[tuple[str | None, _VerifyKey]]:
+    """The RSA keys of the JWKS ``document`` fetched from ``jwks_url``."""
+    assert settings.jwks_url is not None
+    origin = _shown(settings.jwks_url)
+    return _jwks_keys(document, settings.family("RS"), f"{where}.jwks_url", origin)
+
+
+def _public_keys(settings: JwtSettings, where: str) -> list[tuple[str | None, _VerifyKey]]:
+    """The RSA keys of a file, each with its key id (None for a PEM file); [] without
+    RS* (a JWKS from a URL: :func:`_url_keys`)."""
     rs = settings.family("RS")
     if settings.public_key_file is not None:
         key = f"{where}.public_key_file"
@@ -407,10 +499,6 @@ async def _public_keys(settings: JwtSettings, where: str) -> list[tuple[str | No
     if settings.jwks_file is not None:
         key, origin = f"{where}.jwks_file", str(settings.jwks_file)
         return _jwks_keys(_json(_read_bytes(settings.jwks_file, key), key, origin), rs, key, origin)
-    if settings.jwks_url is not None:
-        key, origin = f"{where}.jwks_url", _shown(settings.jwks_url)
-        document = await _fetch_jwks(settings.jwks_url, settings.jwks_timeout, key)
-        return _jwks_keys(document, rs, key, origin)
     return []
 
 

@@ -45,6 +45,7 @@ from flowops.gateway.ratelimit import RateLimitSettings
 from flowops.gateway.reload import ReloadSettings
 from flowops.gateway.retry import RetrySettings
 from flowops.gateway.split import ShadowSettings, VariantSettings
+from flowops.gateway.tls import TlsSettings
 from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, UpstreamSettings
 
 __all__ = [
@@ -249,6 +250,7 @@ class GatewaySettings(BaseModel):
         "header:<name> or body:<field>",
     )
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    tls: TlsSettings | None = Field(None, description="terminate TLS (HTTPS); omitted: HTTP")
     auth: AuthSettings = Field(default_factory=AuthSettings)
     trusted_proxies: list[str] = Field(
         default_factory=list,

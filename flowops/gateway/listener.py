@@ -45,6 +45,11 @@ the requests accepted before it go out in order, then the refusal, then the clos
 connection's memory is bounded (docs/gateway.md, "Limits") and freed when it closes,
 without waiting for the garbage collector.
 
+With a :class:`~flowops.gateway.tls.ServerTls`, connections are TLS (the transport's,
+asyncio's or uvloop's: the bytes reach the parser decrypted, and every limit above holds
+on them); the handshake has the head's deadline, and :attr:`Request.scheme` says
+``https``.
+
 :meth:`Listener.stop` stops accepting, closes idle connections, lets requests in flight
 finish within its timeout, answers them with ``Connection: close``, then closes the rest.
 """
@@ -69,6 +74,7 @@ import orjson
 from multidict import CIMultiDict
 
 from flowops.gateway.config import LimitSettings
+from flowops.gateway.tls import ServerTls
 
 __all__ = [
     "LINGER",
@@ -180,8 +186,6 @@ class Request:
         "version",
     )
 
-    scheme: Final = "http"
-
     def __init__(
         self,
         connection: _Connection,
@@ -213,6 +217,11 @@ class Request:
         self._waiter: asyncio.Future[None] | None = None
         self._started = False  # a response's head has been written
         self._ended = False  # and all of its body
+
+    @property
+    def scheme(self) -> str:
+        """``https`` on a connection the listener terminated TLS for, else ``http``."""
+        return self._connection.scheme
 
     @property
     def path(self) -> str:
@@ -328,11 +337,20 @@ class Stream:
 
 
 class Listener:
-    """Serves ``handler`` on listening sockets until :meth:`stop`, within ``limits``."""
+    """Serves ``handler`` on listening sockets until :meth:`stop`, within ``limits``;
+    over TLS with ``tls``'s context of the moment (a connection takes the context
+    current when it is accepted, so a reloaded certificate serves the next ones)."""
 
-    def __init__(self, handler: Handler, *, limits: LimitSettings | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        limits: LimitSettings | None = None,
+        tls: ServerTls | None = None,
+    ) -> None:
         self.handler = handler
         self.limits = limits if limits is not None else LimitSettings()
+        self.tls = tls
         self.tick = _tick(self.limits)
         self.closing = False
         self.connections: set[_Connection] = set()
@@ -367,7 +385,9 @@ class Listener:
         for sock in self._socks:
             sock.close()
         self._all_closed = asyncio.Event()
-        if self._opening:
+        if self._opening:  # not yet connections: TLS handshakes, mostly
+            for task in self._opening:
+                task.cancel()
             await asyncio.gather(*self._opening, return_exceptions=True)
         for connection in list(self.connections):
             connection.close_if_idle()
@@ -401,11 +421,26 @@ class Listener:
         self._pause_accepting()  # at the cap: the next ones wait in the backlog
 
     async def _serve(self, conn: socket.socket) -> None:
+        """Make ``conn`` a connection: at once, or after its TLS handshake.
+
+        The handshake has the head's deadline (``head_timeout``, as nginx gives it
+        ``client_header_timeout``): a client that stalls in it is cut, and counts
+        against ``max_connections`` meanwhile. A failed handshake is not logged (a
+        scanner's, a client that does not trust the certificate: the client knows)."""
         conn.setblocking(False)
+        loop = self.loop
         try:
-            await self.loop.connect_accepted_socket(lambda: _Connection(self), conn)
-        except OSError:
-            conn.close()
+            if self.tls is None:
+                await loop.connect_accepted_socket(lambda: _Connection(self), conn)
+            else:
+                await loop.connect_accepted_socket(
+                    lambda: _Connection(self, scheme="https"),
+                    conn,
+                    ssl=self.tls.context,
+                    ssl_handshake_timeout=self.limits.head_timeout,
+                )
+        except (OSError, asyncio.CancelledError):  # cancelled: the listener stops
+            conn.close()  # the transport closed it already, if it had taken it
             self._closed()
 
     def _pause_accepting(self) -> None:
@@ -449,8 +484,9 @@ class _Connection(asyncio.Protocol):
     head may pass its caps by that read at most before it is refused.
     """
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, *, scheme: str = "http") -> None:
         self.listener = listener
+        self.scheme = scheme
         self.limits = listener.limits
         self.loop = listener.loop  # once: each get_running_loop() is a getpid() call
         self.transport: asyncio.Transport | None = None

@@ -147,13 +147,20 @@ class Proxy:
         limiters: RateLimiters,
         metrics: GatewayMetrics,
         publish: Callable[[list[TrafficRow]], None] | None = None,
+        previous: Proxy | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.authenticator = authenticator
         self.metrics = metrics
         self.publish = publish
-        self.routes = [self._route_state(route, limiters) for route in settings.routes]
+        kept: dict[str, RouteState] = {}
+        if previous is not None:
+            kept = {route.settings.name: route for route in previous.routes}
+        self.routes: list[RouteState] = [
+            _unchanged(kept.get(route.name), route) or self._route_state(route, limiters)
+            for route in settings.routes
+        ]
         # longest prefix first, and a route for one model before one for any
         self._by_prefix = sorted(
             self.routes,
@@ -276,7 +283,11 @@ class Proxy:
         self, request: Request, exchange: _Exchange, body: bytes | None
     ) -> Response | None:
         route = exchange.route
-        exchange.identity = self._identify(request, route)
+        try:
+            exchange.identity = self._identify(request, route)
+        except _UnknownKid:  # the issuer may have a new key: fetch its JWKS, try again
+            await self.authenticator.refetch_keys()
+            exchange.identity = self._identify(request, route, retry_kid=False)
         await self._limit(request, exchange)
         exchange.body = (
             await _read_body(request, self.settings.max_body_bytes) if body is None else body
@@ -298,13 +309,15 @@ class Proxy:
             )
         return route.split.choose(splitting.Split.point(route.settings.name, caller))
 
-    def _identify(self, request: Request, route: RouteState) -> Identity:
+    def _identify(self, request: Request, route: RouteState, *, retry_kid: bool = True) -> Identity:
         settings = route.settings
         try:
             return self.authenticator.check(
                 request.headers, settings.name, settings.model_name, required=settings.auth
             )
         except AuthFailure as failure:
+            if retry_kid and failure.code == "unknown_kid" and self.authenticator.refetches:
+                raise _UnknownKid from None
             self.metrics.auth_failure(settings.name, failure.code)
             headers = (
                 {"WWW-Authenticate": failure.www_authenticate} if failure.www_authenticate else {}
@@ -660,6 +673,16 @@ class _Refusal(Exception):  # noqa: N818 - not an error: an answer the gateway g
 
     def response(self, request_id: str) -> Response:
         return _error(self.status, self.code, self.reason, request_id, self.headers)
+
+
+class _UnknownKid(Exception):  # noqa: N818 - a condition, handled at once
+    """A token names a key id the JWKS held does not: worth one refetch."""
+
+
+def _unchanged(state: RouteState | None, route: RouteSettings) -> RouteState | None:
+    """A route's state from before a reload of the routes, when its settings are the
+    same: its upstreams keep their health, breakers and outlier ejections."""
+    return state if state is not None and state.settings == route else None
 
 
 def _failure_refusal(outcome: Outcome, route: str) -> _Refusal:

@@ -61,6 +61,7 @@ from flowops.errors import ConfigError, FlowOpsError
 from flowops.gateway.app import Gateway
 from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.listener import Listener
+from flowops.gateway.tls import is_loopback
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable
@@ -71,6 +72,8 @@ __all__ = [
     "KILL_AFTER",
     "SHUTDOWN_TIMEOUT",
     "check_workers",
+    "clear_text_warning",
+    "reload_routes",
     "run_gateway",
 ]
 
@@ -89,11 +92,22 @@ _POLL: Final = 0.1  # seconds between the supervisor's looks at its workers
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
-def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: bool = True) -> None:
+def run_gateway(
+    settings: Settings,
+    *,
+    say: Callable[[str], None],
+    access_log: bool = True,
+    reread: Callable[[], Settings] | None = None,
+) -> None:
     """Serve until Ctrl-C or SIGTERM; raises ConfigError for settings it cannot use, and
-    FlowOpsError (exit 1) when a worker process fails."""
+    FlowOpsError (exit 1) when a worker process fails. With ``reread`` (the settings
+    read again from their sources), SIGHUP reloads the routes (:func:`reload_routes`)."""
     config = gateway_settings(settings)
     check_workers(config)
+    if config.tls is not None:
+        config.tls.context()  # a bad file is one ConfigError here, not one a worker
+    if reread is not None:  # until the loop takes SIGHUP, one must not stop the gateway
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logs.log_to("flowops", sys.stderr, settings.log_level, logs.LOG_FORMAT)
     logs.log_to(
         "flowops.gateway.access", sys.stdout, "INFO" if access_log else "WARNING", "%(message)s"
@@ -101,22 +115,47 @@ def run_gateway(settings: Settings, *, say: Callable[[str], None], access_log: b
     logs.quiet_kafka_client()  # the publisher says when Kafka is away and when it is back
     loop_factory, loop_name = _loop_factory(config.uvloop)
     room = _file_room(config.limits.max_connections)
-    if room is not None:
-        say(room)
+    for warning in (room, clear_text_warning(config)):
+        if warning is not None:
+            say(warning)
     sockets = [_listen(config, reuse_port=config.workers > 1) for _ in range(config.workers)]
     routes = ", ".join(f"{r.name} {r.prefix}" for r in config.routes) or "none"
-    listening = f"listening on http://{config.listen} (routes: {routes}; {loop_name}"
+    scheme = "http" if config.tls is None else "https"
+    listening = f"listening on {scheme}://{config.listen} (routes: {routes}; {loop_name}"
     if config.workers == 1:
         ready = _Say(say, f"{listening}); Ctrl-C stops")
-        _serve_in(settings, sockets[0], loop_factory, say, ready, _Shared(_shared_table(config)))
+        shared = _Shared(_shared_table(config), reread=reread)
+        _serve_in(settings, sockets[0], loop_factory, say, ready, shared)
     else:
         metrics = Path(tempfile.mkdtemp(prefix="flowops-gateway-metrics-"))
         try:
-            shared = _Shared(_shared_table(config), metrics)
+            shared = _Shared(_shared_table(config), metrics, reread)
             _Supervisor(settings, sockets, loop_factory, say, shared).run(listening)
         finally:
             shutil.rmtree(metrics, ignore_errors=True)
     say("stopped")
+
+
+def clear_text_warning(config: GatewaySettings) -> str | None:
+    """A line to say when credentials would cross a network in clear text: a route
+    requires them (or an admin identity is set), TLS is off, and the listen address is
+    not loopback's (a TLS-terminating proxy on the same host is the safe exception).
+
+    >>> route = {"name": "m", "prefix": "/m", "upstreams": ["http://127.0.0.1:9001"],
+    ...          "auth": True}
+    >>> clear_text_warning(GatewaySettings(listen="127.0.0.1:8080", routes=[route])) is None
+    True
+    >>> clear_text_warning(GatewaySettings(listen="0.0.0.0:8080", routes=[route]))[:50]
+    'warning: API keys and tokens would cross the netwo'
+    """
+    uses_credentials = bool(config.admin_identities) or any(r.auth for r in config.routes)
+    if not uses_credentials or config.tls is not None or is_loopback(config.host):
+        return None
+    return (
+        "warning: API keys and tokens would cross the network in clear text: "
+        f"gateway.tls is not set and {config.listen} is not a loopback address "
+        "(set gateway.tls, or listen on 127.0.0.1 behind a TLS-terminating proxy)"
+    )
 
 
 def _file_room(connections: int) -> str | None:
@@ -143,10 +182,12 @@ def _file_room(connections: int) -> str | None:
 @dataclass(frozen=True)
 class _Shared:
     """What the workers share, made before any fork: the rate limits' buckets (when a
-    route keeps them there) and the metrics' directory (with several workers)."""
+    route keeps them there), the metrics' directory (with several workers), and how
+    to read the settings again (SIGHUP)."""
 
     table: SharedTable | None = None
     metrics: Path | None = None
+    reread: Callable[[], Settings] | None = None
 
 
 def check_workers(config: GatewaySettings) -> None:
@@ -212,8 +253,11 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await gateway.start()
+    if shared.reread is not None:
+        hangup = _Hangup(gateway, shared, say)
+        loop.add_signal_handler(signal.SIGHUP, hangup)
     _tune_gc()
-    listener = Listener(gateway.handle, limits=gateway.gateway.limits)
+    listener = Listener(gateway.handle, limits=gateway.gateway.limits, tls=gateway.tls)
     try:
         await listener.start(sock, backlog=BACKLOG)
         ready()
@@ -222,6 +266,56 @@ async def _serve(
     finally:
         await listener.stop(SHUTDOWN_TIMEOUT)
         await gateway.stop()
+
+
+class _Hangup:
+    """SIGHUP's handler: one reload of the routes at a time, in a task."""
+
+    def __init__(self, gateway: Gateway, shared: _Shared, say: Callable[[str], None]) -> None:
+        self.gateway, self.shared, self.say = gateway, shared, say
+        self.task: asyncio.Task[None] | None = None
+
+    def __call__(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
+        assert self.shared.reread is not None
+        line = await reload_routes(self.gateway, self.shared.reread, shared=self.shared.table)
+        self.say(line)
+
+
+async def reload_routes(
+    gateway: Gateway, reread: Callable[[], Settings], *, shared: SharedTable | None = None
+) -> str:
+    """Read the settings again, check them, and serve their routes from the next
+    request on (:meth:`Gateway.reload_routes`); the line to say. A file that cannot be
+    read or used keeps the routes as they were, and the line says why."""
+    running = gateway.gateway
+    try:
+        settings = reread()
+        config = gateway_settings(settings)
+        check_workers(config.model_copy(update={"workers": running.workers}))
+        _check_shared_store(config, running.workers, shared)
+        await gateway.reload_routes(settings)
+    except FlowOpsError as exc:
+        return f"SIGHUP: kept the previous routes: {exc}"
+    except Exception as exc:  # any reason at all: the routes being served stay
+        return f"SIGHUP: kept the previous routes: {type(exc).__name__}: {exc}"
+    routes = ", ".join(f"{r.name} {r.prefix}" for r in gateway.gateway.routes) or "none"
+    return f"SIGHUP: routes reloaded ({routes})"
+
+
+def _check_shared_store(config: GatewaySettings, workers: int, shared: SharedTable | None) -> None:
+    """``store: shared`` needs the table made before the workers forked."""
+    if workers == 1 or shared is not None:
+        return
+    for index, route in enumerate(config.routes):
+        if route.rate_limit is not None and route.rate_limit.store == "shared":
+            raise ConfigError(
+                f"gateway.routes[{index}].rate_limit.store",
+                "shared needs the table the gateway makes before forking its workers: restart it",
+            )
 
 
 def _shared_table(config: GatewaySettings) -> SharedTable | None:
@@ -320,6 +414,8 @@ class _Supervisor:
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGINT, signal.SIGTERM)
         }
+        if self.shared.reread is not None:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             self._fork_all()
             if self._wait_ready():
@@ -341,6 +437,11 @@ class _Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
 
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        """Each worker reloads its routes itself."""
+        running = {worker.pid: worker for worker in self.workers if worker.code is None}
+        self._signal_all(signal.SIGHUP, running)
+
     def _fork_all(self) -> None:
         for sys_stream in (sys.stdout, sys.stderr):
             sys_stream.flush()  # or the children write what this process buffered
@@ -357,6 +458,8 @@ class _Supervisor:
     def _become_worker(self, index: int, sock: socket.socket, ready_fd: int) -> NoReturn:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
+        if self.shared.reread is not None:  # until its loop takes it
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         for other in self.sockets:
             if other is not sock:
                 other.close()

@@ -13,21 +13,33 @@ yields the tracking URL. It starts in about 15 s, once per session.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from flowops.broker import EmbeddedBroker, free_port
 
 MLFLOW_START_TIMEOUT = 180.0  # measured: about 15 s on 2 cores; a cold cache takes longer
 MLFLOW_STOP_TIMEOUT = 30.0
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """asyncio and uvloop for the TLS listener's tests (the two loops' TLS transports
+    are separate implementations); asyncio alone for the others."""
+    if item.path.name == "test_gateway_tls.py":
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -128,12 +128,13 @@ async def serving_gateway(
     )
     app = Gateway(settings)
     await app.start()
-    listener = Listener(app.handle if wrap is None else wrap(app.handle), limits=app.gateway.limits)
+    handler = app.handle if wrap is None else wrap(app.handle)
+    listener = Listener(handler, limits=app.gateway.limits, tls=app.tls)
     try:
         sock = socket.create_server(("127.0.0.1", port))
         sock.setblocking(False)
         await listener.start(sock)
-        yield f"http://127.0.0.1:{port}", listener
+        yield f"{'http' if app.tls is None else 'https'}://127.0.0.1:{port}", listener
     finally:
         await listener.stop(timeout=5.0)
         await app.stop()

@@ -1,20 +1,28 @@
 """Secrets rotated without a restart: the gateway's API keys file and JWT secret file in
-a Kubernetes-style Secret volume, swapped under a running gateway (flowops/gateway/reload.py)."""
+a Kubernetes-style Secret volume, swapped under a running gateway (flowops/gateway/reload.py);
+an issuer's JWKS URL rotating its keys (fetched again for an unknown kid, and at an interval)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import jwt
 import pytest
 import yaml
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway_load import until
 from gateway_servers import model_servers, publish_secret_volume, running_gateway
+from jwt.algorithms import RSAAlgorithm
 
+from flowops.broker import free_port
 from flowops.gateway.auth import hash_api_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -88,3 +96,82 @@ async def _is(status: Awaitable[int], wanted: int) -> bool:
 
 def _warned(caplog: pytest.LogCaptureFixture) -> bool:
     return any("kept the previous ones" in r.getMessage() for r in caplog.records)
+
+
+@asynccontextmanager
+async def jwks_issuer(document: dict[str, Any]) -> AsyncIterator[str]:
+    """An issuer's JWKS URL on a real aiohttp server, answering ``document`` as it is
+    at each request (the test changes it)."""
+
+    async def jwks(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", jwks)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield f"http://127.0.0.1:{port}/jwks.json"
+    finally:
+        await runner.cleanup()
+
+
+def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    return {**json.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "RS256"}
+
+
+def rs_token(key: rsa.RSAPrivateKey, kid: str) -> str:
+    claims = {"sub": "alice", "exp": int(time.time()) + 600}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+@asynccontextmanager
+async def jwt_gateway(
+    url: str, **jwt_settings: Any
+) -> AsyncIterator[Callable[[str], Awaitable[int]]]:
+    """A gateway whose route requires a token verified by the JWKS at ``url``; yields
+    what a GET with a token gets."""
+    async with model_servers(1) as servers:
+        gateway = {
+            "routes": [{"name": "m", "prefix": "/m", "upstreams": [servers[0].url], "auth": True}],
+            "auth": {"jwt": {"jwks_url": url, **jwt_settings}},
+            "publish": {"enabled": False},
+        }
+        async with running_gateway(gateway) as base, aiohttp.ClientSession() as session:
+
+            async def status(token: str) -> int:
+                headers = {"Authorization": f"Bearer {token}"}
+                async with session.get(f"{base}/m/x", headers=headers) as response:
+                    return response.status
+
+            yield status
+
+
+async def test_a_token_with_a_new_kid_fetches_the_jwks_at_once() -> None:
+    old, new = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "on")
+    document = {"keys": [public_jwk(old, "old")]}
+    async with (
+        jwks_issuer(document) as url,
+        jwt_gateway(url, jwks_refresh=3600, jwks_min_interval=0) as status,
+    ):
+        before = await status(rs_token(old, "old"))
+        made_up = await status(rs_token(new, "new"))  # not published yet: 401
+        document["keys"] = [public_jwk(old, "old"), public_jwk(new, "new")]
+        rotated = await status(rs_token(new, "new"))  # its kid unknown: fetched at once
+    assert (before, made_up, rotated) == (200, 401, 200)
+
+
+async def test_a_withdrawn_key_is_refused_after_the_interval_s_fetch() -> None:
+    old, new = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "on")
+    document = {"keys": [public_jwk(old, "old"), public_jwk(new, "new")]}
+    async with (
+        jwks_issuer(document) as url,
+        jwt_gateway(url, jwks_refresh=0.2, jwks_min_interval=3600) as status,
+    ):
+        before = await status(rs_token(old, "old"))
+        document["keys"] = [public_jwk(new, "new")]
+        await until(lambda: _is(status(rs_token(old, "old")), 401), "the old key's end")
+        still = await status(rs_token(new, "new"))
+    assert (before, still) == (200, 200)

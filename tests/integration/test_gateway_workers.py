@@ -1,7 +1,7 @@
 """``flowops gateway`` with ``workers: 2`` as a real process: two workers share the port,
 the rate limit holds across them (in Redis, and in memory the workers share), either
 worker's ``/metrics`` counts the whole gateway, SIGTERM stops them all, and a
-memory-store limit is refused at start-up."""
+memory-store limit is refused at start-up; both workers terminate TLS."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer
+from tls_certs import Authority
 
 from flowops.broker import EmbeddedBroker, free_port
 
@@ -277,3 +279,36 @@ async def main(port):
     await runner.cleanup()
 asyncio.run(main(int(sys.argv[1])))
 """
+
+
+def test_two_workers_terminate_tls_and_say_https(tmp_path: Path, upstream: int) -> None:
+    """Each worker makes its own TLS context from ``gateway.tls``: both answer HTTPS,
+    verified against the test's CA, and the start-up line names the scheme."""
+    ca = Authority(tmp_path)
+    server = ca.issue("gateway", hosts=["127.0.0.1"])
+    config, port = _config(tmp_path, upstream)
+    settings = yaml.safe_load(config.read_text())
+    settings["gateway"]["tls"] = {"cert_file": str(server.cert), "key_file": str(server.key)}
+    config.write_text(yaml.safe_dump(settings))
+    context = ssl.create_default_context(cafile=ca.cert)
+    gateway = _start(config)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        pids: set[int] = set()
+        while len(pids) < 2 and time.monotonic() < deadline:  # new connections, either worker
+            assert gateway.poll() is None
+            connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+            try:
+                connection.request("GET", "/healthz")
+                pids.add(json.loads(connection.getresponse().read())["pid"])
+            except OSError:
+                time.sleep(0.2)  # not up yet
+            finally:
+                connection.close()
+        workers = _children(gateway.pid)
+    finally:
+        code, err = _stop(gateway)
+    assert pids == workers
+    assert len(workers) == 2
+    assert f"listening on https://127.0.0.1:{port}" in err
+    assert code == 0, err

@@ -426,7 +426,7 @@ async def load_url(url: str) -> TokenVerifier:
 
 
 @pytest.mark.asyncio
-async def test_a_jwks_url_is_fetched_once_at_start_up(
+async def test_a_jwks_url_is_fetched_at_start_up_and_verify_does_no_io(
     jwks_server: JwksServer, key_a: rsa.RSAPrivateKey, key_b: rsa.RSAPrivateKey
 ) -> None:
     jwks_server.document = {"keys": [jwk(key_a, kid="a"), jwk(key_b, kid="b")]}
@@ -473,3 +473,69 @@ async def test_a_jwks_url_answering_no_jwks_is_a_config_error(
         await load_url(jwks_server.url)
     assert caught.value.key == "gateway.auth.jwt.jwks_url"
     assert reason in caught.value.reason
+
+
+# -- a JWKS URL fetched again: for an unknown kid, and at an interval -------------------------
+
+
+async def load_refetching(url: str, min_interval: float = 30.0) -> TokenVerifier:
+    settings = JwtSettings(jwks_url=url, jwks_min_interval=min_interval)
+    return await TokenVerifier.load(settings, environ={}, clock=lambda: NOW)
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_kid_refetches_once_within_the_min_interval(
+    jwks_server: JwksServer, key_a: rsa.RSAPrivateKey, key_b: rsa.RSAPrivateKey
+) -> None:
+    jwks_server.document = {"keys": [jwk(key_a, kid="a")]}
+    verifier = await load_refetching(jwks_server.url, min_interval=0)
+    jwks_server.document = {"keys": [jwk(key_a, kid="a"), jwk(key_b, kid="b")]}  # rotated
+    new = token(key_b, "RS256", kid="b")
+    assert rejected(verifier, new).code == "unknown_kid"
+    shared = await asyncio.gather(*(verifier.refetch() for _ in range(5)))
+    assert shared == [True] * 5  # one fetch, awaited by all
+    assert jwks_server.requests == 2
+    assert verifier.verify(new).subject == "alice"
+
+
+@pytest.mark.asyncio
+async def test_unknown_kids_cannot_make_it_fetch_more_than_once_an_interval(
+    jwks_server: JwksServer, key_a: rsa.RSAPrivateKey
+) -> None:
+    jwks_server.document = {"keys": [jwk(key_a, kid="a")]}
+    verifier = await load_refetching(jwks_server.url, min_interval=3600)
+    refetched = [await verifier.refetch() for _ in range(20)]
+    interval = await verifier.refetch(unknown_kid=False)  # the interval's own fetch
+    assert refetched == [False] * 20
+    assert interval is False  # the same document: nothing changed
+    assert jwks_server.requests == 2
+
+
+@pytest.mark.asyncio
+async def test_a_withdrawn_key_stops_verifying_its_cached_tokens(
+    jwks_server: JwksServer, key_a: rsa.RSAPrivateKey, key_b: rsa.RSAPrivateKey
+) -> None:
+    jwks_server.document = {"keys": [jwk(key_a, kid="a"), jwk(key_b, kid="b")]}
+    verifier = await load_refetching(jwks_server.url)
+    old = token(key_a, "RS256", kid="a")
+    assert verifier.verify(old).subject == "alice"  # now in the cache of verified tokens
+    jwks_server.document = {"keys": [jwk(key_b, kid="b")]}
+    assert await verifier.refetch(unknown_kid=False) is True
+    assert rejected(verifier, old).code == "unknown_kid"
+
+
+@pytest.mark.asyncio
+async def test_a_failed_refetch_keeps_the_keys_and_says_why(
+    jwks_server: JwksServer, key_a: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks_server.document = {"keys": [jwk(key_a, kid="a")]}
+    verifier = await load_refetching(jwks_server.url, min_interval=0)
+    for status, document in ((503, jwks_server.document), (200, "<html>login</html>")):
+        jwks_server.status, jwks_server.document = status, document
+        with caplog.at_level("WARNING", logger="flowops.gateway"):
+            assert await verifier.refetch() is False
+    assert verifier.verify(token(key_a, "RS256", kid="a")).subject == "alice"
+    lines = [r.getMessage() for r in caplog.records if r.name == "flowops.gateway"]
+    assert len(lines) == 2
+    assert "HTTP 503" in lines[0]
+    assert "not JSON" in lines[1]

@@ -106,3 +106,41 @@ def test_the_open_file_limit_is_raised_for_max_connections(
     said = server._file_room(1024)
     assert calls == ([] if set_to is None else [set_to])
     assert (said is not None and "gateway.limits.max_connections (1024)" in said) == warns
+
+
+AUTH_ROUTE = {"name": "m", "prefix": "/m", "upstreams": ["http://127.0.0.1:9001"], "auth": True}
+
+
+@pytest.mark.parametrize(
+    ("settings", "warned"),
+    [
+        ({"listen": "0.0.0.0:8080", "routes": [AUTH_ROUTE]}, True),
+        ({"listen": "10.1.2.3:8080", "admin_identities": ["key:ops"]}, True),
+        ({"listen": "[::]:8080", "routes": [AUTH_ROUTE]}, True),
+        ({"listen": "127.0.0.1:8080", "routes": [AUTH_ROUTE]}, False),
+        ({"listen": "localhost:8080", "routes": [AUTH_ROUTE]}, False),
+        ({"listen": "[::1]:8080", "routes": [AUTH_ROUTE]}, False),
+        ({"listen": "0.0.0.0:8080", "routes": [_route("open", None)]}, False),
+        (
+            {
+                "listen": "0.0.0.0:8443",
+                "routes": [AUTH_ROUTE],
+                "tls": {"cert_file": "c.pem", "key_file": "c.key"},
+            },
+            False,
+        ),
+    ],
+)
+def test_credentials_in_clear_text_on_a_network_are_warned_of(
+    settings: dict[str, Any], warned: bool
+) -> None:
+    line = server.clear_text_warning(GatewaySettings(**settings))
+    assert (line is not None) is warned
+    if line is not None:
+        assert settings["listen"] in line
+        assert "gateway.tls" in line
+
+
+def test_client_auth_needs_the_clients_ca() -> None:
+    with pytest.raises(ValueError, match="client_auth: required needs ca_file"):
+        GatewaySettings(tls={"cert_file": "c.pem", "key_file": "c.key", "client_auth": "required"})
