@@ -14,6 +14,12 @@ never counted twice.
 (:func:`~flowops.events.decode_traffic_many`): one batch per model version and one
 ``ModelMonitor.add`` call for all of them, which is what makes one-row traffic cheap.
 
+**Windows are the partition's.** A monitor sees the rows of its model that this
+partition carries, so its count windows and ADWIN rows are counted within the partition
+and its findings carry the partition number, which is part of their alert id: a model
+whose rows two partitions carry (a foreign producer's partitioner) gets two sets of
+windows whose alerts all reach the topic.
+
 **Unparsable requests.** A row with a ``parse_error`` (a gateway could not read the
 request's features) carries no features: it is counted per model in
 ``Outcome.unparsable`` and not given to a monitor.
@@ -143,6 +149,7 @@ class Partition:
         self.monitors: dict[ModelKey, Tracked] = {}
         self._saved_at: dict[ModelKey, int] = {}
         for key, (monitor, saved_at) in (monitors or {}).items():
+            monitor.partition = number  # a state saved before monitors knew theirs
             self.monitors[key] = Tracked.of(monitor)
             self._saved_at[key] = saved_at
         self.replay_end = max(self._saved_at.values(), default=0)
@@ -272,7 +279,9 @@ class Partition:
         key = (batch.model, batch.version)
         tracked = self.monitors.get(key)
         if tracked is None:
-            tracked = self.monitors[key] = Tracked.of(self._factory(*key), dirty=True)
+            monitor = self._factory(*key)
+            monitor.partition = self.number  # its windows are this partition's: see Finding
+            tracked = self.monitors[key] = Tracked.of(monitor, dirty=True)
         try:
             outcome.findings += tracked.monitor.add(batch.timestamps, batch.features)
         except Exception as exc:

@@ -33,8 +33,11 @@ at window close); nothing inside a well-formed batch raises.
 **State and duplicates.** :meth:`ModelMonitor.to_state` is JSON-safe and exact: a monitor
 restored mid-window and fed the rest of the stream makes the same findings as one that
 never stopped. Every :attr:`Finding.alert_id` is a hash of (model, version, feature,
-test, window index or change row), and the monitor drops a finding whose id is among the
-last :data:`SEEN_IDS` it emitted or was told of (:meth:`ModelMonitor.mark_seen`). Limits:
+test, window index or change row, and the monitor's ``partition``: a monitor watching
+one traffic partition of a model counts windows and rows within that partition, so its
+findings carry the partition and two partitions' window 4 never share an id), and the
+monitor drops a finding whose id is among the last :data:`SEEN_IDS` it emitted or was
+told of (:meth:`ModelMonitor.mark_seen`). Limits:
 the state only knows ids emitted before it was taken, so findings emitted after the last
 saved state come again when the rows after it are replayed (readers drop them by id, or
 the worker passes the ids it published to ``mark_seen``); and the monitor cannot tell a
@@ -57,7 +60,7 @@ replays.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -155,10 +158,12 @@ class ModelMonitor:
         correction: str = "bh",
         adwin_delta: float = 0.002,
         adwin_batch: int = ADWIN_BATCH,
+        partition: int | None = None,
     ) -> None:
         if isinstance(adwin_batch, bool) or not isinstance(adwin_batch, int) or adwin_batch < 1:
             raise InputError(f"adwin_batch must be a positive integer, got {adwin_batch!r}")
         self.model, self.version, self.spec = model, version, spec
+        self.partition = partition  # the traffic partition whose rows this monitor sees
         self.stats = MonitorStats()
         self._tests = WindowTests(
             model, version, profile, alpha=alpha, correction=correction, on_report=self._record
@@ -358,6 +363,8 @@ class ModelMonitor:
         """The findings not emitted before, remembered and counted."""
         fresh = []
         for finding in findings:
+            if finding.partition != self.partition:
+                finding = replace(finding, partition=self.partition)
             alert_id = finding.alert_id
             if alert_id in self._seen:
                 self.stats.duplicates += 1
@@ -385,6 +392,7 @@ class ModelMonitor:
                 "correction": self._tests.correction,
                 "adwin_delta": self._adwin.delta,
                 "adwin_batch": self._adwin_batch,
+                "partition": self.partition,
             },
             "windows": self._windows.to_state(),
             "tests": self._tests.to_state(),

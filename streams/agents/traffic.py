@@ -195,12 +195,13 @@ class TrafficAgent(Service):
         for alert in await self._publisher.alerts(outcome.findings):
             self._metrics.alert(alert.model, alert.test)
             log.info(
-                "alert %s: %s %s %s (window %d)",
+                "alert %s: %s %s %s (window %d of partition %s)",
                 alert.alert_id[:12],
                 alert.model,
                 alert.feature,
                 alert.test,
                 alert.window_index,
+                alert.partition,
             )
 
     def _count(self, outcome: Outcome) -> None:

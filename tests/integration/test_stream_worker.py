@@ -167,6 +167,41 @@ async def test_drift_in_one_feature_alerts_for_it_and_no_other(stack: Stack) -> 
     assert (worker.metric("flowops_drift_ks_pvalue", model=model, feature="age") or 0) > 0.01
 
 
+async def test_one_model_on_two_partitions_alerts_for_both_partitions_windows(
+    stack: Stack,
+) -> None:
+    """A producer whose partitioner is not FlowOps' may put one model on two partitions
+    (confluent-kafka hashes keys with CRC32): each partition's windows are windows of
+    their own until the merge stage, and every one of their alerts reaches the topic."""
+    model = f"split-{uuid.uuid4().hex[:8]}"
+    await publish_profiles(stack.bootstrap, [model])
+    await start(stack, stack.config({model: 1_000}))
+    rng = np.random.default_rng(5)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for partition in (0, 1):  # the same key on two partitions, by explicit numbers
+            calm = traffic(model, 1_000, rng)
+            drifted = traffic(model, 1_000, rng, shift=DRIFT, start=1_000)
+            for batch in (calm, drifted):
+                for first in range(0, batch.rows, 250):
+                    value = encode_traffic(batch.slice(first, first + 250))
+                    await producer.send_and_wait(
+                        Topics.TRAFFIC, value, key=model.encode(), partition=partition
+                    )
+    finally:
+        await producer.stop()
+
+    alerts = await alerts_of(stack, {model}, expected=4)
+
+    tested = sorted(
+        (a.partition, a.feature, a.test, a.window_index) for a in alerts if a.test in WINDOW_TESTS
+    )
+    assert tested == [(p, "income", test, 1) for p in (0, 1) for test in ("ks", "psi")]
+    assert_no_duplicates(alerts)
+    assert {a.partition for a in alerts if a.test == "adwin"} <= {0, 1}
+
+
 # --- dead letters ----------------------------------------------------------------------
 
 BAD_EVENTS: dict[str, tuple[bytes | None, str]] = {

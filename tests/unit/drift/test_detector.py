@@ -595,3 +595,15 @@ def test_set_profile_drops_features_it_does_not_know_from_the_open_window() -> N
     assert set(monitor.to_state()["windows"]["open"]["features"]) == {"x"}
     assert monitor.stats.ignored == {"old": 2}
     assert monitor.reference == "profile"
+
+
+def test_a_monitors_partition_is_in_its_findings_and_its_state() -> None:
+    plain = ModelMonitor("m", "1", WindowSpec("count", 500))
+    kept = ModelMonitor("m", "1", WindowSpec("count", 500), partition=2)
+    restored = ModelMonitor.from_state(json.loads(json.dumps(kept.to_state())))
+    assert restored.partition == 2
+    found = [_run(monitor, [(0, 3_000)]) for monitor in (plain, restored)]
+    assert [f.window_index for f in found[0]] == [f.window_index for f in found[1]]
+    assert {f.partition for f in found[0]} == {None}
+    assert {f.partition for f in found[1]} == {2}
+    assert {f.alert_id for f in found[0]}.isdisjoint(f.alert_id for f in found[1])

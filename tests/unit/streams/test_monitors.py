@@ -97,6 +97,34 @@ def test_a_count_window_closes_with_its_findings() -> None:
     }
 
 
+def test_one_models_windows_on_two_partitions_alert_under_two_ids() -> None:
+    """A foreign partitioner may put one model on two partitions: each partition's window
+    1 is a window of its own, and both windows' alerts must reach the topic."""
+    rng = np.random.default_rng(0)
+    values = [row(x=float(v)) for v in rng.normal(0, 1, 100)]
+    values += [row(x=float(v)) for v in rng.normal(5, 1, 100)]
+    found = []
+    for number in (0, 1):
+        part = Partition(
+            number, lambda model, version: ModelMonitor(model, version, WindowSpec("count", 100))
+        )
+        found.append(part.process(records(values)).findings)
+    windows = [
+        {(f.feature, f.test, f.window_index) for f in fs if f.test != "adwin"} for fs in found
+    ]
+    assert windows[0] == windows[1] == {("x", "ks", 1), ("x", "psi", 1)}
+    assert {f.partition for f in found[0]} == {0}
+    assert {f.partition for f in found[1]} == {1}  # ADWIN's too: they say which stream
+    ids = [{f.alert_id for f in fs} for fs in found]
+    assert ids[0].isdisjoint(ids[1])
+
+
+def test_a_restored_monitor_takes_its_partition() -> None:
+    saved = ModelMonitor("a", "1", WindowSpec("count", 10))  # a state from before partitions
+    part = Partition(3, lambda model, version: saved, monitors={("a", "1"): (saved, 0)})
+    assert part.monitors["a", "1"].monitor.partition == 3
+
+
 def test_replayed_rows_a_restored_monitor_holds_are_not_counted_twice() -> None:
     saved = ModelMonitor("a", "1", WindowSpec("count", 10))
     saved.add(np.array([1.0, 1.0]), {"x": [1.0, 2.0]})  # offsets 0 and 2 (b was at 1, 3)
