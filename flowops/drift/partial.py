@@ -51,11 +51,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flowops.drift.chisq import chi2_test
+from flowops.drift.finding import Finding, TestName
 from flowops.drift.ks import kolmogorov_sf
 from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from flowops.drift.psi import categorical_psi
 from flowops.drift.report import DriftReport, FeatureDrift, combined_pvalue, corrector
 from flowops.drift.window import to_floats
+from flowops.drift.window_tests import CRITICAL_FACTOR
 from flowops.errors import InputError
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "WindowPartial",
     "compare_counts",
     "reduce_rows",
+    "window_findings",
 ]
 
 GRID_CELLS = 1024
@@ -328,7 +331,8 @@ def _categories(column: Sequence[object] | NDArray[Any] | None, n: int) -> Categ
     counts: dict[str, int] = {}
     for value in column:
         if isinstance(value, str):
-            counts[value] = counts.get(value, 0) + 1
+            name = value if type(value) is str else str(value)  # numpy's str_ as a str
+            counts[name] = counts.get(name, 0) + 1
     return CategoryCounts(dict(sorted(counts.items())), n - sum(counts.values()))
 
 
@@ -415,3 +419,70 @@ def _categorical_drift(name: str, prepared: Prepared, counts: CategoryCounts) ->
         n_current=counts.n,
         excluded=counts.missing,
     )
+
+
+def window_findings(
+    prepared: Prepared,
+    partial: WindowPartial,
+    *,
+    start: float,
+    end: float,
+    alpha: float = 0.05,
+    correction: str = "bh",
+) -> list[Finding]:
+    """The significant window tests of a merged window, as
+    :class:`~flowops.drift.window_tests.WindowTests` reports a window of raw rows: a
+    test's p-value is the adjusted one its feature would have were it the feature's most
+    significant test; findings carry no partition (the window is the model's).
+    """
+    report = compare_counts(prepared, partial, alpha=alpha, correction=correction)
+    adjust = corrector(correction, alpha)
+    pvalues = np.array([feature.pvalue for feature in report.features])
+    findings = []
+    for i, feature in enumerate(report.features):
+        for test, statistic, pvalue in _tests(feature):
+            alone = combined_pvalue(pvalue, 1.0)  # the feature's p-value were this its best
+            if alone == feature.pvalue:
+                adjusted = feature.adjusted_pvalue
+            else:
+                trial = pvalues.copy()
+                trial[i] = alone
+                adjusted = float(adjust(trial)[i])
+            if adjusted < alpha:
+                findings.append(_finding(partial, feature, test, statistic, adjusted, alpha))
+    return [replace(f, window_start=start, window_end=end) for f in findings]
+
+
+def _finding(
+    partial: WindowPartial,
+    feature: FeatureDrift,
+    test: TestName,
+    statistic: float,
+    adjusted: float,
+    alpha: float,
+) -> Finding:
+    return Finding(
+        model=partial.model,
+        version=partial.version,
+        feature=feature.feature,
+        test=test,
+        statistic=statistic,
+        pvalue=adjusted,
+        threshold=float(alpha),
+        window_index=partial.window,
+        window_start=partial.first,
+        window_end=partial.last,
+        n_reference=feature.n_reference,
+        n_current=feature.n_current,
+        severity="critical" if adjusted < alpha / CRITICAL_FACTOR else "warning",
+        reference="profile",
+    )
+
+
+def _tests(feature: FeatureDrift) -> list[tuple[TestName, float, float]]:
+    tests: list[tuple[TestName, float, float]] = [("psi", feature.psi, feature.psi_pvalue)]
+    if feature.ks_statistic is not None and feature.ks_pvalue is not None:
+        tests.append(("ks", feature.ks_statistic, feature.ks_pvalue))
+    if feature.chi2_statistic is not None and feature.chi2_pvalue is not None:
+        tests.append(("chi2", feature.chi2_statistic, feature.chi2_pvalue))
+    return tests

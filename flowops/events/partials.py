@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -32,12 +33,20 @@ from numpy.typing import NDArray
 from flowops.drift.partial import CategoryCounts, NumericCounts, WindowPartial
 from flowops.errors import EventError
 
-__all__ = ["PARTIAL_FORMAT", "decode_partial", "encode_partial"]
+__all__ = [
+    "PARTIAL_FORMAT",
+    "Flush",
+    "decode_flush",
+    "decode_partial",
+    "encode_flush",
+    "encode_partial",
+]
 
 PARTIAL_FORMAT: Final = 1
 """The partial format this FlowOps writes and reads."""
 
 _LENGTH = struct.Struct("<I")
+_FLUSH = "partial flush"
 _NOT_FINITE = ("inf", "-inf", "nan")
 _EVENT = "window partial"
 
@@ -165,3 +174,75 @@ def _float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True)
+class Flush:
+    """What one traffic partition's reader sends the merge stage about one model at once.
+
+    ``partials`` hold the model's rows of traffic offsets ``[start, end)`` of partition
+    ``source``, a partial a window (none when only the watermark moved); ``watermark``
+    is how far the partition has got in event time (seconds): its rows from now on are
+    expected at or after it, give or take ``streams.grace``. ``size`` is the length of
+    the model's time windows, so the merge stage needs no settings to bound them.
+    The merge stage drops a flush whose ``end`` it has merged before (a replay).
+    """
+
+    model: str
+    source: int
+    start: int
+    end: int
+    watermark: float
+    size: float
+    partials: tuple[WindowPartial, ...] = ()
+
+
+def encode_flush(flush: Flush) -> bytes:
+    """The flush as bytes: a length, a JSON header, then each partial's bytes.
+
+    >>> flush = Flush("m", 2, 10, 14, 1700.0, 60.0)
+    >>> decode_flush(encode_flush(flush)) == flush
+    True
+    """
+    parts = [encode_partial(partial) for partial in flush.partials]
+    header = orjson.dumps(
+        {
+            "format": PARTIAL_FORMAT,
+            "model": flush.model,
+            "source": flush.source,
+            "start": flush.start,
+            "end": flush.end,
+            "watermark": _finite(flush.watermark),
+            "size": flush.size,
+            "partials": [len(part) for part in parts],
+        }
+    )
+    return b"".join([_LENGTH.pack(len(header)), header, *parts])
+
+
+def decode_flush(data: bytes) -> Flush:
+    """The flush :func:`encode_flush` wrote; EventError for anything else."""
+    try:
+        (length,) = _LENGTH.unpack_from(data)
+        header = orjson.loads(data[_LENGTH.size : _LENGTH.size + length])
+        if not isinstance(header, dict) or header.get("format") != PARTIAL_FORMAT:
+            raise EventError("not a flush of format 1", event=_FLUSH, code="schema_version")
+        offset, partials = _LENGTH.size + length, []
+        for size in header["partials"]:
+            partials.append(decode_partial(data[offset : offset + int(size)]))
+            offset += int(size)
+        if offset != len(data):
+            raise EventError(f"{len(data) - offset} bytes after the partials", event=_FLUSH)
+        return Flush(
+            model=str(header["model"]),
+            source=int(header["source"]),
+            start=int(header["start"]),
+            end=int(header["end"]),
+            watermark=_float(header["watermark"]),
+            size=float(header["size"]),
+            partials=tuple(partials),
+        )
+    except EventError:
+        raise
+    except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise EventError(f"not a flush: {exc}", event=_FLUSH, code="bad_json") from None

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowops.drift import Profile, compare
+from flowops.drift.finding import ClosedWindow
 from flowops.drift.ks import ks_statistic
 from flowops.drift.partial import (
     GRID_CELLS,
@@ -21,7 +22,9 @@ from flowops.drift.partial import (
     WindowPartial,
     compare_counts,
     reduce_rows,
+    window_findings,
 )
+from flowops.drift.window_tests import WindowTests
 from flowops.errors import InputError
 
 _RNG = np.random.default_rng(11)
@@ -193,3 +196,28 @@ def test_psi_bins_are_sums_of_cells() -> None:
 def test_grid_cells_must_be_positive() -> None:
     with pytest.raises(InputError, match="grid cells"):
         Grid(np.array([1.0]), edges=np.empty(0), cells=0)
+
+
+def test_window_findings_on_counts_name_what_the_raw_window_tests_name() -> None:
+    rng = np.random.default_rng(21)
+    n = 3_000
+    columns = {
+        "income": rng.lognormal(10.4, 0.5, n),  # drifted
+        "age": np.round(rng.normal(40, 12, n)),
+        "region": list(rng.choice(["north", "south", "east"], n, p=[0.2, 0.3, 0.5])),  # drifted
+    }
+    partial = reduce_rows(PREPARED, "credit", "3", 9, np.zeros(n), columns)
+    counted = window_findings(PREPARED, partial, start=90.0, end=100.0)
+    raw = WindowTests("credit", "3", PROFILE, alpha=0.05, correction="bh").close(
+        ClosedWindow(9, 90.0, 100.0, n, dict(columns))
+    )
+    assert {(f.feature, f.test) for f in counted} == {(f.feature, f.test) for f in raw}
+    assert {(f.feature, f.test) for f in counted} >= {("income", "ks"), ("region", "chi2")}
+    assert [f.alert_id for f in counted] == [f.alert_id for f in raw]
+    assert {(f.window_index, f.window_start, f.window_end, f.partition) for f in counted} == {
+        (9, 90.0, 100.0, None)
+    }
+    calm = reduce_rows(
+        PREPARED, "credit", "3", 10, np.zeros(n), {"age": np.round(rng.normal(40, 12, n))}
+    )
+    assert window_findings(PREPARED, calm, start=100.0, end=110.0) == []
