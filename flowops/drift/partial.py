@@ -57,7 +57,7 @@ from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from flowops.drift.psi import categorical_psi
 from flowops.drift.report import DriftReport, FeatureDrift, combined_pvalue, corrector
 from flowops.drift.window import to_floats
-from flowops.drift.window_tests import CRITICAL_FACTOR
+from flowops.drift.window_tests import CRITICAL_FACTOR as _CRITICAL_FACTOR
 from flowops.errors import InputError
 
 __all__ = [
@@ -474,7 +474,7 @@ def _finding(
         window_end=partial.last,
         n_reference=feature.n_reference,
         n_current=feature.n_current,
-        severity="critical" if adjusted < alpha / CRITICAL_FACTOR else "warning",
+        severity="critical" if adjusted < alpha / _CRITICAL_FACTOR else "warning",
         reference="profile",
     )
 
