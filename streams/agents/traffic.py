@@ -34,7 +34,7 @@ from flowops.config import Settings
 from flowops.drift import ModelMonitor, WindowSpec
 from flowops.errors import FlowOpsError
 from flowops.events import Topics, describe_topics
-from streams.metrics import StreamMetrics
+from streams.metrics import LateLog, StreamMetrics
 from streams.monitors import Outcome, Partition
 from streams.publish import Publisher
 from streams.references import References
@@ -94,6 +94,7 @@ class TrafficAgent(Service):
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_checkpoint = time.monotonic()
+        self._late = LateLog()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -214,7 +215,10 @@ class TrafficAgent(Service):
             metrics.rejected(reject.code)
         for number, part in self._partitions.items():
             for (model, _), tracked in part.monitors.items():
-                metrics.monitor(model, tracked.monitor.stats, tracked.delta)
+                late = metrics.monitor(model, tracked.monitor.stats, tracked.delta)
+                line = self._late.note(model, late, now=time.monotonic())
+                if line is not None:
+                    log.warning("traffic: %s", line)
             highwater = self._consumer.highwater(TopicPartition(Topics.TRAFFIC, number))
             if highwater is not None and part.next_offset is not None:
                 metrics.lag(Topics.TRAFFIC, number, max(0, highwater - part.next_offset))
