@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from stream_worker_process import (
     Stack,
     Worker,
@@ -200,6 +202,56 @@ async def test_one_model_on_two_partitions_alerts_for_both_partitions_windows(
     assert tested == [(p, "income", test, 1) for p in (0, 1) for test in ("ks", "psi")]
     assert_no_duplicates(alerts)
     assert {a.partition for a in alerts if a.test == "adwin"} <= {0, 1}
+
+
+def _crc32_apart(prefix: str, count: int) -> str:
+    """A model name that librdkafka's CRC32 and FlowOps' murmur2 put on different partitions."""
+    partitioner = DefaultPartitioner()
+    for i in range(1_000):
+        name = f"{prefix}-{i}"
+        ids = list(range(count))
+        if zlib.crc32(name.encode()) % count != partitioner(name.encode(), ids, ids):
+            return name
+    raise AssertionError("no name found")
+
+
+async def test_a_confluent_kafka_producer_and_flowops_producer_alerts_all_arrive(
+    stack: Stack,
+) -> None:
+    """The case seen: confluent-kafka's default partitioner (CRC32 of the key) put model
+    credit on one partition, FlowOps' TrafficProducer (murmur2) on another; both
+    partitions' window 1 had one alert id, and half the alerts were dropped."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    await ensure_topics(stack.bootstrap)
+    model = _crc32_apart(f"credit-{uuid.uuid4().hex[:6]}", await partitions(stack.bootstrap))
+    await publish_profiles(stack.bootstrap, [model])
+    await start(stack, stack.config({model: 1_000}))
+    rng = np.random.default_rng(6)
+    calm, drifted = traffic(model, 1_000, rng), traffic(model, 1_000, rng, shift=DRIFT, start=1_000)
+    delivered: set[int] = set()
+    producer = confluent_kafka.Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
+    for batch in (calm, drifted):  # one-row messages, JSON as the schema says: nothing else
+        for i in range(batch.rows):
+            producer.produce(
+                Topics.TRAFFIC,
+                encode_traffic(_row(batch, i)),
+                key=model.encode(),
+                on_delivery=lambda err, msg: delivered.add(-1 if err else msg.partition()),
+            )
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    await send(stack.bootstrap, traffic(model, 1_000, rng), traffic(model, 1_000, rng, shift=DRIFT))
+
+    alerts = await alerts_of(stack, {model}, expected=4)
+
+    tested = [a for a in alerts if a.test in WINDOW_TESTS]
+    ours = {a.partition for a in tested} - delivered
+    assert len(delivered) == 1
+    assert len(ours) == 1  # murmur2 put the model elsewhere
+    assert sorted((a.partition, a.test, a.window_index) for a in tested) == sorted(
+        (p, test, 1) for p in (*delivered, *ours) for test in ("ks", "psi")
+    )
+    assert_no_duplicates(alerts)
 
 
 # --- dead letters ----------------------------------------------------------------------
