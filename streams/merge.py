@@ -12,9 +12,12 @@ every traffic partition (:meth:`Merger.watermark`, and the one each flush carrie
   ``grace`` (the least watermark of all, as Kafka Streams and Flink close windows), in
   window order, as a :class:`MergedWindow`; a partition not heard from yet holds every
   window open (a reader that has caught up sends the clock, so an idle partition does not);
-* **counts late rows**: rows of a window that is not open and has closed, or that the
-  least watermark had passed (with grace) when they came, are counted in ``late_rows`` and not
-  merged anywhere, so no window closes twice and no row lands in a wrong window.
+* **counts late rows**: rows of a window that has closed, or of one below the latest
+  closed window of its version, are counted in ``late_rows`` and not merged anywhere, so
+  no window closes twice and no row lands in a wrong window. Rows of an older window
+  that never opened (a backfill, a producer whose clock is behind) open it, and it
+  closes at once with the rows of that flush, as the stream worker's per-partition
+  windows always did.
 
 A window's partials must share their reference (the profile they were reduced on); rows
 reduced on another one (a profile changed while the window was open) are counted in
@@ -99,21 +102,20 @@ class ModelMerger:
         """The (version, window) pairs open, in order."""
         return sorted(self._open)
 
-    def add(self, flush: Flush, low: float = -math.inf) -> None:
-        """Merge a flush's partials, unless it is a replay; ``low`` is the least watermark."""
+    def add(self, flush: Flush) -> None:
+        """Merge a flush's partials, unless it is a replay."""
         if flush.start < self.merged_to.get(flush.source, 0):
             self.replays += 1
             return
         self.merged_to[flush.source] = flush.end
         for partial in flush.partials:
-            self._merge(partial, flush.size, flush.source, low)
+            self._merge(partial, flush.size, flush.source)
 
-    def _merge(self, partial: WindowPartial, size: float, source: int, low: float) -> None:
+    def _merge(self, partial: WindowPartial, size: float, source: int) -> None:
         key = (partial.version, partial.window)
         held = self._open.get(key)
         if held is None:
-            closed = partial.window <= self.closed_to.get(partial.version, -math.inf)
-            if closed or (partial.window + 1) * size + self.grace <= low:
+            if partial.window <= self.closed_to.get(partial.version, -math.inf):
                 self.late_rows += partial.rows
                 return
             held = self._open[key] = _Open(partial, size)
@@ -177,8 +179,8 @@ class ModelMerger:
 class Merger:
     """The watermarks of all ``partitions`` traffic partitions and a merger a model."""
 
-    def __init__(self, partitions: int, *, grace: float) -> None:
-        self.partitions = partitions
+    def __init__(self, partitions: int = 0, *, grace: float) -> None:
+        self.partitions = partitions  # of the traffic topic; a watermark may tell more
         self.grace = float(grace)
         self.watermarks: dict[int, float] = {}
         self.models: dict[str, ModelMerger] = {}
@@ -186,7 +188,7 @@ class Merger:
     @property
     def low(self) -> float:
         """The least watermark of all traffic partitions (-inf until each is heard)."""
-        if len(self.watermarks) < self.partitions:
+        if not self.partitions or len(self.watermarks) < self.partitions:
             return -math.inf
         return min(self.watermarks.values())
 
@@ -195,11 +197,13 @@ class Merger:
         model = self.models.get(flush.model)
         if model is None:
             model = self.models[flush.model] = ModelMerger(flush.model, grace=self.grace)
-        model.add(flush, self.low)
+        model.add(flush)
         return self.watermark(flush.source, flush.watermark)
 
-    def watermark(self, source: int, watermark: float) -> list[MergedWindow]:
-        """A partition's watermark (it never goes back); the windows that close."""
+    def watermark(self, source: int, watermark: float, partitions: int = 0) -> list[MergedWindow]:
+        """A partition's watermark (it never goes back), and perhaps how many traffic
+        partitions there are; the windows that close."""
+        self.partitions = max(self.partitions, partitions)
         self.watermarks[source] = max(self.watermarks.get(source, -math.inf), watermark)
         low = self.low
         if low == -math.inf:

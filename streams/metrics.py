@@ -203,6 +203,14 @@ class StreamMetrics:
         _set_all(self._ks, model, stats.last_ks_pvalue)
         return late
 
+    def windows_closed(self, count: int) -> None:
+        """Count windows closed elsewhere than in a monitor (merged across partitions)."""
+        self._windows.inc(count)
+
+    def late(self, model: str, rows: int) -> None:
+        """Count late rows of a model found elsewhere than in a monitor."""
+        self._late.labels(model=model).inc(rows)
+
     def lag(self, topic: str, partition: int, messages: int) -> None:
         """Set the consumer lag of one partition."""
         self._lag.labels(topic=topic, partition=str(partition)).set(messages)

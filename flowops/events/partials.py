@@ -36,10 +36,13 @@ from flowops.errors import EventError
 __all__ = [
     "PARTIAL_FORMAT",
     "Flush",
+    "Watermark",
     "decode_flush",
+    "decode_message",
     "decode_partial",
     "encode_flush",
     "encode_partial",
+    "encode_watermark",
 ]
 
 PARTIAL_FORMAT: Final = 1
@@ -246,3 +249,47 @@ def decode_flush(data: bytes) -> Flush:
         raise
     except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise EventError(f"not a flush: {exc}", event=_FLUSH, code="bad_json") from None
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far traffic partition ``source`` has got in event time (see :class:`Flush`);
+    its reader sends it to every partition of the partials topic, with the number of
+    partitions the traffic topic has (the merge stage waits to hear from each)."""
+
+    source: int
+    watermark: float
+    partitions: int
+
+
+def encode_watermark(mark: Watermark) -> bytes:
+    """The watermark as bytes (a header and nothing after it).
+
+    >>> decode_message(encode_watermark(Watermark(1, 1700.5, 4)))
+    Watermark(source=1, watermark=1700.5, partitions=4)
+    """
+    header = {
+        "format": PARTIAL_FORMAT,
+        "kind": "watermark",
+        "source": mark.source,
+        "partitions": mark.partitions,
+    }
+    head = orjson.dumps({**header, "watermark": _finite(mark.watermark)})
+    return _LENGTH.pack(len(head)) + head
+
+
+def decode_message(data: bytes) -> Flush | Watermark:
+    """A message of the partials topic: a flush or a watermark; EventError otherwise."""
+    try:
+        (length,) = _LENGTH.unpack_from(data)
+        header = orjson.loads(data[_LENGTH.size : _LENGTH.size + length])
+        if isinstance(header, dict) and header.get("kind") == "watermark":
+            if header.get("format") != PARTIAL_FORMAT:
+                raise EventError("not a watermark of format 1", event=_FLUSH, code="schema_version")
+            source, partitions = int(header["source"]), int(header["partitions"])
+            return Watermark(source, _float(header["watermark"]), partitions)
+    except EventError:
+        raise
+    except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise EventError(f"not a partials message: {exc}", event=_FLUSH, code="bad_json") from None
+    return decode_flush(data)

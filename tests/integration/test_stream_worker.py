@@ -8,6 +8,9 @@ shared broker, and reads only its own models' alerts.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 import uuid
 import zlib
@@ -24,6 +27,7 @@ from stream_worker_process import (
     Worker,
     models_covering,
     partitions,
+    profile_of,
     publish_profiles,
     read_topic,
     skip_existing_traffic,
@@ -34,6 +38,8 @@ from stream_worker_process import (
 from flowops.events import (
     DeadLetter,
     DriftAlert,
+    EventProducer,
+    ReferenceProfile,
     Topics,
     TrafficProducer,
     TrafficRow,
@@ -251,6 +257,63 @@ async def test_a_confluent_kafka_producer_and_flowops_producer_alerts_all_arrive
     assert sorted((a.partition, a.test, a.window_index) for a in tested) == sorted(
         (p, test, 1) for p in (*delivered, *ours) for test in ("ks", "psi")
     )
+    assert_no_duplicates(alerts)
+
+
+# --- windows merged across partitions -------------------------------------------------
+
+
+async def test_a_model_spread_over_every_partition_has_the_windows_of_one_partition(
+    stack: Stack,
+) -> None:
+    """Time windows of a model with a profile are the model's: the same rows give the
+    same windows, counts and statistics whether one partition carries them or every
+    partition does (explicit partition numbers), and the alert ids of the model's window,
+    with no partition in them."""
+    await ensure_topics(stack.bootstrap)
+    count = await partitions(stack.bootstrap)
+    one, spread = f"one-{uuid.uuid4().hex[:8]}", f"spread-{uuid.uuid4().hex[:8]}"
+    profile = profile_of(traffic("reference", 5_000, np.random.default_rng(7)))
+    async with EventProducer(stack.bootstrap, source="/tests/streams") as producer:
+        for model in (one, spread):
+            await producer.publish(ReferenceProfile.from_profile(profile, model=model))
+    window = {"kind": "time", "size": 2.0}
+    await start(stack, stack.config({one: window, spread: window}))
+    begin = (time.time() // 2 + 2) * 2  # live windows: they end after everything is sent
+    sent = []
+    for index, shift in ((0, 0.0), (1, DRIFT)):  # in time order, as live traffic comes
+        rows = traffic("x", 1_000, np.random.default_rng(index), shift=shift, at=begin + 2 * index)
+        for model in (one, spread):
+            batch = dataclasses.replace(rows, model=model)
+            for i, first in enumerate(range(0, 1_000, 100)):
+                part = 0 if model == one else i % count
+                sent.append((part, encode_traffic(batch.slice(first, first + 100)), model))
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for part, value, model in sent:
+            await producer.send_and_wait(Topics.TRAFFIC, value, key=model.encode(), partition=part)
+    finally:
+        await producer.stop()
+
+    alerts = await alerts_of(stack, {one, spread}, expected=4, timeout=90)
+
+    def seen(model: str) -> list[tuple[object, ...]]:
+        return sorted(
+            (a.feature, a.test, a.window_index, a.window_start, a.n_current, a.statistic, a.pvalue)
+            for a in alerts
+            if a.model == model and a.test in WINDOW_TESTS
+        )
+
+    assert seen(spread) == seen(one)
+    assert {(f, t, w) for f, t, w, *_ in seen(spread)} == {
+        ("income", test, int(begin // 2) + 1) for test in ("ks", "psi")
+    }
+    assert {a.n_current for a in alerts if a.test in WINDOW_TESTS} == {1_000}
+    for alert in (a for a in alerts if a.test in WINDOW_TESTS):
+        key = [alert.model, alert.version, alert.feature, alert.test, alert.window_index]
+        assert alert.partition is None
+        assert alert.alert_id == hashlib.sha256(json.dumps(key).encode()).hexdigest()
     assert_no_duplicates(alerts)
 
 

@@ -607,3 +607,16 @@ def test_a_monitors_partition_is_in_its_findings_and_its_state() -> None:
     assert {f.partition for f in found[0]} == {None}
     assert {f.partition for f in found[1]} == {2}
     assert {f.alert_id for f in found[0]}.isdisjoint(f.alert_id for f in found[1])
+
+
+def test_without_window_tests_only_adwin_reports_and_the_state_keeps_the_spec() -> None:
+    spec = WindowSpec("time", 60.0)
+    monitor = ModelMonitor("m", "1", spec, window_tests=False, adwin_batch=100)
+    rng = np.random.default_rng(2)
+    ts = np.arange(4_000, dtype=np.float64)
+    income = np.concatenate([rng.normal(50, 5, 2_000), rng.normal(70, 5, 2_000)])
+    findings = monitor.add(ts, {"income": income})
+    assert {f.test for f in findings} == {"adwin"}
+    assert monitor.stats.windows_closed == 0
+    restored = ModelMonitor.from_state(json.loads(json.dumps(monitor.to_state())))
+    assert (restored.spec, restored.window_tests) == (spec, False)
