@@ -94,9 +94,8 @@ class MergeStage(Service):
         )
         self._table = app.Table(
             "merge",
-            schema=faust.Schema(
-                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-            ),
+            key_type=bytes,  # bytes: Faust's "raw" serializer, in the changelog too
+            value_type=bytes,
             partitions=partitions,
             help="merged windows by model (streams.merge.ModelMerger)",
         )
