@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from flowops.drift import ModelMonitor, Profile, WindowSpec
+from flowops.drift.partial import Prepared
 from streams.monitors import Partition
 
 
@@ -270,3 +271,38 @@ def test_a_batch_message_with_unparsable_rows_adds_the_others() -> None:
     assert (outcome.rows, outcome.unparsable) == (2, {"m": 1})
     stats = part.monitors["m", "1"].monitor.stats
     assert (stats.rows, dict(stats.excluded)) == (2, {})
+
+
+def test_a_flush_begun_before_a_crash_is_made_again_to_its_end() -> None:
+    """Restored at position 2 with a flush of offsets [4, 7) begun: rows 2, 3 were sent to
+    the merge stage before, rows 4 to 6 are reduced again and flushed at 7, exactly."""
+    prepared = Prepared.from_profile(Profile.from_columns({"x": np.arange(100.0)}))
+    part = Partition(
+        0,
+        lambda model, version: ModelMonitor(
+            model, version, WindowSpec("time", 10.0), window_tests=False
+        ),
+        next_offset=2,
+        merging=lambda model, version: (prepared, 10.0),
+        flush=(4, 7),
+    )
+    recs = records([row(ts=float(i)) for i in range(2, 10)], start=2)
+    pieces = part.segments(recs)
+    assert [[r.offset for r in piece] for piece in pieces] == [[2, 3], [4, 5, 6], [7, 8, 9]]
+    part.process(pieces[0])
+    assert not part.cut_due
+    part.process(pieces[1])
+    assert part.cut_due
+    [flush] = part.reducer.flush(part.next_offset)
+    assert (flush.start, flush.end, [p.rows for p in flush.partials]) == (4, 7, [3])
+    part.process(pieces[2])
+    [after] = part.reducer.flush(part.next_offset)
+    assert (after.start, after.end, [p.rows for p in after.partials]) == (7, 10, [3])
+    assert part.monitors["m", "1"].monitor.stats.rows == 8  # ADWIN sees every row once
+
+
+def test_a_completed_flush_is_not_made_again() -> None:
+    part = Partition(
+        0, lambda m, v: ModelMonitor(m, v, WindowSpec("count", 10)), next_offset=9, flush=(4, 7)
+    )
+    assert (part.reduce_from, part.cut_at, part.reducer.start) == (9, None, 9)
