@@ -403,6 +403,32 @@ async def test_two_workers_share_the_partitions_and_merge_whole_windows(stack: S
     assert theirs
 
 
+async def test_confluent_kafka_and_flowops_producers_fill_one_merged_window(
+    stack: Stack,
+) -> None:
+    """Half a window's rows from confluent-kafka (CRC32 of the key), half from FlowOps'
+    TrafficProducer (murmur2): two partitions, one window, with all its rows."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    await ensure_topics(stack.bootstrap)
+    count = await partitions(stack.bootstrap)
+    model = _crc32_apart(f"mixed-{uuid.uuid4().hex[:6]}", count)
+    await publish_profiles(stack.bootstrap, [model])
+    config = stack.config({model: {"kind": "time", "size": SIZE}})
+    begin = (time.time() // SIZE + 6) * SIZE
+    await start(stack, config)
+    window = traffic(model, 1_000, np.random.default_rng(12), shift=DRIFT, at=begin + 1)
+    producer = confluent_kafka.Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
+    for i in range(500):
+        producer.produce(Topics.TRAFFIC, encode_traffic(_row(window, i)), key=model.encode())
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    await send(stack.bootstrap, window.slice(500, 1_000))
+    await close_by_rows(stack.bootstrap, model, count, begin)
+    alerts = await alerts_of(stack, {model}, expected=2, timeout=90)
+
+    merged_alerts_are_whole(alerts, model, int(begin // SIZE))
+
+
 # --- dead letters ----------------------------------------------------------------------
 
 BAD_EVENTS: dict[str, tuple[bytes | None, str]] = {
