@@ -61,6 +61,9 @@ POLL_TIMEOUT: Final = 0.1
 """Longest wait for traffic before the loop ticks (time windows, checkpoints)."""
 STOP_TIMEOUT: Final = 30.0
 REWIND_RETRY: Final = 2.0
+WATERMARK_STEP: Final = 0.1
+"""A partition's watermark is sent on when it has moved this many seconds (or with a
+flush): the clock moves it at every loop, and each send goes to every merge partition."""
 FETCH_MAX_WAIT_MS: Final = 50
 """How long the broker may hold a fetch for data: Tansu holds it that long even when
 data arrives meanwhile, so it bounds the alert latency (aiokafka's default is 500 ms)."""
@@ -245,7 +248,7 @@ class TrafficAgent(Service):
             await self._publisher.records(self.state_topic, part.number, intent)
             sent = [(flush.model.encode(), encode_flush(flush)) for flush in flushes]
             await self._publisher.keyed(self.partials_topic, sent)
-        if reducer.watermark > part.sent_watermark:
+        if flushes or reducer.watermark >= part.sent_watermark + WATERMARK_STEP:
             mark = Watermark(part.number, reducer.watermark, self.traffic_partitions)
             values = [encode_watermark(mark)]
             await self._publisher.everywhere(self.partials_topic, self._partials_partitions, values)
