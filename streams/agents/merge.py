@@ -80,6 +80,7 @@ class MergeStage(Service):
         self._table: Any = None
         self._late = LateLog()
         self._late_seen: dict[str, int] = {}
+        self._mismatched_seen: dict[str, int] = {}
 
     def install(self, app: faust.App) -> None:
         """Declare the topic, the table and the agent on ``app``."""
@@ -160,6 +161,15 @@ class MergeStage(Service):
         line = self._late.note(model.model, late, now=time.monotonic())
         if line is not None:
             log.warning("merge: %s", line)
+        mismatched = model.mismatched_rows - self._mismatched_seen.get(model.model, 0)
+        self._mismatched_seen[model.model] = model.mismatched_rows
+        if mismatched:
+            log.warning(
+                "merge: %d rows of %s reduced on another reference profile than their"
+                " window's (the profile changed while it was open): left out",
+                mismatched,
+                model.model,
+            )
 
     async def _publish(self, closed: list[MergedWindow]) -> None:
         if not closed:
