@@ -208,6 +208,15 @@ class Partition:
         return pieces
 
     @property
+    def position(self) -> int:
+        """Where a restore should start reading: ``next_offset``, or while a flush is
+        being made again, its start (so that a restore makes it again whole)."""
+        assert self.next_offset is not None
+        if self.cut_at is None:
+            return self.next_offset
+        return min(self.next_offset, self.reduce_from)
+
+    @property
     def cut_due(self) -> bool:
         """Whether the flush made again has all its records: flush now, at ``cut_at``."""
         return self.cut_at is not None and self.next_offset == self.cut_at

@@ -234,6 +234,8 @@ class TrafficAgent(Service):
 
         The flush's offsets are written to the state topic first: a reader restored
         after a crash makes the same flush again (see :mod:`streams.monitors`)."""
+        if part.cut_at is not None and not part.cut_due:
+            return  # a flush made again goes out whole, at its end, or not at all
         reducer, start = part.reducer, part.reducer.start
         clock = time.time() if part.caught_up else None
         flushes = []
@@ -334,7 +336,7 @@ class TrafficAgent(Service):
             if part.next_offset is None:
                 continue
             if await self._save(part):
-                offsets[TopicPartition(Topics.TRAFFIC, part.number)] = part.next_offset
+                offsets[TopicPartition(Topics.TRAFFIC, part.number)] = part.position
         self._last_checkpoint = time.monotonic()
         if offsets:
             await self._commit(offsets)
@@ -346,20 +348,20 @@ class TrafficAgent(Service):
         """Write a partition's changed monitors, then its position; False on failure."""
         assert part.next_offset is not None
         dirty = part.take_dirty()
-        if not dirty and part.saved_position == part.next_offset:
+        if not dirty and part.saved_position == part.position:
             return False
         monitors = [
             (monitor_key(*key), encode_monitor_state(m, part.next_offset)) for key, m in dirty
         ]
         try:
             await self._publisher.records(self.state_topic, part.number, monitors)
-            position = [(POSITION_KEY, encode_position(part.next_offset))]
+            position = [(POSITION_KEY, encode_position(part.position))]
             await self._publisher.records(self.state_topic, part.number, position)
         except KafkaError as exc:
             log.warning("checkpoint of partition %d failed (%s); retrying later", part.number, exc)
             part.mark_dirty([key for key, _ in dirty])
             return False
-        part.saved_position = part.next_offset
+        part.saved_position = part.position
         return True
 
     async def _commit(self, offsets: Mapping[Any, int]) -> None:

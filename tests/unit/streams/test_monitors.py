@@ -306,3 +306,15 @@ def test_a_completed_flush_is_not_made_again() -> None:
         0, lambda m, v: ModelMonitor(m, v, WindowSpec("count", 10)), next_offset=9, flush=(4, 7)
     )
     assert (part.reduce_from, part.cut_at, part.reducer.start) == (9, None, 9)
+
+
+def test_while_a_flush_is_made_again_the_position_stays_at_its_start() -> None:
+    part = Partition(
+        0, lambda m, v: ModelMonitor(m, v, WindowSpec("count", 10)), next_offset=2, flush=(4, 7)
+    )
+    part.process(records([row(), row(), row(), row()], start=2))  # offsets 2 to 5
+    assert (part.next_offset, part.position, part.cut_due) == (6, 4, False)
+    part.process(records([row()], start=6))
+    assert part.cut_due
+    part.cut_at = None  # flushed
+    assert part.position == 7
