@@ -4,7 +4,9 @@
 
 * keeps the reference profiles in a global table over ``flowops.references``
   (:mod:`streams.references`; Faust restores it before the worker starts);
-* runs the traffic agent (:mod:`streams.agents.traffic`) once that table is ready;
+* runs the traffic agent (:mod:`streams.agents.traffic`) once that table is ready, and
+  the merge agent (:mod:`streams.agents.merge`) over ``<app id>-partials`` with its
+  table ``merge``;
 * serves ``/metrics`` (Prometheus text) on ``streams.metrics_host:streams.metrics_port``
   (127.0.0.1:6066 unless configured).
 
@@ -27,6 +29,7 @@ from faust.web import Request, Response, View
 
 from flowops.config import Settings
 from flowops.kafka_security import faust_credentials
+from streams.agents.merge import MergeStage
 from streams.agents.traffic import TrafficAgent
 from streams.metrics import CONTENT_TYPE, StreamMetrics
 from streams.references import References, reference_table
@@ -42,6 +45,7 @@ class StreamsApp:
 
     app: faust.App
     traffic: TrafficAgent
+    merge: MergeStage
     references: References
     metrics: StreamMetrics
 
@@ -76,9 +80,11 @@ def build(settings: Settings, *, say: Callable[[str], None] | None = None) -> St
     table = reference_table(app, kafka.partitions)
     references = References(table)
     traffic = TrafficAgent(settings, references, metrics, say=say or (lambda line: None))
+    merge = MergeStage(settings, references, metrics)
+    merge.install(app)
     _add_metrics_page(app, metrics)
-    _start_after_recovery(app, traffic)
-    return StreamsApp(app, traffic, references, metrics)
+    _start_after_recovery(app, traffic, merge)
+    return StreamsApp(app, traffic, merge, references, metrics)
 
 
 def _datadir(settings: Settings) -> Path:
@@ -97,11 +103,12 @@ def _add_metrics_page(app: faust.App, metrics: StreamMetrics) -> None:
     app.page("/metrics")(Metrics)
 
 
-def _start_after_recovery(app: faust.App, traffic: TrafficAgent) -> None:
+def _start_after_recovery(app: faust.App, traffic: TrafficAgent, merge: MergeStage) -> None:
     """The traffic agent starts once Faust has restored the reference table."""
 
     async def start_traffic() -> None:
         try:
+            await app.add_runtime_dependency(merge)  # stops with the app: its producer
             await app.add_runtime_dependency(traffic)
         except Exception as exc:  # the worker stops, with the reason, rather than idle on
             log.exception("the traffic agent did not start")

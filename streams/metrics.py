@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from flowops.drift import MonitorStats
 
-__all__ = ["CONTENT_TYPE", "StatsDelta", "StreamMetrics"]
+__all__ = ["CONTENT_TYPE", "LateLog", "StatsDelta", "StreamMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 """The text exposition format Prometheus scrapes (aiohttp adds the charset)."""
@@ -48,23 +48,56 @@ class StatsDelta:
     :meth:`take` only sets the baseline, so a worker's counters count its own work.
     """
 
-    __slots__ = ("_excluded", "_windows")
+    __slots__ = ("_excluded", "_late", "_windows")
 
     def __init__(self, stats: MonitorStats) -> None:
         self._windows = stats.windows_closed
+        self._late = stats.late
         self._excluded = dict(stats.excluded)
 
-    def take(self, stats: MonitorStats) -> tuple[int, dict[str, int]]:
-        """Windows closed and values excluded (by feature) since the last call."""
-        windows = stats.windows_closed - self._windows
+    def take(self, stats: MonitorStats) -> tuple[int, int, dict[str, int]]:
+        """Windows closed, late rows and values excluded (by feature) since the last call."""
+        windows, late = stats.windows_closed - self._windows, stats.late - self._late
         excluded = {
             feature: count - self._excluded.get(feature, 0)
             for feature, count in stats.excluded.items()
             if count != self._excluded.get(feature, 0)
         }
-        self._windows = stats.windows_closed
+        self._windows, self._late = stats.windows_closed, stats.late
         self._excluded = dict(stats.excluded)
-        return windows, excluded
+        return windows, late, excluded
+
+
+class LateLog:
+    """Late rows by model, told at most once every ``interval`` seconds (a row at a time
+    would flood the log when a producer's clock is off).
+
+    >>> late = LateLog(interval=60.0)
+    >>> late.note("credit", 3, now=0.0), late.note("credit", 2, now=30.0)
+    (None, None)
+    >>> late.note("iris", 1, now=61.0)
+    'late rows in the last 61 s, left out of every window: credit 5, iris 1'
+    >>> late.note("credit", 0, now=200.0) is None
+    True
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._counts: dict[str, int] = {}
+        self._since: float | None = None
+
+    def note(self, model: str, rows: int, *, now: float) -> str | None:
+        """Count ``rows`` late rows of ``model``; the line to log when one is due."""
+        if rows:
+            self._counts[model] = self._counts.get(model, 0) + rows
+            if self._since is None:
+                self._since = now
+        if self._since is None or now - self._since < self.interval:
+            return None
+        told = ", ".join(f"{name} {count}" for name, count in sorted(self._counts.items()))
+        line = f"late rows in the last {now - self._since:.0f} s, left out of every window: {told}"
+        self._counts, self._since = {}, None
+        return line
 
 
 class StreamMetrics:
@@ -97,6 +130,12 @@ class StreamMetrics:
         )
         self._windows = Counter(
             "flowops_stream_windows_closed", "Windows closed and tested.", registry=reg
+        )
+        self._late = Counter(
+            "flowops_stream_late_rows",
+            "Rows left out of every window: their window had closed, or they have no time.",
+            ["model"],
+            registry=reg,
         )
         self._psi = Gauge(
             "flowops_drift_psi",
@@ -150,15 +189,27 @@ class StreamMetrics:
         """Count a published alert."""
         self._alerts.labels(model=model, test=test).inc()
 
-    def monitor(self, model: str, stats: MonitorStats, delta: StatsDelta) -> None:
-        """Bring the model's gauges and counters up to date with its monitor's stats."""
-        windows, excluded = delta.take(stats)
+    def monitor(self, model: str, stats: MonitorStats, delta: StatsDelta) -> int:
+        """Bring the model's gauges and counters up to date with its monitor's stats;
+        returns the late rows counted now."""
+        windows, late, excluded = delta.take(stats)
         if windows:
             self._windows.inc(windows)
+        if late:
+            self._late.labels(model=model).inc(late)
         for feature, count in excluded.items():
             self._excluded.labels(model=model, feature=feature).inc(count)
         _set_all(self._psi, model, stats.last_psi)
         _set_all(self._ks, model, stats.last_ks_pvalue)
+        return late
+
+    def windows_closed(self, count: int) -> None:
+        """Count windows closed elsewhere than in a monitor (merged across partitions)."""
+        self._windows.inc(count)
+
+    def late(self, model: str, rows: int) -> None:
+        """Count late rows of a model found elsewhere than in a monitor."""
+        self._late.labels(model=model).inc(rows)
 
     def lag(self, topic: str, partition: int, messages: int) -> None:
         """Set the consumer lag of one partition."""

@@ -14,6 +14,12 @@ never counted twice.
 (:func:`~flowops.events.decode_traffic_many`): one batch per model version and one
 ``ModelMonitor.add`` call for all of them, which is what makes one-row traffic cheap.
 
+**Windows are the partition's.** A monitor sees the rows of its model that this
+partition carries, so its count windows and ADWIN rows are counted within the partition
+and its findings carry the partition number, which is part of their alert id: a model
+whose rows two partitions carry (a foreign producer's partitioner) gets two sets of
+windows whose alerts all reach the topic.
+
 **Unparsable requests.** A row with a ``parse_error`` (a gateway could not read the
 request's features) carries no features: it is counted per model in
 ``Outcome.unparsable`` and not given to a monitor.
@@ -28,11 +34,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from flowops.drift import Finding, ModelMonitor, Profile
+from flowops.drift.partial import Prepared
 from flowops.errors import EventError
 from flowops.events import TrafficBatch, decode_traffic, decode_traffic_many
 from streams.metrics import StatsDelta
+from streams.reduce import PartitionReducer
 
 __all__ = [
+    "Merging",
     "MonitorFactory",
     "Outcome",
     "Partition",
@@ -65,6 +74,10 @@ class Record(Protocol):
 
 MonitorFactory = Callable[[str, str], ModelMonitor]
 """Makes the monitor of a (model, version) seen for the first time."""
+
+Merging = Callable[[str, str], "tuple[Prepared, float] | None"]
+"""The reference and window size of a model version whose windows are merged across
+partitions (its monitor has no window tests), or None."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,8 @@ class Partition:
         next_offset: int | None = None,
         monitors: dict[ModelKey, tuple[ModelMonitor, int]] | None = None,
         catch_up: int | None = None,
+        merging: Merging = lambda model, version: None,
+        flush: tuple[int, int] | None = None,
     ) -> None:
         self.number = number
         self.next_offset = next_offset
@@ -143,9 +158,22 @@ class Partition:
         self.monitors: dict[ModelKey, Tracked] = {}
         self._saved_at: dict[ModelKey, int] = {}
         for key, (monitor, saved_at) in (monitors or {}).items():
+            monitor.partition = number  # a state saved before monitors knew theirs
             self.monitors[key] = Tracked.of(monitor)
             self._saved_at[key] = saved_at
         self.replay_end = max(self._saved_at.values(), default=0)
+        self._merging = merging
+        # Partials: rows below reduce_from were flushed before; a flush begun and perhaps
+        # not finished (flush = (start, end) past the position) is made again, to end.
+        start = next_offset or 0
+        self.cut_at: int | None = None
+        if flush is not None and flush[1] > start:
+            start, self.cut_at = flush
+        self.reduce_from = start
+        self.reducer = PartitionReducer(number, start=start)
+        self._reducing = True
+        self.unmerged = 0  # rows of a merged model whose reference went away
+        self.sent_watermark = -math.inf
 
     @property
     def caught_up(self) -> bool:
@@ -162,12 +190,45 @@ class Partition:
             self.catch_up = max(self.catch_up or 0, highwater)
             self.end_confirmed = True
 
+    def segments(self, records: Sequence[Record]) -> list[Sequence[Record]]:
+        """The records cut where reducing starts and where the flush to make again ends:
+        :meth:`process` each, and flush when :attr:`cut_due`."""
+        cuts = [c for c in (self.reduce_from, self.cut_at) if c is not None]
+        pieces: list[Sequence[Record]] = []
+        start = 0
+        for cut in sorted(set(cuts)):
+            stop = start
+            while stop < len(records) and records[stop].offset < cut:
+                stop += 1
+            if stop > start:
+                pieces.append(records[start:stop])
+            start = stop
+        if start < len(records):
+            pieces.append(records[start:])
+        return pieces
+
+    @property
+    def position(self) -> int:
+        """Where a restore should start reading: ``next_offset``, or while a flush is
+        being made again, its start (so that a restore makes it again whole)."""
+        assert self.next_offset is not None
+        if self.cut_at is None:
+            return self.next_offset
+        return min(self.next_offset, self.reduce_from)
+
+    @property
+    def cut_due(self) -> bool:
+        """Whether the flush made again has all its records: flush now, at ``cut_at``."""
+        return self.cut_at is not None and self.next_offset == self.cut_at
+
     def process(self, records: Sequence[Record]) -> Outcome:
-        """Add the records' rows to the monitors; records must be in offset order."""
+        """Add the records' rows to the monitors; records must be in offset order, and
+        on one side of ``reduce_from`` and ``cut_at`` (see :meth:`segments`)."""
         outcome = Outcome()
         fresh = [r for r in records if self.next_offset is None or r.offset >= self.next_offset]
         if not fresh:
             return outcome
+        self._reducing = fresh[0].offset >= self.reduce_from
         replayed = [r for r in fresh if r.offset < self.replay_end]
         if replayed:
             self._replay(replayed, outcome)
@@ -246,8 +307,8 @@ class Partition:
             except Exception as exc:  # EventError, or a decoder bug: dead-lettered alike
                 outcome.rejects.append(Reject.of(record, exc))
                 continue
-            if record.offset >= self._saved_at.get((batch.model, batch.version), 0):
-                self._add(batch, outcome, [record])
+            monitor = record.offset >= self._saved_at.get((batch.model, batch.version), 0)
+            self._add(batch, outcome, [record], monitor=monitor)
 
     def _with_value(
         self, records: Sequence[Record], outcome: Outcome
@@ -258,10 +319,18 @@ class Partition:
             outcome.rejects += [Reject.of(r, _NO_VALUE) for r in records if r.value is None]
         return usable
 
-    def _add(self, batch: TrafficBatch, outcome: Outcome, records: Sequence[Record]) -> None:
-        """Rows of one model version into its monitor; an error rejects their records.
-
-        Unparsable rows are counted and left out; a batch of nothing else makes no monitor.
+    def _add(
+        self,
+        batch: TrafficBatch,
+        outcome: Outcome,
+        records: Sequence[Record],
+        *,
+        monitor: bool = True,
+    ) -> None:
+        """Rows of one model version into its monitor (unless ``monitor`` is False: it
+        has them) and, for a merged model, into the partials; an error rejects their
+        records. Unparsable rows are counted and left out; a batch of nothing else
+        makes no monitor.
         """
         if batch.unparsable:
             unparsable = outcome.unparsable
@@ -272,15 +341,31 @@ class Partition:
         key = (batch.model, batch.version)
         tracked = self.monitors.get(key)
         if tracked is None:
-            tracked = self.monitors[key] = Tracked.of(self._factory(*key), dirty=True)
+            made = self._factory(*key)
+            made.partition = self.number  # its windows are this partition's: see Finding
+            tracked = self.monitors[key] = Tracked.of(made, dirty=True)
         try:
-            outcome.findings += tracked.monitor.add(batch.timestamps, batch.features)
+            if not tracked.monitor.window_tests and self._reducing:
+                self._reduce(batch)
+            if monitor:
+                outcome.findings += tracked.monitor.add(batch.timestamps, batch.features)
         except Exception as exc:
             log.exception("monitor of %s version %s failed on a batch", *key)
             outcome.rejects += [Reject.of(r, exc) for r in _of_model(records, key)]
         else:
-            outcome.rows += batch.rows
+            outcome.rows += batch.rows if monitor else 0
         tracked.dirty = tracked.touched = True
+
+    def _reduce(self, batch: TrafficBatch) -> None:
+        """A merged model's rows into the partials of their windows."""
+        merging = self._merging(batch.model, batch.version)
+        if merging is None:
+            self.unmerged += batch.rows
+            return
+        prepared, size = merging
+        self.reducer.add(
+            prepared, size, batch.model, batch.version, batch.timestamps, batch.features
+        )
 
 
 def _of_model(records: Sequence[Record], key: ModelKey) -> list[Record]:

@@ -129,6 +129,20 @@ class Publisher:
         ]
         await _acked(futures)
 
+    async def keyed(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Send records to the partitions their keys hash to (murmur2), wait for the acks."""
+        futures = [await self._producer.send(topic, value, key=key) for key, value in records]
+        await _acked(futures)
+
+    async def everywhere(self, topic: str, partitions: int, values: Sequence[bytes]) -> None:
+        """Send each value to every one of ``partitions`` partitions, wait for the acks."""
+        futures = [
+            await self._producer.send(topic, value, partition=partition)
+            for value in values
+            for partition in range(partitions)
+        ]
+        await _acked(futures)
+
     async def _send_event(self, event: DriftAlert | DeadLetter, now: float) -> Any:
         headers = cloudevent_headers(
             event.EVENT_TYPE, self._source, event.event_id(), datetime.fromtimestamp(now, UTC)

@@ -24,6 +24,7 @@ import faust
 from faust.tables.globaltable import GlobalTable
 
 from flowops.drift import Profile
+from flowops.drift.partial import Prepared
 from flowops.errors import EventError
 from flowops.events import ReferenceProfile, Topics
 from streams.monitors import Reject
@@ -78,6 +79,7 @@ class References:
     def __init__(self, table: Mapping[bytes, bytes]) -> None:
         self._table = table
         self._parsed: dict[bytes, tuple[bytes, ReferenceProfile | None]] = {}
+        self._prepared: dict[str, tuple[bytes, Prepared]] = {}
         self.rejects: list[Reject] = []
 
     def get(self, model: str) -> tuple[bytes, ReferenceProfile] | None:
@@ -94,6 +96,19 @@ class References:
         if reference is None:
             return None
         return token, reference
+
+    def prepared(self, model: str, version: str) -> Prepared | None:
+        """The model's profile made ready for window partials, if it applies to
+        ``version`` (fitted once per value of the table)."""
+        found = self.get(model)
+        if found is None or found[1].version not in (None, version):
+            return None
+        token, reference = found
+        cached = self._prepared.get(model)
+        if cached is None or cached[0] is not token:
+            cached = (token, Prepared.from_profile(reference.to_profile()))
+            self._prepared[model] = cached
+        return cached[1]
 
     def profile(self, model: str) -> Profile | None:
         """The model's current profile, if it has a usable one."""

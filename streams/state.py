@@ -5,10 +5,14 @@ Records of changelog partition ``p`` (``p`` = the traffic partition)::
 
     key ["monitor", model, version]  value zlib(JSON {"format", "next_offset", "monitor"})
     key ["position"]                 value zlib(JSON {"format", "next_offset"})
+    key ["flush"]                    value zlib(JSON {"format", "start", "next_offset"})
 
 ``monitor`` is :meth:`ModelMonitor.to_state`; ``next_offset`` is the first traffic offset
 *not* in it. A checkpoint writes the changed monitors, then the position; offsets are
 committed only after the broker acknowledged all of them (see ``docs/streaming.md``).
+``["flush"]`` is written before the partials of traffic offsets ``[start, next_offset)``
+are sent to the merge stage: a reader restored after a crash sends that flush again,
+offset for offset, so that the merge stage can tell it from new rows.
 
 >>> from flowops.drift import WindowSpec
 >>> record = encode_monitor_state(ModelMonitor("m", "1", WindowSpec("count", 10)), 42)
@@ -37,11 +41,13 @@ from flowops.errors import BrokerError, InputError
 from flowops.kafka_security import as_settings, client_options
 
 __all__ = [
+    "FLUSH_KEY",
     "POSITION_KEY",
     "STATE_FORMAT",
     "Restored",
     "StateReader",
     "decode_partition",
+    "encode_flush_intent",
     "encode_monitor_state",
     "encode_position",
     "ensure_state_topic",
@@ -53,6 +59,7 @@ log = logging.getLogger("flowops.streams")
 
 STATE_FORMAT: Final = 1
 POSITION_KEY: Final = b'["position"]'
+FLUSH_KEY: Final = b'["flush"]'
 MAX_RECORD_BYTES: Final = 64 * 1024 * 1024
 """Largest state record: a window of many rows is big (the topic allows this size)."""
 _TOPIC_EXISTS: Final = 36
@@ -79,11 +86,19 @@ def encode_position(next_offset: int) -> bytes:
     return zlib.compress(orjson.dumps({"format": STATE_FORMAT, "next_offset": next_offset}), 1)
 
 
+def encode_flush_intent(start: int, end: int) -> bytes:
+    """The record written before a flush of traffic offsets ``[start, end)`` is sent."""
+    document = {"format": STATE_FORMAT, "start": start, "next_offset": end}
+    return zlib.compress(orjson.dumps(document), 1)
+
+
 @dataclass
 class Restored:
-    """A changelog partition read back: the position and each monitor with its offset."""
+    """A changelog partition read back: the position, each monitor with its offset, and
+    the last flush of partials begun (``(start, end)``)."""
 
     position: int | None = None
+    flush: tuple[int, int] | None = None
     monitors: dict[tuple[str, str], tuple[ModelMonitor, int]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -115,6 +130,8 @@ def _decode_one(key: bytes, value: bytes, restored: Restored) -> None:
         next_offset = int(document["next_offset"])
         if name == ["position"]:
             restored.position = next_offset
+        elif name == ["flush"]:
+            restored.flush = (int(document["start"]), next_offset)
         elif isinstance(name, list) and len(name) == 3 and name[0] == "monitor":
             monitor = ModelMonitor.from_state(document["monitor"])
             restored.monitors[str(name[1]), str(name[2])] = (monitor, next_offset)
@@ -125,16 +142,24 @@ def _decode_one(key: bytes, value: bytes, restored: Restored) -> None:
 
 
 async def ensure_state_topic(
-    bootstrap: str | KafkaSettings, topic: str, partitions: int, replication: int = 1
+    bootstrap: str | KafkaSettings,
+    topic: str,
+    partitions: int,
+    replication: int = 1,
+    *,
+    compact: bool = True,
 ) -> None:
-    """Create the compacted state topic with ``partitions`` partitions if it is missing."""
+    """Create the compacted state topic with ``partitions`` partitions if it is missing
+    (``compact=False``: a plain topic, as the partials topic between the stages)."""
     kafka = as_settings(bootstrap)
     admin = AIOKafkaAdminClient(**client_options(kafka), client_id="flowops-streams-admin")
     try:
         await admin.start()
         if topic in set(await admin.list_topics()):
             return
-        configs = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_RECORD_BYTES)}
+        configs = {"max.message.bytes": str(MAX_RECORD_BYTES)}
+        if compact:
+            configs["cleanup.policy"] = "compact"
         new = NewTopic(
             topic, num_partitions=partitions, replication_factor=replication, topic_configs=configs
         )

@@ -17,7 +17,9 @@ from prometheus_client import disable_created_metrics
 from flowops.config import Settings
 from flowops.events import ensure_topics
 from flowops.logs import LOG_FORMAT, log_to
+from streams.agents.merge import merge_topics
 from streams.app import build
+from streams.state import ensure_state_topic
 
 __all__ = ["run_worker"]
 
@@ -68,6 +70,10 @@ async def _prepare(settings: Settings, say: Callable[[str], None]) -> None:
     say(f"config: app {streams.app_id}, kafka {kafka.bootstrap}, window {_window(settings)}")
     created = await ensure_topics(kafka, kafka.partitions, replication=kafka.replication)
     say(f"topics: created {', '.join(created)}" if created else "topics: all present")
+    # Before Faust asks about them: Tansu makes a topic asked about with its own partition
+    # count, and the merge table's changelog must have as many partitions as its source.
+    for topic, compact in merge_topics(streams.app_id):
+        await ensure_state_topic(kafka, topic, kafka.partitions, kafka.replication, compact=compact)
 
 
 def _window(settings: Settings) -> str:

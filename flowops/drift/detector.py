@@ -30,11 +30,18 @@ missing (excluded) for its rows.
 per feature in ``stats.excluded`` (numeric ones when they reach ADWIN, categorical ones
 at window close); nothing inside a well-formed batch raises.
 
+**Without window tests** (``window_tests=False``, for a model whose windows are merged
+across partitions by the stream workers' merge stage) the monitor keeps no windows: rows
+go to ADWIN in batches of ``adwin_batch`` and nothing else is tested.
+
 **State and duplicates.** :meth:`ModelMonitor.to_state` is JSON-safe and exact: a monitor
 restored mid-window and fed the rest of the stream makes the same findings as one that
 never stopped. Every :attr:`Finding.alert_id` is a hash of (model, version, feature,
-test, window index or change row), and the monitor drops a finding whose id is among the
-last :data:`SEEN_IDS` it emitted or was told of (:meth:`ModelMonitor.mark_seen`). Limits:
+test, window index or change row, and the monitor's ``partition``: a monitor watching
+one traffic partition of a model counts windows and rows within that partition, so its
+findings carry the partition and two partitions' window 4 never share an id), and the
+monitor drops a finding whose id is among the last :data:`SEEN_IDS` it emitted or was
+told of (:meth:`ModelMonitor.mark_seen`). Limits:
 the state only knows ids emitted before it was taken, so findings emitted after the last
 saved state come again when the rows after it are replayed (readers drop them by id, or
 the worker passes the ids it published to ``mark_seen``); and the monitor cannot tell a
@@ -57,7 +64,7 @@ replays.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -155,10 +162,13 @@ class ModelMonitor:
         correction: str = "bh",
         adwin_delta: float = 0.002,
         adwin_batch: int = ADWIN_BATCH,
+        partition: int | None = None,
+        window_tests: bool = True,
     ) -> None:
         if isinstance(adwin_batch, bool) or not isinstance(adwin_batch, int) or adwin_batch < 1:
             raise InputError(f"adwin_batch must be a positive integer, got {adwin_batch!r}")
         self.model, self.version, self.spec = model, version, spec
+        self.partition = partition  # the traffic partition whose rows this monitor sees
         self.stats = MonitorStats()
         self._tests = WindowTests(
             model, version, profile, alpha=alpha, correction=correction, on_report=self._record
@@ -166,7 +176,10 @@ class ModelMonitor:
         self._adwin = AdwinDetector(model, version, adwin_delta)
         self._detectors: tuple[Detector, ...] = (self._adwin, self._tests)
         self._adwin_batch = adwin_batch
-        self._windows = Windows(spec)
+        # Without window tests (the model's windows are merged across partitions
+        # elsewhere) rows pass through batches of adwin_batch rows on their way to ADWIN.
+        self.window_tests = window_tests
+        self._windows = Windows(spec if window_tests else WindowSpec("count", adwin_batch))
         self._kinds: dict[str, Kind] = {}
         self._seen: dict[str, None] = {}  # insertion-ordered set of recent alert ids
         if profile is not None:
@@ -269,6 +282,8 @@ class ModelMonitor:
         assert window is not None
         findings = self._flush(window)
         self._windows.take()
+        if not self.window_tests:
+            return findings
         closed = self._closed(window)
         had_reference = self._tests.profile is not None
         for detector in self._detectors:
@@ -358,6 +373,8 @@ class ModelMonitor:
         """The findings not emitted before, remembered and counted."""
         fresh = []
         for finding in findings:
+            if finding.partition != self.partition:
+                finding = replace(finding, partition=self.partition)
             alert_id = finding.alert_id
             if alert_id in self._seen:
                 self.stats.duplicates += 1
@@ -385,7 +402,10 @@ class ModelMonitor:
                 "correction": self._tests.correction,
                 "adwin_delta": self._adwin.delta,
                 "adwin_batch": self._adwin_batch,
+                "partition": self.partition,
+                "window_tests": self.window_tests,
             },
+            "spec": self.spec.to_dict(),
             "windows": self._windows.to_state(),
             "tests": self._tests.to_state(),
             "adwin": self._adwin.to_state(),
@@ -401,7 +421,8 @@ class ModelMonitor:
             if state.get("format") != _STATE_FORMAT:
                 raise InputError(f"unsupported monitor state format {state.get('format')!r}")
             windows = Windows.from_state(state["windows"])
-            monitor = cls(state["model"], state["version"], windows.spec, **state["settings"])
+            spec = WindowSpec.from_dict(state["spec"]) if "spec" in state else windows.spec
+            monitor = cls(state["model"], state["version"], spec, **state["settings"])
             monitor._windows = windows
             monitor._tests.load_state(state["tests"])
             monitor._adwin.load_state(state["adwin"])

@@ -43,16 +43,29 @@ class Finding:
     n_current: int
     severity: Literal["warning", "critical"]
     reference: ReferenceKind
+    partition: int | None = None  # the stream of values: see alert_id
 
     @property
     def alert_id(self) -> str:
-        """sha256 of the JSON array [model, version, feature, test, window_index], in hex.
+        """sha256 of the JSON array [model, version, feature, test, window_index], in hex,
+        with ``partition`` appended when there is one.
 
-        >>> Finding("m", "1", "x", "psi", 0.3, 0.001, 0.05, 4, 0.0, 60.0, 100, 100,
-        ...         "warning", "profile").alert_id[:16]
+        A window or ADWIN kept per traffic partition counts its windows and rows within
+        that partition, so the partition is part of what it is: two partitions' window 4
+        are two windows, and their findings must not share an id (a reader would drop
+        one as a duplicate). A window merged across partitions has no partition.
+
+        >>> finding = Finding("m", "1", "x", "psi", 0.3, 0.001, 0.05, 4, 0.0, 60.0, 100, 100,
+        ...                   "warning", "profile")
+        >>> finding.alert_id[:16]
         'b8c1e7e00c93109d'
+        >>> from dataclasses import replace
+        >>> replace(finding, partition=1).alert_id[:16]
+        'a01dee0614605e85'
         """
-        key = [self.model, self.version, self.feature, self.test, self.window_index]
+        key: list[object] = [self.model, self.version, self.feature, self.test, self.window_index]
+        if self.partition is not None:
+            key.append(self.partition)
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:

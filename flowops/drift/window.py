@@ -46,6 +46,7 @@ __all__ = [
     "WindowSpec",
     "Windows",
     "infer_kind",
+    "time_indices",
     "to_floats",
 ]
 
@@ -373,14 +374,7 @@ class Windows:
         return _segments(running[kept], kept), ts.size - kept.size
 
     def _time_index(self, ts: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Each row's window index as a float, exact at the boundaries; -inf without time."""
-        size = float(self.spec.size)
-        with np.errstate(invalid="ignore"):
-            index = np.floor(ts / size)
-            index = np.where(ts < index * size, index - 1, index)
-            index = np.where(ts >= (index + 1) * size, index + 1, index)
-        index[~np.isfinite(ts)] = -np.inf
-        return index
+        return time_indices(float(self.spec.size), ts)
 
     def to_state(self) -> dict[str, Any]:
         """The windowing as JSON-safe data; :meth:`from_state` restores it exactly."""
@@ -400,6 +394,20 @@ class Windows:
         windows.next_index = None if next_index is None else int(next_index)
         windows.next_row = int(state["next_row"])
         return windows
+
+
+def time_indices(size: float, ts: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each time's window index as a float, exact at the boundaries; -inf without time.
+
+    >>> time_indices(10.0, np.array([0.0, 9.999, 10.0, -0.5, np.nan])).tolist()
+    [0.0, 0.0, 1.0, -1.0, -inf]
+    """
+    with np.errstate(invalid="ignore"):
+        index = np.floor(ts / size)
+        index = np.where(ts < index * size, index - 1, index)
+        index = np.where(ts >= (index + 1) * size, index + 1, index)
+    index[~np.isfinite(ts)] = -np.inf
+    return index
 
 
 def _segments(windows: NDArray[np.float64], positions: NDArray[np.intp]) -> list[Segment]:

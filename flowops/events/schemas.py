@@ -159,13 +159,16 @@ class FindingLike(Protocol):
     def severity(self) -> Literal["warning", "critical"]: ...
     @property
     def reference(self) -> Literal["profile", "first_window"]: ...
+    @property
+    def partition(self) -> int | None: ...
 
 
 class DriftAlert(Event):
     """A feature of a model drifted: which test said so, how strongly, in which window.
 
-    ``alert_id`` is deterministic (model, version, feature, test, window index), so a
-    reader drops duplicates by it. Times are Unix seconds.
+    ``alert_id`` is deterministic (model, version, feature, test, window index, and the
+    traffic partition of a window or ADWIN kept per partition), so a reader drops
+    duplicates by it. Times are Unix seconds.
     """
 
     TOPIC: ClassVar[str] = Topics.ALERTS
@@ -195,6 +198,11 @@ class DriftAlert(Event):
         description="compared with the published profile, or with the model's first window"
     )
     detected_at: float
+    partition: _Count | None = Field(
+        default=None,
+        description="the traffic partition whose rows the window or ADWIN stream holds;"
+        " null for a window merged across partitions",
+    )
 
     @classmethod
     def from_finding(cls, finding: FindingLike, *, detected_at: float | None = None) -> Self:
@@ -226,6 +234,7 @@ class DriftAlert(Event):
             severity=finding.severity,
             reference=finding.reference,
             detected_at=time.time() if detected_at is None else detected_at,
+            partition=finding.partition,
         )
 
     def kafka_key(self) -> bytes:

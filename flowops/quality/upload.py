@@ -109,7 +109,7 @@ async def _send(
 
     name = topic or Topics.LABELS
     if topic is None:
-        await ensure_topics(kafka.bootstrap, kafka.partitions, replication=kafka.replication)
+        await ensure_topics(kafka, kafka.partitions, replication=kafka.replication)
     producer = LabelProducer(
         kafka.bootstrap,
         topic=name,
@@ -117,6 +117,7 @@ async def _send(
         client_id=kafka.client_id,
         compression=kafka.compression,
         idempotence=kafka.idempotence,
+        security=kafka,
     )
     async with producer:
         for batch in batches:

@@ -32,16 +32,21 @@ from mode import Service
 
 from flowops.config import Settings
 from flowops.drift import ModelMonitor, WindowSpec
+from flowops.drift.partial import Prepared
 from flowops.errors import FlowOpsError
 from flowops.events import Topics, describe_topics
+from flowops.events.partials import Watermark, encode_flush, encode_watermark
 from flowops.kafka_security import client_options
-from streams.metrics import StreamMetrics
+from streams.agents.merge import partials_topic
+from streams.metrics import LateLog, StreamMetrics
 from streams.monitors import Outcome, Partition
 from streams.publish import Publisher
 from streams.references import References
 from streams.state import (
+    FLUSH_KEY,
     POSITION_KEY,
     StateReader,
+    encode_flush_intent,
     encode_monitor_state,
     encode_position,
     ensure_state_topic,
@@ -57,6 +62,9 @@ POLL_TIMEOUT: Final = 0.1
 """Longest wait for traffic before the loop ticks (time windows, checkpoints)."""
 STOP_TIMEOUT: Final = 30.0
 REWIND_RETRY: Final = 2.0
+WATERMARK_STEP: Final = 0.1
+"""A partition's watermark is sent on when it has moved this many seconds (or with a
+flush): the clock moves it at every loop, and each send goes to every merge partition."""
 FETCH_MAX_WAIT_MS: Final = 50
 """How long the broker may hold a fetch for data: Tansu holds it that long even when
 data arrives meanwhile, so it bounds the alert latency (aiokafka's default is 500 ms)."""
@@ -82,6 +90,9 @@ class TrafficAgent(Service):
         self._say = say
         self.group = f"{self._streams.app_id}-traffic"
         self.state_topic = state_topic(self._streams.app_id)
+        self.partials_topic = partials_topic(self._streams.app_id)
+        self.traffic_partitions = 0
+        self._partials_partitions = 0
         kafka = settings.kafka
         self._publisher = Publisher(
             kafka, source=f"/flowops/streams/{self._streams.app_id}", consumer=self.group
@@ -95,14 +106,21 @@ class TrafficAgent(Service):
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_checkpoint = time.monotonic()
+        self._late = LateLog()
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def on_start(self) -> None:
         """Create the state topic, connect, join the group, start the loop."""
         kafka = self._settings.kafka
-        partitions = await self._traffic_partitions()
+        partitions = self.traffic_partitions = await self._traffic_partitions()
         await ensure_state_topic(kafka, self.state_topic, partitions, kafka.replication)
+        # Made here, not by asking about it: Tansu would make it with its own default
+        # partition count, and the merge table's changelog must have as many as it.
+        await ensure_state_topic(
+            kafka, self.partials_topic, kafka.partitions, kafka.replication, compact=False
+        )
+        self._partials_partitions = await self._topic_partitions(self.partials_topic)
         await self._publisher.start()
         await self._reader.start()
         self._consumer = self._new_consumer()
@@ -122,7 +140,12 @@ class TrafficAgent(Service):
         if self._consumer is None:  # it did not get as far as starting
             return
         async with self._lock:
-            await self._checkpoint(force=True)
+            try:
+                await self._flush_all()
+            except KafkaError as exc:  # the rows are read again at the next start
+                log.warning("traffic: the last partials were not sent (%s)", exc)
+            else:
+                await self._checkpoint(force=True)
         await self._consumer.stop()
         await self._publisher.stop()
         await self._reader.stop()
@@ -143,8 +166,11 @@ class TrafficAgent(Service):
 
     async def _traffic_partitions(self) -> int:
         """How many partitions the traffic topic has (the state topic gets as many)."""
-        found = await describe_topics(self._settings.kafka, [Topics.TRAFFIC])
-        info = found.get(Topics.TRAFFIC)
+        return await self._topic_partitions(Topics.TRAFFIC)
+
+    async def _topic_partitions(self, topic: str) -> int:
+        found = await describe_topics(self._settings.kafka, [topic])
+        info = found.get(topic)
         return info.partitions if info is not None else self._settings.kafka.partitions
 
     # -- the loop --------------------------------------------------------------------
@@ -170,17 +196,19 @@ class TrafficAgent(Service):
 
     async def _handle(self, batch: Mapping[Any, Sequence[Any]]) -> None:
         outcome = Outcome()
-        for tp, records in batch.items():
-            part = self._partitions.get(tp.partition)
-            if part is not None:  # else revoked while the batch was in hand
-                _merge(outcome, part.process(records))
-        self._apply_references()
-        outcome.rejects += self._references.take_rejects()
-        clock = time.time() - self._streams.grace
-        for number, part in self._partitions.items():
-            part.confirm_end(self._consumer.highwater(TopicPartition(Topics.TRAFFIC, number)))
-            outcome.findings += part.advance(clock)
         try:
+            for tp, records in batch.items():
+                part = self._partitions.get(tp.partition)
+                if part is not None:  # else revoked while the batch was in hand
+                    await self._process(part, records, outcome)
+            self._apply_references()
+            outcome.rejects += self._references.take_rejects()
+            clock = time.time() - self._streams.grace
+            for number, part in self._partitions.items():
+                highwater = self._consumer.highwater(TopicPartition(Topics.TRAFFIC, number))
+                part.confirm_end(highwater)
+                outcome.findings += part.advance(clock)
+            await self._flush_all()
             await self._publish(outcome)
         except KafkaError as exc:
             log.warning("traffic: publishing failed (%s); rewinding to the last checkpoint", exc)
@@ -191,17 +219,56 @@ class TrafficAgent(Service):
         if outcome.findings or due:
             await self._checkpoint()
 
+    async def _process(self, part: Partition, records: Sequence[Any], outcome: Outcome) -> None:
+        """The records into the partition; a flush made again is sent where it ended."""
+        for segment in part.segments(records):
+            _merge(outcome, part.process(segment))
+            if part.cut_due:
+                await self._flush(part)
+
+    async def _flush_all(self) -> None:
+        for part in list(self._partitions.values()):
+            await self._flush(part)
+
+    async def _flush(self, part: Partition) -> None:
+        """Send the partials of the rows read since the last flush, and the watermark.
+
+        The flush's offsets are written to the state topic first: a reader restored
+        after a crash makes the same flush again (see :mod:`streams.monitors`)."""
+        if part.cut_at is not None and not part.cut_due:
+            return  # a flush made again goes out whole, at its end, or not at all
+        reducer, start = part.reducer, part.reducer.start
+        clock = time.time() if part.caught_up else None
+        flushes = []
+        if part.next_offset is not None:
+            flushes = reducer.flush(part.next_offset, clock=clock)
+        elif clock is not None:  # an empty partition: its watermark is the clock
+            reducer.watermark = max(reducer.watermark, clock)
+        part.cut_at = None
+        if flushes:
+            assert part.next_offset is not None
+            intent = [(FLUSH_KEY, encode_flush_intent(start or 0, part.next_offset))]
+            await self._publisher.records(self.state_topic, part.number, intent)
+            sent = [(flush.model.encode(), encode_flush(flush)) for flush in flushes]
+            await self._publisher.keyed(self.partials_topic, sent)
+        if flushes or reducer.watermark >= part.sent_watermark + WATERMARK_STEP:
+            mark = Watermark(part.number, reducer.watermark, self.traffic_partitions)
+            values = [encode_watermark(mark)]
+            await self._publisher.everywhere(self.partials_topic, self._partials_partitions, values)
+            part.sent_watermark = reducer.watermark
+
     async def _publish(self, outcome: Outcome) -> None:
         await self._publisher.dead_letters(outcome.rejects)
         for alert in await self._publisher.alerts(outcome.findings):
             self._metrics.alert(alert.model, alert.test)
             log.info(
-                "alert %s: %s %s %s (window %d)",
+                "alert %s: %s %s %s (window %d of partition %s)",
                 alert.alert_id[:12],
                 alert.model,
                 alert.feature,
                 alert.test,
                 alert.window_index,
+                alert.partition,
             )
 
     def _count(self, outcome: Outcome) -> None:
@@ -214,7 +281,10 @@ class TrafficAgent(Service):
             metrics.rejected(reject.code)
         for number, part in self._partitions.items():
             for (model, _), tracked in part.monitors.items():
-                metrics.monitor(model, tracked.monitor.stats, tracked.delta)
+                late = metrics.monitor(model, tracked.monitor.stats, tracked.delta)
+                line = self._late.note(model, late, now=time.monotonic())
+                if line is not None:
+                    log.warning("traffic: %s", line)
             highwater = self._consumer.highwater(TopicPartition(Topics.TRAFFIC, number))
             if highwater is not None and part.next_offset is not None:
                 metrics.lag(Topics.TRAFFIC, number, max(0, highwater - part.next_offset))
@@ -228,6 +298,7 @@ class TrafficAgent(Service):
                     part.apply_profile(model, reference.version, token, reference.to_profile())
 
     def _new_monitor(self, model: str, version: str) -> ModelMonitor:
+        """A model version's monitor: without window tests when its windows are merged."""
         window = self._streams.window_for(model)
         found = self._references.get(model)
         profile = None
@@ -242,7 +313,17 @@ class TrafficAgent(Service):
             alpha=drift.alpha,
             adwin_delta=drift.adwin_delta,
             correction=drift.correction,
+            window_tests=self._merging(model, version) is None,
         )
+
+    def _merging(self, model: str, version: str) -> tuple[Prepared, float] | None:
+        """Time windows of a model with a reference profile are merged across partitions
+        (stage 2, :mod:`streams.agents.merge`); other windows are the partition's."""
+        window = self._streams.window_for(model)
+        if window.kind != "time":
+            return None
+        prepared = self._references.prepared(model, version)
+        return None if prepared is None else (prepared, float(window.size))
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -256,7 +337,7 @@ class TrafficAgent(Service):
             if part.next_offset is None:
                 continue
             if await self._save(part):
-                offsets[TopicPartition(Topics.TRAFFIC, part.number)] = part.next_offset
+                offsets[TopicPartition(Topics.TRAFFIC, part.number)] = part.position
         self._last_checkpoint = time.monotonic()
         if offsets:
             await self._commit(offsets)
@@ -268,20 +349,20 @@ class TrafficAgent(Service):
         """Write a partition's changed monitors, then its position; False on failure."""
         assert part.next_offset is not None
         dirty = part.take_dirty()
-        if not dirty and part.saved_position == part.next_offset:
+        if not dirty and part.saved_position == part.position:
             return False
         monitors = [
             (monitor_key(*key), encode_monitor_state(m, part.next_offset)) for key, m in dirty
         ]
         try:
             await self._publisher.records(self.state_topic, part.number, monitors)
-            position = [(POSITION_KEY, encode_position(part.next_offset))]
+            position = [(POSITION_KEY, encode_position(part.position))]
             await self._publisher.records(self.state_topic, part.number, position)
         except KafkaError as exc:
             log.warning("checkpoint of partition %d failed (%s); retrying later", part.number, exc)
             part.mark_dirty([key for key, _ in dirty])
             return False
-        part.saved_position = part.next_offset
+        part.saved_position = part.position
         return True
 
     async def _commit(self, offsets: Mapping[Any, int]) -> None:
@@ -306,7 +387,13 @@ class TrafficAgent(Service):
         """Checkpoint the partitions being taken away, then forget them."""
         async with self._lock:
             numbers = [tp.partition for tp in tps if tp.partition in self._partitions]
-            await self._checkpoint(force=True, only=numbers)
+            try:
+                for number in numbers:
+                    await self._flush(self._partitions[number])
+            except KafkaError as exc:  # the new owner reads those rows again
+                log.warning("traffic: partials of %s not sent (%s)", numbers, exc)
+            else:
+                await self._checkpoint(force=True, only=numbers)
             for number in numbers:
                 del self._partitions[number]
                 self._metrics.forget_partition(Topics.TRAFFIC, number)
@@ -336,6 +423,8 @@ class TrafficAgent(Service):
                 next_offset=position,
                 monitors=state.monitors,
                 catch_up=ends[tp],
+                merging=self._merging,
+                flush=state.flush,
             )
 
     async def _rewind(self) -> None:

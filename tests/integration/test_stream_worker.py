@@ -8,8 +8,12 @@ shared broker, and reads only its own models' alerts.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from stream_worker_process import (
     Stack,
     Worker,
     models_covering,
     partitions,
+    profile_of,
     publish_profiles,
     read_topic,
     skip_existing_traffic,
@@ -32,6 +38,8 @@ from stream_worker_process import (
 from flowops.events import (
     DeadLetter,
     DriftAlert,
+    EventProducer,
+    ReferenceProfile,
     Topics,
     TrafficProducer,
     TrafficRow,
@@ -165,6 +173,260 @@ async def test_drift_in_one_feature_alerts_for_it_and_no_other(stack: Stack) -> 
     assert (worker.metric("flowops_drift_psi", model=model, feature="income") or 0) > 1
     assert (worker.metric("flowops_drift_psi", model=model, feature="age") or 1) < 0.1
     assert (worker.metric("flowops_drift_ks_pvalue", model=model, feature="age") or 0) > 0.01
+
+
+async def test_one_model_on_two_partitions_alerts_for_both_partitions_windows(
+    stack: Stack,
+) -> None:
+    """A producer whose partitioner is not FlowOps' may put one model on two partitions
+    (confluent-kafka hashes keys with CRC32): each partition's windows are windows of
+    their own until the merge stage, and every one of their alerts reaches the topic."""
+    model = f"split-{uuid.uuid4().hex[:8]}"
+    await publish_profiles(stack.bootstrap, [model])
+    await start(stack, stack.config({model: 1_000}))
+    rng = np.random.default_rng(5)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for partition in (0, 1):  # the same key on two partitions, by explicit numbers
+            calm = traffic(model, 1_000, rng)
+            drifted = traffic(model, 1_000, rng, shift=DRIFT, start=1_000)
+            for batch in (calm, drifted):
+                for first in range(0, batch.rows, 250):
+                    value = encode_traffic(batch.slice(first, first + 250))
+                    await producer.send_and_wait(
+                        Topics.TRAFFIC, value, key=model.encode(), partition=partition
+                    )
+    finally:
+        await producer.stop()
+
+    alerts = await alerts_of(stack, {model}, expected=4)
+
+    tested = sorted(
+        (a.partition, a.feature, a.test, a.window_index) for a in alerts if a.test in WINDOW_TESTS
+    )
+    assert tested == [(p, "income", test, 1) for p in (0, 1) for test in ("ks", "psi")]
+    assert_no_duplicates(alerts)
+    assert {a.partition for a in alerts if a.test == "adwin"} <= {0, 1}
+
+
+def _crc32_apart(prefix: str, count: int) -> str:
+    """A model name that librdkafka's CRC32 and FlowOps' murmur2 put on different partitions."""
+    partitioner = DefaultPartitioner()
+    for i in range(1_000):
+        name = f"{prefix}-{i}"
+        ids = list(range(count))
+        if zlib.crc32(name.encode()) % count != partitioner(name.encode(), ids, ids):
+            return name
+    raise AssertionError("no name found")
+
+
+async def test_a_confluent_kafka_producer_and_flowops_producer_alerts_all_arrive(
+    stack: Stack,
+) -> None:
+    """The case seen: confluent-kafka's default partitioner (CRC32 of the key) put model
+    credit on one partition, FlowOps' TrafficProducer (murmur2) on another; both
+    partitions' window 1 had one alert id, and half the alerts were dropped."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    await ensure_topics(stack.bootstrap)
+    model = _crc32_apart(f"credit-{uuid.uuid4().hex[:6]}", await partitions(stack.bootstrap))
+    await publish_profiles(stack.bootstrap, [model])
+    await start(stack, stack.config({model: 1_000}))
+    rng = np.random.default_rng(6)
+    calm, drifted = traffic(model, 1_000, rng), traffic(model, 1_000, rng, shift=DRIFT, start=1_000)
+    delivered: set[int] = set()
+    producer = confluent_kafka.Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
+    for batch in (calm, drifted):  # one-row messages, JSON as the schema says: nothing else
+        for i in range(batch.rows):
+            producer.produce(
+                Topics.TRAFFIC,
+                encode_traffic(_row(batch, i)),
+                key=model.encode(),
+                on_delivery=lambda err, msg: delivered.add(-1 if err else msg.partition()),
+            )
+            producer.poll(0)
+    assert producer.flush(30) == 0
+    await send(stack.bootstrap, traffic(model, 1_000, rng), traffic(model, 1_000, rng, shift=DRIFT))
+
+    alerts = await alerts_of(stack, {model}, expected=4)
+
+    tested = [a for a in alerts if a.test in WINDOW_TESTS]
+    ours = {a.partition for a in tested} - delivered
+    assert len(delivered) == 1
+    assert len(ours) == 1  # murmur2 put the model elsewhere
+    assert sorted((a.partition, a.test, a.window_index) for a in tested) == sorted(
+        (p, test, 1) for p in (*delivered, *ours) for test in ("ks", "psi")
+    )
+    assert_no_duplicates(alerts)
+
+
+# --- windows merged across partitions -------------------------------------------------
+
+
+async def test_a_model_spread_over_every_partition_has_the_windows_of_one_partition(
+    stack: Stack,
+) -> None:
+    """Time windows of a model with a profile are the model's: the same rows give the
+    same windows, counts and statistics whether one partition carries them or every
+    partition does (explicit partition numbers), and the alert ids of the model's window,
+    with no partition in them."""
+    await ensure_topics(stack.bootstrap)
+    count = await partitions(stack.bootstrap)
+    one, spread = f"one-{uuid.uuid4().hex[:8]}", f"spread-{uuid.uuid4().hex[:8]}"
+    profile = profile_of(traffic("reference", 5_000, np.random.default_rng(7)))
+    async with EventProducer(stack.bootstrap, source="/tests/streams") as producer:
+        for model in (one, spread):
+            await producer.publish(ReferenceProfile.from_profile(profile, model=model))
+    window = {"kind": "time", "size": 2.0}
+    await start(stack, stack.config({one: window, spread: window}))
+    begin = (time.time() // 2 + 2) * 2  # live windows: they end after everything is sent
+    sent = []
+    for index, shift in ((0, 0.0), (1, DRIFT)):  # in time order, as live traffic comes
+        rows = traffic("x", 1_000, np.random.default_rng(index), shift=shift, at=begin + 2 * index)
+        for model in (one, spread):
+            batch = dataclasses.replace(rows, model=model)
+            for i, first in enumerate(range(0, 1_000, 100)):
+                part = 0 if model == one else i % count
+                sent.append((part, encode_traffic(batch.slice(first, first + 100)), model))
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for part, value, model in sent:
+            await producer.send_and_wait(Topics.TRAFFIC, value, key=model.encode(), partition=part)
+    finally:
+        await producer.stop()
+
+    alerts = await alerts_of(stack, {one, spread}, expected=4, timeout=90)
+
+    def seen(model: str) -> list[tuple[object, ...]]:
+        return sorted(
+            (a.feature, a.test, a.window_index, a.window_start, a.n_current, a.statistic, a.pvalue)
+            for a in alerts
+            if a.model == model and a.test in WINDOW_TESTS
+        )
+
+    assert seen(spread) == seen(one)
+    assert {(f, t, w) for f, t, w, *_ in seen(spread)} == {
+        ("income", test, int(begin // 2) + 1) for test in ("ks", "psi")
+    }
+    assert {a.n_current for a in alerts if a.test in WINDOW_TESTS} == {1_000}
+    for alert in (a for a in alerts if a.test in WINDOW_TESTS):
+        key = [alert.model, alert.version, alert.feature, alert.test, alert.window_index]
+        assert alert.partition is None
+        assert alert.alert_id == hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    assert_no_duplicates(alerts)
+
+
+SIZE = 10.0  # seconds of the merged windows below
+
+
+async def send_spread(bootstrap: str, batch: Any, count: int, chunk: int = 50) -> None:
+    """The batch in ``chunk``-row messages dealt to partitions 0, 1, ... in turn."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for i, first in enumerate(range(0, batch.rows, chunk)):
+            value = encode_traffic(batch.slice(first, min(first + chunk, batch.rows)))
+            await producer.send_and_wait(
+                Topics.TRAFFIC, value, key=batch.model.encode(), partition=i % count
+            )
+    finally:
+        await producer.stop()
+
+
+async def merged_setup(stack: Stack, prefix: str, **streams: Any) -> tuple[str, Path, int, float]:
+    """A model with a profile and 10-second windows, its config, the partition count, and
+    the start of a window far enough ahead that the clock closes nothing in the test."""
+    await ensure_topics(stack.bootstrap)
+    model = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    await publish_profiles(stack.bootstrap, [model])
+    config = stack.config({model: {"kind": "time", "size": SIZE}}, **streams)
+    begin = (time.time() // SIZE + 6) * SIZE
+    return model, config, await partitions(stack.bootstrap), begin
+
+
+async def close_by_rows(bootstrap: str, model: str, count: int, begin: float) -> None:
+    """One row of the next window on every partition: each partition's watermark passes
+    the window's end plus grace, so the merge stage closes it."""
+    tick = traffic(model, count, np.random.default_rng(9), at=begin + SIZE + 1)
+    await send_spread(bootstrap, tick, count, chunk=1)
+
+
+def merged_alerts_are_whole(alerts: list[DriftAlert], model: str, window: int) -> None:
+    tested = [a for a in alerts if a.test in WINDOW_TESTS]
+    found = {(a.feature, a.test) for a in tested}
+    assert found >= {("income", "ks"), ("income", "psi")}  # others: chance, at alpha 0.05
+    assert {(a.window_index, a.n_current, a.partition) for a in tested} == {(window, 1_000, None)}
+    ids = [a.alert_id for a in tested]
+    assert len(ids) == len(set(ids))
+    for alert in tested:
+        key = [model, "1", alert.feature, alert.test, alert.window_index]
+        assert alert.alert_id == hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+async def test_kill_9_mid_merged_window_closes_it_once_with_all_its_rows(stack: Stack) -> None:
+    # no checkpoint but at alerts: rows read and flushed before the kill are read again
+    model, config, count, begin = await merged_setup(stack, "mcrash", checkpoint_interval=3_600)
+    worker = await start(stack, config)
+    window = traffic(model, 1_000, np.random.default_rng(3), shift=DRIFT, at=begin + 1)
+    await send_spread(stack.bootstrap, window.slice(0, 500), count)
+    await wait_for(lambda: worker.metric("flowops_stream_events_total") == 500, 30, "rows")
+
+    worker.kill9()
+    await send_spread(stack.bootstrap, window.slice(500, 700), count)  # while none runs
+    restarted = stack.start(config)
+    await restarted.assigned()
+    await send_spread(stack.bootstrap, window.slice(700, 1_000), count)
+    await close_by_rows(stack.bootstrap, model, count, begin)
+    alerts = await alerts_of(stack, {model}, expected=2, timeout=90)
+
+    merged_alerts_are_whole(alerts, model, int(begin // SIZE))
+
+
+async def test_two_workers_share_the_partitions_and_merge_whole_windows(stack: Stack) -> None:
+    model, config, count, begin = await merged_setup(stack, "mpair")
+    first = await start(stack, config)
+    window = traffic(model, 1_000, np.random.default_rng(4), shift=DRIFT, at=begin + 1)
+    await send_spread(stack.bootstrap, window.slice(0, 500), count)
+    await wait_for(lambda: first.metric("flowops_stream_events_total") == 500, 30, "rows")
+
+    second = stack.start(config)  # both groups rebalance in the middle of the window
+    mine = await second.assigned()
+    theirs = await first.assigned(count=2)
+    assert sorted(mine + theirs) == list(range(count))
+    await send_spread(stack.bootstrap, window.slice(500, 1_000), count)
+    await close_by_rows(stack.bootstrap, model, count, begin)
+    alerts = await alerts_of(stack, {model}, expected=2, timeout=90)
+
+    merged_alerts_are_whole(alerts, model, int(begin // SIZE))
+    assert mine
+    assert theirs
+
+
+async def test_confluent_kafka_and_flowops_producers_fill_one_merged_window(
+    stack: Stack,
+) -> None:
+    """Half a window's rows from confluent-kafka (CRC32 of the key), half from FlowOps'
+    TrafficProducer (murmur2): two partitions, one window, with all its rows."""
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    await ensure_topics(stack.bootstrap)
+    count = await partitions(stack.bootstrap)
+    model = _crc32_apart(f"mixed-{uuid.uuid4().hex[:6]}", count)
+    await publish_profiles(stack.bootstrap, [model])
+    config = stack.config({model: {"kind": "time", "size": SIZE}})
+    begin = (time.time() // SIZE + 6) * SIZE
+    await start(stack, config)
+    window = traffic(model, 1_000, np.random.default_rng(12), shift=DRIFT, at=begin + 1)
+    producer = confluent_kafka.Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
+    for i in range(500):
+        producer.produce(Topics.TRAFFIC, encode_traffic(_row(window, i)), key=model.encode())
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    await send(stack.bootstrap, window.slice(500, 1_000))
+    await close_by_rows(stack.bootstrap, model, count, begin)
+    alerts = await alerts_of(stack, {model}, expected=2, timeout=90)
+
+    merged_alerts_are_whole(alerts, model, int(begin // SIZE))
 
 
 # --- dead letters ----------------------------------------------------------------------

@@ -600,3 +600,28 @@ def test_set_profile_drops_features_it_does_not_know_from_the_open_window() -> N
     assert set(monitor.to_state()["windows"]["open"]["features"]) == {"x"}
     assert monitor.stats.ignored == {"old": 2}
     assert monitor.reference == "profile"
+
+
+def test_a_monitors_partition_is_in_its_findings_and_its_state() -> None:
+    plain = ModelMonitor("m", "1", WindowSpec("count", 500))
+    kept = ModelMonitor("m", "1", WindowSpec("count", 500), partition=2)
+    restored = ModelMonitor.from_state(json.loads(json.dumps(kept.to_state())))
+    assert restored.partition == 2
+    found = [_run(monitor, [(0, 3_000)]) for monitor in (plain, restored)]
+    assert [f.window_index for f in found[0]] == [f.window_index for f in found[1]]
+    assert {f.partition for f in found[0]} == {None}
+    assert {f.partition for f in found[1]} == {2}
+    assert {f.alert_id for f in found[0]}.isdisjoint(f.alert_id for f in found[1])
+
+
+def test_without_window_tests_only_adwin_reports_and_the_state_keeps_the_spec() -> None:
+    spec = WindowSpec("time", 60.0)
+    monitor = ModelMonitor("m", "1", spec, window_tests=False, adwin_batch=100)
+    rng = np.random.default_rng(2)
+    ts = np.arange(4_000, dtype=np.float64)
+    income = np.concatenate([rng.normal(50, 5, 2_000), rng.normal(70, 5, 2_000)])
+    findings = monitor.add(ts, {"income": income})
+    assert {f.test for f in findings} == {"adwin"}
+    assert monitor.stats.windows_closed == 0
+    restored = ModelMonitor.from_state(json.loads(json.dumps(monitor.to_state())))
+    assert (restored.spec, restored.window_tests) == (spec, False)

@@ -41,6 +41,7 @@ class FakeFinding:
     n_current: int = 500
     severity: Literal["warning", "critical"] = "critical"
     reference: Literal["profile", "first_window"] = "profile"
+    partition: int | None = 2
 
     @property
     def alert_id(self) -> str:
@@ -92,6 +93,8 @@ def test_alert_from_finding_copies_every_field() -> None:
     assert (made.window_index, made.window_start, made.window_end) == (4, 240.0, 300.0)
     assert (made.n_reference, made.n_current) == (1000, 500)
     assert (made.severity, made.reference, made.detected_at) == ("critical", "profile", 301.5)
+    assert made.partition == 2
+    assert alert(partition=None).partition is None
 
 
 def test_alert_from_finding_is_detected_now_by_default() -> None:

@@ -37,9 +37,13 @@ def test_metrics_listen_where_configured_for_a_container(tmp_path: Path) -> None
 def test_the_reference_table_reads_the_references_topic(tmp_path: Path) -> None:
     settings = load_settings(overrides={"streams": {"datadir": str(tmp_path)}})
     parts = build(settings)
-    [table] = parts.app.tables.values()
+    table = parts.app.tables["references"]
     assert table.is_global
     assert table.changelog_topic.get_topic_name() == Topics.REFERENCES
     assert table._changelog_topic_name() == Topics.REFERENCES  # what the assignor asks
     assert parts.traffic.group == "flowops-streams-traffic"
     assert parts.traffic.state_topic == "flowops-streams-monitors-changelog"
+    assert parts.traffic.partials_topic == "flowops-streams-partials"
+    merge = parts.app.tables["merge"]  # the merge agent's, over its own changelog
+    assert not merge.is_global
+    assert merge.changelog_topic.get_topic_name() == "flowops-streams-merge-changelog"

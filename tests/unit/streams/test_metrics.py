@@ -59,4 +59,14 @@ def test_monitor_stats_become_increments_from_their_baseline() -> None:
 
 def test_a_fresh_baseline_counts_nothing() -> None:
     stats = MonitorStats(windows_closed=4, excluded={"x": 2})
-    assert StatsDelta(stats).take(stats) == (0, {})
+    assert StatsDelta(stats).take(stats) == (0, 0, {})
+
+
+def test_late_rows_are_counted_by_model() -> None:
+    monitor = ModelMonitor("credit", "1", WindowSpec("time", 10.0))
+    delta = StatsDelta(monitor.stats)
+    monitor.add(np.array([1.0, 12.0, 3.0, np.nan]), {"x": [1.0, 2.0, 3.0, 4.0]})
+    metrics = StreamMetrics()
+    assert metrics.monitor("credit", monitor.stats, delta) == 2  # 3.0 after 12.0, and NaN
+    assert metrics.monitor("credit", monitor.stats, delta) == 0
+    assert samples(metrics)['flowops_stream_late_rows_total{model="credit"}'] == 2

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from flowops.drift import ModelMonitor, Profile, WindowSpec
+from flowops.drift.partial import Prepared
 from streams.monitors import Partition
 
 
@@ -95,6 +96,34 @@ def test_a_count_window_closes_with_its_findings() -> None:
         ("x", "ks", 1),
         ("x", "psi", 1),
     }
+
+
+def test_one_models_windows_on_two_partitions_alert_under_two_ids() -> None:
+    """A foreign partitioner may put one model on two partitions: each partition's window
+    1 is a window of its own, and both windows' alerts must reach the topic."""
+    rng = np.random.default_rng(0)
+    values = [row(x=float(v)) for v in rng.normal(0, 1, 100)]
+    values += [row(x=float(v)) for v in rng.normal(5, 1, 100)]
+    found = []
+    for number in (0, 1):
+        part = Partition(
+            number, lambda model, version: ModelMonitor(model, version, WindowSpec("count", 100))
+        )
+        found.append(part.process(records(values)).findings)
+    windows = [
+        {(f.feature, f.test, f.window_index) for f in fs if f.test != "adwin"} for fs in found
+    ]
+    assert windows[0] == windows[1] == {("x", "ks", 1), ("x", "psi", 1)}
+    assert {f.partition for f in found[0]} == {0}
+    assert {f.partition for f in found[1]} == {1}  # ADWIN's too: they say which stream
+    ids = [{f.alert_id for f in fs} for fs in found]
+    assert ids[0].isdisjoint(ids[1])
+
+
+def test_a_restored_monitor_takes_its_partition() -> None:
+    saved = ModelMonitor("a", "1", WindowSpec("count", 10))  # a state from before partitions
+    part = Partition(3, lambda model, version: saved, monitors={("a", "1"): (saved, 0)})
+    assert part.monitors["a", "1"].monitor.partition == 3
 
 
 def test_replayed_rows_a_restored_monitor_holds_are_not_counted_twice() -> None:
@@ -242,3 +271,50 @@ def test_a_batch_message_with_unparsable_rows_adds_the_others() -> None:
     assert (outcome.rows, outcome.unparsable) == (2, {"m": 1})
     stats = part.monitors["m", "1"].monitor.stats
     assert (stats.rows, dict(stats.excluded)) == (2, {})
+
+
+def test_a_flush_begun_before_a_crash_is_made_again_to_its_end() -> None:
+    """Restored at position 2 with a flush of offsets [4, 7) begun: rows 2, 3 were sent to
+    the merge stage before, rows 4 to 6 are reduced again and flushed at 7, exactly."""
+    prepared = Prepared.from_profile(Profile.from_columns({"x": np.arange(100.0)}))
+    part = Partition(
+        0,
+        lambda model, version: ModelMonitor(
+            model, version, WindowSpec("time", 10.0), window_tests=False
+        ),
+        next_offset=2,
+        merging=lambda model, version: (prepared, 10.0),
+        flush=(4, 7),
+    )
+    recs = records([row(ts=float(i)) for i in range(2, 10)], start=2)
+    pieces = part.segments(recs)
+    assert [[r.offset for r in piece] for piece in pieces] == [[2, 3], [4, 5, 6], [7, 8, 9]]
+    part.process(pieces[0])
+    assert not part.cut_due
+    part.process(pieces[1])
+    assert part.cut_due
+    [flush] = part.reducer.flush(part.next_offset)
+    assert (flush.start, flush.end, [p.rows for p in flush.partials]) == (4, 7, [3])
+    part.process(pieces[2])
+    [after] = part.reducer.flush(part.next_offset)
+    assert (after.start, after.end, [p.rows for p in after.partials]) == (7, 10, [3])
+    assert part.monitors["m", "1"].monitor.stats.rows == 8  # ADWIN sees every row once
+
+
+def test_a_completed_flush_is_not_made_again() -> None:
+    part = Partition(
+        0, lambda m, v: ModelMonitor(m, v, WindowSpec("count", 10)), next_offset=9, flush=(4, 7)
+    )
+    assert (part.reduce_from, part.cut_at, part.reducer.start) == (9, None, 9)
+
+
+def test_while_a_flush_is_made_again_the_position_stays_at_its_start() -> None:
+    part = Partition(
+        0, lambda m, v: ModelMonitor(m, v, WindowSpec("count", 10)), next_offset=2, flush=(4, 7)
+    )
+    part.process(records([row(), row(), row(), row()], start=2))  # offsets 2 to 5
+    assert (part.next_offset, part.position, part.cut_due) == (6, 4, False)
+    part.process(records([row()], start=6))
+    assert part.cut_due
+    part.cut_at = None  # flushed
+    assert part.position == 7
