@@ -29,11 +29,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowops.errors import ConfigError
 
-__all__ = ["ServerTls", "TlsSettings", "is_loopback"]
+__all__ = ["ServerTls", "TlsSettings", "is_loopback", "load_cert_chain"]
 
 ClientAuth = Literal["none", "optional", "required"]
 
 _VERIFY = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def load_cert_chain(
+    context: ssl.SSLContext, cert_file: Path, key_file: Path | None, key: str
+) -> None:
+    """Give ``context`` its certificate and key (server or client side alike); files
+    that cannot be read or do not match are a ConfigError naming ``key``'s field."""
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"{key}.cert_file", f"cannot use {cert_file} with {key_file}: {exc}"
+        ) from None
 
 
 class TlsSettings(BaseModel):
@@ -66,12 +79,7 @@ class TlsSettings(BaseModel):
         ConfigError naming ``key``'s field."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"{key}.cert_file", f"cannot use {self.cert_file} with {self.key_file}: {exc}"
-            ) from None
+        load_cert_chain(context, self.cert_file, self.key_file, key)
         if self.ca_file is not None:
             try:
                 context.load_verify_locations(self.ca_file)

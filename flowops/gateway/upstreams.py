@@ -73,6 +73,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from flowops.errors import ConfigError
 from flowops.gateway.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from flowops.gateway.tls import load_cert_chain
 
 __all__ = [
     "FAILURES",
@@ -177,12 +178,7 @@ class UpstreamTlsSettings(BaseModel):
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.check_hostname = self.check_hostname
         if self.cert_file is not None:
-            try:
-                context.load_cert_chain(self.cert_file, self.key_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"{key}.cert_file", f"cannot use {self.cert_file} with {self.key_file}: {exc}"
-                ) from None
+            load_cert_chain(context, self.cert_file, self.key_file, key)
         return context
 
 

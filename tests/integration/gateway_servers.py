@@ -10,13 +10,10 @@ server (``{"predictions": [...]}``, one per instance) and says who it is in an
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -230,22 +227,3 @@ def statuses(answer: bytes) -> list[int]:
     return [
         int(line.split(b" ")[1]) for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.")
     ]
-
-
-def publish_secret_volume(volume: Path, files: dict[str, str], version: int) -> None:
-    """Write ``files`` the way the kubelet updates a mounted Secret: a new directory,
-    the ``..data`` link swapped to it in one rename, each file a link through
-    ``..data``, the old directory removed."""
-    volume.mkdir(exist_ok=True)
-    fresh = volume / f"..2026_12_07_{version:02d}"
-    fresh.mkdir()
-    for name, text in files.items():
-        (fresh / name).write_text(text)
-    old = (volume / "..data").resolve() if (volume / "..data").exists() else None
-    (volume / "..data_tmp").symlink_to(fresh.name)
-    os.replace(volume / "..data_tmp", volume / "..data")
-    for name in files:
-        if not (volume / name).is_symlink():
-            (volume / name).symlink_to(f"..data/{name}")
-    if old is not None:
-        shutil.rmtree(old)

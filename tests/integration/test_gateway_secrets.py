@@ -19,8 +19,9 @@ import yaml
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway_load import until
-from gateway_servers import model_servers, publish_secret_volume, running_gateway
+from gateway_servers import model_servers, running_gateway
 from jwt.algorithms import RSAAlgorithm
+from volumes import publish_secret_volume
 
 from flowops.broker import free_port
 from flowops.gateway.auth import hash_api_key

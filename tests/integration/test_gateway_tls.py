@@ -22,12 +22,12 @@ import pytest
 from gateway_load import until
 from gateway_servers import (
     RecordingUpstream,
-    publish_secret_volume,
     running_gateway,
     serving_gateway,
     statuses,
 )
 from tls_certs import Authority, Pair
+from volumes import publish_secret_volume
 
 from flowops.errors import ConfigError
 

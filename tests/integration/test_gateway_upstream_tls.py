@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from gateway_load import until
-from gateway_servers import publish_secret_volume, running_gateway
+from gateway_servers import running_gateway
 from tls_certs import Authority, Pair
+from volumes import publish_secret_volume
 
 from flowops.broker import free_port
 from flowops.errors import ConfigError

@@ -5,30 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from volumes import publish_secret_volume
 
 from flowops.gateway.reload import FileWatcher
-
-
-def publish(volume: Path, files: dict[str, str], version: int) -> None:
-    """Write ``files`` the way the kubelet updates a Secret volume: a new timestamped
-    directory, the ``..data`` link swapped to it in one rename, the old one removed."""
-    volume.mkdir(exist_ok=True)
-    fresh = volume / f"..2026_12_07_{version:02d}"
-    fresh.mkdir()
-    for name, text in files.items():
-        (fresh / name).write_text(text)
-    old = (volume / "..data").resolve() if (volume / "..data").exists() else None
-    (volume / "..data_tmp").symlink_to(fresh.name)
-    os.replace(volume / "..data_tmp", volume / "..data")
-    for name in files:
-        if not (volume / name).is_symlink():
-            (volume / name).symlink_to(f"..data/{name}")
-    if old is not None:
-        shutil.rmtree(old)
 
 
 class Loads:
@@ -53,11 +35,11 @@ async def settle(watcher: FileWatcher) -> bool:
 
 @pytest.mark.asyncio
 async def test_a_kubernetes_symlink_swap_is_seen_and_reloaded_once(tmp_path: Path) -> None:
-    publish(tmp_path, {"keys.yaml": "one"}, 1)
+    publish_secret_volume(tmp_path, {"keys.yaml": "one"}, 1)
     loads = Loads(tmp_path / "keys.yaml")
     watcher = FileWatcher("keys", [tmp_path / "keys.yaml"], loads)
     assert not await settle(watcher)  # nothing changed
-    publish(tmp_path, {"keys.yaml": "two"}, 2)
+    publish_secret_volume(tmp_path, {"keys.yaml": "two"}, 2)
     assert not await watcher.check()  # changed: wait one look for it to settle
     assert await watcher.check()
     assert not await settle(watcher)
@@ -82,10 +64,10 @@ async def test_a_file_rewritten_in_place_or_renamed_over_is_reloaded(tmp_path: P
 async def test_a_bad_new_file_keeps_the_old_settings_and_logs_one_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    publish(tmp_path, {"keys.yaml": "one"}, 1)
+    publish_secret_volume(tmp_path, {"keys.yaml": "one"}, 1)
     loads = Loads(tmp_path / "keys.yaml")
     watcher = FileWatcher("gateway credentials", [tmp_path / "keys.yaml"], loads)
-    publish(tmp_path, {"keys.yaml": "bad"}, 2)
+    publish_secret_volume(tmp_path, {"keys.yaml": "bad"}, 2)
     with caplog.at_level(logging.WARNING, logger="flowops.gateway"):
         assert await settle(watcher)
         for _ in range(3):  # looked at again and again: not tried, not logged again
@@ -95,7 +77,7 @@ async def test_a_bad_new_file_keeps_the_old_settings_and_logs_one_line(
     assert len(lines) == 1
     assert "kept the previous ones: not a list of keys" in lines[0]
     assert "keys.yaml" in lines[0]
-    publish(tmp_path, {"keys.yaml": "three"}, 3)  # the next good one is loaded
+    publish_secret_volume(tmp_path, {"keys.yaml": "three"}, 3)  # the next good one is loaded
     assert await settle(watcher)
     assert loads.loaded == ["one", "three"]
 
