@@ -321,7 +321,7 @@ class Settings(BaseSettings):
     )
     test: dict[str, Any] = Field(
         default_factory=dict,
-        description="`flowops test`; checked when it runs (flowops.ops.testing)",
+        description="`flowops test`; checked when it runs (flowops.ops.gate)",
     )
     deploy: dict[str, Any] = Field(
         default_factory=dict,

@@ -54,7 +54,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Run the stream workers that turn traffic into drift alerts.",
     ),
     "test": (
-        "flowops.cli.testing",
+        "flowops.cli.gate",
         "test",
         "A model project's CI gate: unit tests, contract checks of a model server, drift.",
     ),

@@ -28,7 +28,7 @@ from flowops.ops.contract import (
     resolve_headers,
     run_contract,
 )
-from flowops.ops.testing import gate_settings, run_gate
+from flowops.ops.gate import gate_settings, run_gate
 from flowops.process import Child
 
 pytestmark = pytest.mark.integration

@@ -105,7 +105,7 @@ PACKAGES = [
     "flowops.ops.rollback",
     "flowops.ops.rollout",
     "flowops.ops.waiting",
-    "flowops.ops.testing",
+    "flowops.ops.gate",
     "flowops.ops.contract",
     "flowops.ops.junit",
     "flowops.ops.build",

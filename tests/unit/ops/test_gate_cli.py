@@ -155,7 +155,7 @@ def test_verbose_streams_pytests_output_under_a_prefix(project: Path) -> None:
 
 def test_docs_list_every_setting() -> None:
     from flowops.ops.contract import ContractSettings, Expect, Sample
-    from flowops.ops.testing import DriftGate, PytestSuite
+    from flowops.ops.gate import DriftGate, PytestSuite
 
     text = DOCS.read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `(test\.[\w.\[\]]+)` \|", text, flags=re.MULTILINE))
@@ -168,7 +168,7 @@ def test_docs_list_every_setting() -> None:
 
 
 def test_docs_example_is_valid_settings() -> None:
-    from flowops.ops.testing import gate_settings
+    from flowops.ops.gate import gate_settings
 
     text = DOCS.read_text(encoding="utf-8")
     (example,) = re.findall(r"```yaml\n(test:\n.*?)```", text, flags=re.DOTALL)
@@ -177,7 +177,7 @@ def test_docs_example_is_valid_settings() -> None:
 
 
 def test_the_example_project_is_valid_and_its_suite_passes() -> None:
-    from flowops.ops.testing import gate_settings, run_pytest
+    from flowops.ops.gate import gate_settings, run_pytest
 
     example = DOCS.parents[1] / "examples" / "gate"
     settings = yaml.safe_load((example / "flowops.yaml").read_text(encoding="utf-8"))

@@ -13,8 +13,7 @@ import pytest
 from flowops.config import DriftSettings
 from flowops.data import build_profile
 from flowops.errors import ConfigError
-from flowops.ops.junit import JunitCounts
-from flowops.ops.testing import (
+from flowops.ops.gate import (
     DriftGate,
     PytestSuite,
     gate_settings,
@@ -24,6 +23,7 @@ from flowops.ops.testing import (
     run_gate,
     run_pytest,
 )
+from flowops.ops.junit import JunitCounts
 
 PASSING = "def test_adds():\n    assert 1 + 1 == 2\n"
 FAILING = "def test_subtracts():\n    assert 3 - 1 == 1, 'three minus one'\n"

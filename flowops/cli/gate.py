@@ -1,6 +1,6 @@
 """``flowops test``: a model project's CI gate: unit tests, contract checks, drift.
 
-Thin: parses, calls :func:`flowops.ops.testing.run_gate`, renders. aiohttp, numpy and
+Thin: parses, calls :func:`flowops.ops.gate.run_gate`, renders. aiohttp, numpy and
 the drift engine are imported only when the command runs.
 """
 
@@ -14,7 +14,7 @@ import click
 from flowops.cli.options import config_option, output_option
 
 if TYPE_CHECKING:
-    from flowops.ops.testing import GateReport
+    from flowops.ops.gate import GateReport
 
 __all__ = ["test"]
 
@@ -28,7 +28,7 @@ Exit codes:
 
 
 def _suites(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    from flowops.ops.testing import parse_suites
+    from flowops.ops.gate import parse_suites
 
     if value is None:
         return None
@@ -91,8 +91,8 @@ def test(
       flowops test --suite contract,drift -o json --config flowops.yaml
     """
     from flowops.config import load_settings
+    from flowops.ops.gate import gate_settings, run_gate
     from flowops.ops.junit import write_junit
-    from flowops.ops.testing import gate_settings, run_gate
 
     settings = load_settings(config_file)
     gate = gate_settings(settings.test, suites)
