@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flowops.ops import rollout as _rollout
+from flowops.ops.apply import Applied
 from flowops.ops.cluster import ClusterClient, ResourceType
-from flowops.ops.deploy import Applied
 from flowops.ops.rollout import (
     previous_revision,
     revision_of,

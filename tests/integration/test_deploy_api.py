@@ -17,8 +17,9 @@ import yaml
 from k8s_api import KubeApiServer
 
 from flowops.errors import ClusterError
+from flowops.ops.apply import apply_all
 from flowops.ops.cluster import APPLY_CONTENT_TYPE, JSON_PATCH_CONTENT_TYPE, connect
-from flowops.ops.deploy import DeployRequest, DeploySettings, apply_all, deploy
+from flowops.ops.deploy import DeployRequest, DeploySettings, deploy
 from flowops.ops.fake_cluster import BUILTIN_TYPES, CRD_TYPES, FakeCluster
 from flowops.ops.manifests import render
 

@@ -100,6 +100,7 @@ PACKAGES = [
     "flowops.ops.kustomize",
     "flowops.ops.manifests",
     "flowops.ops.cluster",
+    "flowops.ops.apply",
     "flowops.ops.deploy",
     "flowops.ops.fake_cluster",
     "flowops.ops.rollback",

@@ -12,10 +12,10 @@ import pytest
 
 from flowops._version import __version__
 from flowops.errors import ClusterError, ConfigError
+from flowops.ops.apply import apply_all
 from flowops.ops.deploy import (
     DeployRequest,
     DeploySettings,
-    apply_all,
     default_tag,
     deploy,
     deploy_images,
