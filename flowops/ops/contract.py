@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, Self, TypeAlias
+from typing import Any, Final, Literal, Self
 
 import aiohttp
 import orjson
@@ -34,18 +34,16 @@ from yarl import URL
 
 from flowops._version import __version__
 from flowops.errors import ConfigError
+from flowops.formats import ServingProtocol, input_rows, predictions_shape, shape_matches
 from flowops.monitor.probes.http import check_http_url
-from flowops.monitor.probes.serving import predictions_shape, shape_matches
 from flowops.ops.junit import CaseResult
 
 __all__ = [
     "ContractSettings",
     "Expect",
     "PreparedSample",
-    "Protocol",
     "Sample",
     "endpoint",
-    "input_rows",
     "judge_answer",
     "judge_latency",
     "percentile",
@@ -54,7 +52,6 @@ __all__ = [
     "run_contract",
 ]
 
-Protocol: TypeAlias = Literal["mlflow", "kserve_v2", "http"]
 _SECRET_WORDS: Final = ("auth", "key", "token", "secret", "cookie", "password")
 _KEY: Final = "test.contract"
 
@@ -120,7 +117,7 @@ class ContractSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="the model server's base URL (or a gateway route's)")
-    protocol: Protocol = Field("mlflow", description="mlflow, kserve_v2, or http (POST url)")
+    protocol: ServingProtocol = Field("mlflow", description="mlflow, kserve_v2, or http (POST url)")
     model: str | None = Field(None, min_length=1, description="the model's name (kserve_v2)")
     path: str | None = Field(None, description="POST here, resolved against url")
     samples: list[Sample] = Field(min_length=1, description="payloads, each one case")
@@ -211,38 +208,8 @@ def resolve_headers(settings: ContractSettings) -> dict[str, str]:
     return headers
 
 
-def input_rows(protocol: Protocol, payload: Any) -> int | None:
-    """The rows of a request body, or None when its shape is not a known one.
-
-    >>> input_rows("mlflow", {"dataframe_records": [{"a": 1}, {"a": 2}, {"a": 3}]})
-    3
-    >>> input_rows("mlflow", {"inputs": {"a": [1, 2]}})
-    2
-    >>> input_rows("kserve_v2", {"inputs": [{"name": "x", "shape": [4, 3], "data": []}]})
-    4
-    >>> input_rows("http", {"text": "hello"}) is None
-    True
-    """
-    if not isinstance(payload, dict):
-        return None
-    if protocol == "kserve_v2":
-        inputs = payload.get("inputs")
-        shape = inputs[0].get("shape") if isinstance(inputs, list) and inputs else None
-        return shape[0] if isinstance(shape, list) and shape and type(shape[0]) is int else None
-    for key in ("dataframe_records", "instances", "inputs"):
-        rows = payload.get(key)
-        if isinstance(rows, list):
-            return len(rows)
-        if key == "inputs" and isinstance(rows, dict) and rows:
-            first = next(iter(rows.values()))
-            return len(first) if isinstance(first, list) else 1
-    split = payload.get("dataframe_split")
-    data = split.get("data") if isinstance(split, dict) else None
-    return len(data) if isinstance(data, list) else None
-
-
 def judge_answer(
-    status: int, body: bytes, expect: Expect, protocol: Protocol, rows: int | None
+    status: int, body: bytes, expect: Expect, protocol: ServingProtocol, rows: int | None
 ) -> str | None:
     """What is wrong with one answer, or None.
 
@@ -268,7 +235,7 @@ def judge_answer(
 
 
 def _judge_predictions(
-    answer: Any, body: bytes, expect: Expect, protocol: Protocol, rows: int | None
+    answer: Any, body: bytes, expect: Expect, protocol: ServingProtocol, rows: int | None
 ) -> str | None:
     if expect.rows == "any" and expect.shape is None:
         return None

@@ -18,7 +18,8 @@ any, optional  ``model_server.canary``      ``POST`` the sample payload: the sta
 The canary posts to ``/v2/models/{model}/infer`` (KServe v2), ``/invocations`` (MLflow),
 or ``canary.path`` (resolved against ``url``, required for ``http``). The shape checked
 is that of the first output's ``shape`` (KServe v2) or of the ``predictions`` array
-(``{"predictions": [...]}`` or a bare array, as MLflow answers), ``-1`` matching any size.
+(``{"predictions": [...]}`` or a bare array, as MLflow answers), ``-1`` matching any size,
+as :mod:`flowops.formats` reads them.
 
 Checks run in order within the probe's ``timeout``; once the server gives no answer at all
 (connection refused, timeout), the checks after it are failed as not checked, so every run
@@ -35,13 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Self
 
 import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from yarl import URL
 
+from flowops.formats import ServingProtocol, predictions_shape, shape_matches
 from flowops.monitor.checks import CheckResult, Stopwatch
 from flowops.monitor.probes.http import HttpAnswer, Unreachable, check_http_url, fetch
 
@@ -49,17 +51,12 @@ __all__ = [
     "CanarySettings",
     "ModelServerProbe",
     "ModelServerSettings",
-    "ServingProtocol",
     "canary_url",
     "endpoints",
     "judge_canary",
-    "predictions_shape",
     "refusal",
-    "shape_matches",
-    "shape_of",
 ]
 
-ServingProtocol = Literal["kserve_v2", "mlflow", "http"]
 _CANARY: Final = "model_server.canary"
 
 
@@ -277,52 +274,3 @@ def judge_canary(settings: ModelServerSettings, found: HttpAnswer) -> tuple[str 
         ), ""
     shown = f", shape {shape}" if shape is not None else ""
     return None, f"{found.status} in {millis:.0f} ms{shown}"
-
-
-def predictions_shape(protocol: ServingProtocol, body: Any) -> list[int] | None:
-    """The shape of the predictions in a canary's parsed answer; None when it has none.
-
-    >>> predictions_shape("mlflow", {"predictions": [[0.1, 0.9], [0.8, 0.2]]})
-    [2, 2]
-    >>> predictions_shape("kserve_v2", {"outputs": [{"name": "p", "shape": [3, 1], "data": []}]})
-    [3, 1]
-    """
-    if protocol == "kserve_v2":
-        outputs = body.get("outputs") if isinstance(body, dict) else None
-        if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], dict):
-            return None
-        shape = outputs[0].get("shape")
-        if isinstance(shape, list) and all(isinstance(n, int) for n in shape):
-            return list(shape)
-        return None
-    predictions = body.get("predictions") if isinstance(body, dict) else body
-    if not isinstance(predictions, list):
-        return None
-    return shape_of(predictions)
-
-
-def shape_of(array: list[Any]) -> list[int]:
-    """The shape of a nested JSON array, read along its first elements.
-
-    >>> shape_of([[1, 2, 3], [4, 5, 6]])
-    [2, 3]
-    >>> shape_of([])
-    [0]
-    """
-    shape: list[int] = []
-    item: Any = array
-    while isinstance(item, list):
-        shape.append(len(item))
-        item = item[0] if item else None
-    return shape
-
-
-def shape_matches(shape: list[int], expected: list[int]) -> bool:
-    """Whether ``shape`` is ``expected``, where ``-1`` matches any size.
-
-    >>> shape_matches([5, 2], [-1, 2])
-    True
-    """
-    return len(shape) == len(expected) and all(
-        want in (-1, got) for got, want in zip(shape, expected, strict=True)
-    )

@@ -19,9 +19,7 @@ from flowops.monitor.probes.serving import (
     canary_url,
     endpoints,
     judge_canary,
-    predictions_shape,
     refusal,
-    shape_matches,
 )
 
 URL = "http://127.0.0.1:9001"
@@ -173,39 +171,6 @@ def test_not_live() -> None:
 
 
 # -- canaries ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("protocol", "body", "expected"),
-    [
-        ("mlflow", {"predictions": [0.1, 0.2]}, [2]),
-        ("mlflow", [0.1, 0.2, 0.3], [3]),  # MLflow 1.x answers a bare array
-        ("mlflow", {"predictions": [[0.1, 0.9]]}, [1, 2]),
-        ("http", {"predictions": []}, [0]),
-        ("mlflow", {"outputs": []}, None),
-        ("mlflow", "text", None),
-        ("kserve_v2", {"outputs": [{"shape": [2, 1], "data": [1, 2]}]}, [2, 1]),
-        ("kserve_v2", {"outputs": []}, None),
-        ("kserve_v2", {"outputs": [{"shape": "2x1"}]}, None),
-        ("kserve_v2", {"predictions": [1]}, None),
-    ],
-)
-def test_predictions_shape(protocol: Any, body: Any, expected: list[int] | None) -> None:
-    assert predictions_shape(protocol, body) == expected
-
-
-@pytest.mark.parametrize(
-    ("shape", "expected", "matches"),
-    [
-        ([2, 1], [2, 1], True),
-        ([2, 1], [-1, 1], True),
-        ([2, 1], [2], False),
-        ([2], [3], False),
-        ([], [], True),
-    ],
-)
-def test_shape_matches(shape: list[int], expected: list[int], matches: bool) -> None:
-    assert shape_matches(shape, expected) is matches
 
 
 def judged(found: HttpAnswer, protocol: str = "mlflow", **canary: Any) -> tuple[str | None, str]:

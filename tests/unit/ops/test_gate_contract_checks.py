@@ -18,7 +18,6 @@ from flowops.ops.contract import (
     ContractSettings,
     Expect,
     endpoint,
-    input_rows,
     judge_answer,
     judge_latency,
     percentile,
@@ -177,26 +176,6 @@ def test_a_sample_file_that_cannot_be_used_is_a_config_error(
 def test_two_samples_with_one_name_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="two samples are named 'same'"):
         prepare_samples(contract(samples=[{"name": "same", **INLINE}, {"name": "same", **INLINE}]))
-
-
-@pytest.mark.parametrize(
-    ("protocol", "payload", "rows"),
-    [
-        ("mlflow", {"dataframe_records": [{}, {}]}, 2),
-        ("mlflow", {"dataframe_split": {"columns": ["a"], "data": [[1], [2], [3]]}}, 3),
-        ("mlflow", {"instances": [[1], [2]]}, 2),
-        ("mlflow", {"inputs": [[1, 2]]}, 1),
-        ("mlflow", {"inputs": {"a": [1, 2, 3, 4], "b": [0, 0, 0, 0]}}, 4),
-        ("mlflow", {"inputs": {"a": 1}}, 1),
-        ("mlflow", {"something": []}, None),
-        ("mlflow", [1, 2], None),
-        ("kserve_v2", {"inputs": [{"name": "x", "shape": [5, 2], "datatype": "FP32"}]}, 5),
-        ("kserve_v2", {"inputs": []}, None),
-        ("http", {"text": "hi"}, None),
-    ],
-)
-def test_input_rows(protocol: Any, payload: Any, rows: int | None) -> None:
-    assert input_rows(protocol, payload) == rows
 
 
 # -- answers -----------------------------------------------------------------------------
