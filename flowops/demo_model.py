@@ -40,7 +40,16 @@ from aiohttp import web
 from flowops.broker import HOST
 from flowops.demo import FEATURES, REFERENCE
 
-__all__ = ["DEFAULT_PORT", "BadRequestError", "create_app", "main", "predict", "score"]
+__all__ = [
+    "DEFAULT_PORT",
+    "FEATURES",
+    "HOST",
+    "BadRequestError",
+    "create_app",
+    "main",
+    "predict",
+    "score",
+]
 
 DEFAULT_PORT: Final = 5001
 CHANNEL_RISK: Final = {"web": 0.0, "branch": -0.3, "partner": 0.4, "phone": 0.2}

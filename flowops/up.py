@@ -46,7 +46,26 @@ from flowops.monitor.config import monitor_settings
 from flowops.process import Child
 from flowops.watch import AlertFilter, tail_alerts
 
-__all__ = ["DEMO_PREFIX", "LocalStack", "UpOptions", "UpSummary", "curl_example"]
+__all__ = [
+    "DEMO_PREFIX",
+    "DEMO_WINDOW_ROWS",
+    "GATEWAY_STOP_TIMEOUT",
+    "HOST",
+    "MODEL_STOP_TIMEOUT",
+    "MONITOR_INTERVAL",
+    "MONITOR_STOP_TIMEOUT",
+    "PROGRESS_EVERY",
+    "READY_TIMEOUT",
+    "RESTART_BACKOFF",
+    "RESTART_BACKOFF_MAX",
+    "SERVER_READY_TIMEOUT",
+    "STABLE_AFTER",
+    "WORKER_STOP_TIMEOUT",
+    "LocalStack",
+    "UpOptions",
+    "UpSummary",
+    "curl_example",
+]
 
 READY_TIMEOUT: Final = 90.0
 """Longest wait for the worker to join its group (Faust starts, then the traffic reader)."""

@@ -14,7 +14,7 @@ import click
 
 from flowops._version import __version__
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES_HELP", "LazyGroup", "cli", "main"]
 
 # name -> (module, attribute, one-line help shown by `flowops --help` without importing it)
 _COMMANDS: dict[str, tuple[str, str, str]] = {

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from flowops.ops.build import BuildReport, ServiceResult
 
-__all__ = ["build"]
+__all__ = ["PlainProgress", "RichProgress", "build"]
 
 _EXIT_CODES = """\b
 Exit codes:

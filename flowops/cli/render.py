@@ -28,6 +28,7 @@ __all__ = [
     "AlertTable",
     "alert_line",
     "alert_row",
+    "health_table",
     "note",
     "profile_summary",
     "report_json",
