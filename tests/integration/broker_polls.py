@@ -1,28 +1,18 @@
-"""Bounded polls for the publishers' tests against a real broker.
+"""Bounded reads for the publishers' tests against a real broker.
 
-:func:`until` waits for a publisher's counters; :func:`read_key` reads one key's
-messages of a topic from the beginning. Both give up after ``WAIT`` seconds: nothing
-here measures time.
+:func:`read_key` reads one key's messages of a topic from the beginning, giving up after
+``WAIT`` seconds: nothing here measures time. (The tests wait for a publisher's counters
+with ``helpers.until``, the tests' one poller.)
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
 WAIT = 60.0  # seconds a condition may take at most (a few seconds expected)
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``WAIT`` seconds."""
-    for _ in range(int(WAIT / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {WAIT} s: {what}")
 
 
 async def read_key(

@@ -4,25 +4,22 @@
 ``aiohttp.ClientSession`` until stopped, each answer recorded as an :class:`Answer`
 (status, the upstream named in ``X-Upstream``, the JSON error code). A request that
 fails on the client side (connection reset, timeout) is recorded with status 0, so a
-test counts every failure. :func:`until` polls a condition, sync or async, for a bounded
-time; :func:`samples` reads one metric from the gateway's ``/metrics`` page. Nothing here
+test counts every failure (it waits for them with ``helpers.until``, the tests' one
+poller); :func:`samples` reads one metric from the gateway's ``/metrics`` page. Nothing here
 measures durations: the tests count answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
+from helpers import until
 from prometheus_client.parser import text_string_to_metric_families
-
-WAIT = 30.0
-"""Seconds a polled condition may take at most (well under a second expected)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +105,6 @@ class Load:
             self.answers.append(await self.send(self._session, i))
             if self.pause:
                 await asyncio.sleep(self.pause)
-
-
-async def until(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = WAIT
-) -> None:
-    """Poll ``condition`` every 20 ms until it holds; fail after ``timeout`` seconds."""
-    for _ in range(int(timeout / 0.02)):
-        held = condition()
-        if inspect.isawaitable(held):
-            held = await held
-        if held:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
 async def samples(

@@ -21,8 +21,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from gateway_load import request, until
+from gateway_load import request
 from gateway_servers import ModelServer, model_servers, serving_gateway
+from helpers import until
 
 from flowops.broker import free_port
 from flowops.gateway.listener import Listener

@@ -21,8 +21,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from gateway_load import Answer, Load, metric, request, until
+from gateway_load import Answer, Load, metric, request
 from gateway_servers import ModelServer, model_servers, running_gateway
+from helpers import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from gateway_load import until
 from gateway_servers import ModelServer, model_servers, serving_gateway
+from helpers import until
 
 from flowops.broker import free_port
 

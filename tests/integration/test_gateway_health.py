@@ -11,12 +11,13 @@ pool's state: nothing here measures time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from helpers import until
 
 from flowops.broker import free_port
 from flowops.gateway.health import USER_AGENT, HealthChecker, HealthCheckSettings
@@ -28,7 +29,6 @@ READY_PATH = "/v2/health/ready"  # KServe v2's readiness endpoint
 CHECKS = HealthCheckSettings(
     path=READY_PATH, interval=0.1, timeout=0.1, healthy_threshold=2, unhealthy_threshold=2
 )
-WAIT = 15.0  # seconds a state change may take at most (about 0.2 s expected)
 
 
 class ModelServer:
@@ -114,13 +114,6 @@ async def watched(
         yield watch
     finally:
         await watch.checker.stop()
-
-
-async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def test_a_failing_readiness_endpoint_is_marked_down_and_comes_back(

@@ -24,8 +24,9 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from gateway_load import Answer, Load, request, until
+from gateway_load import Answer, Load, request
 from gateway_servers import model_servers, running_gateway
+from helpers import until
 
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.events import Topics, decode_traffic_many, describe_topics

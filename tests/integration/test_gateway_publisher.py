@@ -15,7 +15,8 @@ import uuid
 from typing import Any
 
 import pytest
-from broker_polls import read_key, until
+from broker_polls import read_key
+from helpers import until
 
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.config import KafkaSettings

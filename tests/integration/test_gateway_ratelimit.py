@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from helpers import until
 from redis.asyncio import Redis
 from redis_server import RedisServer
 
@@ -172,22 +173,24 @@ async def test_redis_stopped_mid_run_allow_admits_and_the_limit_returns_with_it(
             decisions.append(await limiter.acquire("id:alice"))
             await asyncio.sleep(0.002)
 
-    async def until(predicate: str) -> int:
-        """Wait (at most 30 s) until the last decisions are all of one kind."""
-        for _ in range(3000):
+    async def run_of(predicate: str) -> int:
+        """Wait until the last decisions are all of one kind; how many were made by then."""
+
+        def held() -> int:
             recent = decisions[-20:]
-            if len(recent) == 20 and all(_kind(d) == predicate for d in recent):
-                return len(decisions)
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no run of {predicate} decisions in 30 s")
+            same = len(recent) == 20 and all(_kind(d) == predicate for d in recent)
+            return len(decisions) if same else 0
+
+        found: int = await until(held, f"a run of {predicate} decisions", interval=0.01)
+        return found
 
     tasks = [asyncio.create_task(load(limiter)) for limiter in limiters]
     try:
-        await until("limited")
+        await run_of("limited")
         redis_server.stop()
-        down = await until("degraded")
+        down = await run_of("degraded")
         redis_server.start()
-        back = await until("limited")
+        back = await run_of("limited")
     finally:
         running = False
         await asyncio.gather(*tasks)

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from gateway_load import until
 from gateway_servers import model_servers, running_gateway
+from helpers import until
 from jwt.algorithms import RSAAlgorithm
 from volumes import publish_secret_volume
 

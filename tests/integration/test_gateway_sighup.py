@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import until_sync
 
 from flowops.broker import free_port
 from flowops.config import Settings, load_settings
@@ -37,7 +37,7 @@ def upstream() -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        poll(lambda: _status(port, "/") == 200, "the upstream's start")
+        until_sync(lambda: _status(port, "/") == 200, "the upstream's start")
         yield port
     finally:
         proc.terminate()
@@ -76,13 +76,6 @@ def _status(port: int, path: str) -> int | None:
         connection.close()
 
 
-def poll(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {WAIT:g} s: {what}"
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sighup_reloads_the_routes_and_a_bad_file_keeps_them(
     tmp_path: Path, upstream: int, workers: int
@@ -97,17 +90,17 @@ def test_sighup_reloads_the_routes_and_a_bad_file_keeps_them(
             stderr=stderr,
         )
     try:
-        poll(lambda: _status(port, "/readyz") == 200, "the gateway's start")
+        until_sync(lambda: _status(port, "/readyz") == 200, "the gateway's start")
         before = [_status(port, "/a/"), _status(port, "/b/")]
 
         write_config(config, port, upstream, ["/a", "/b"], workers)
         os.kill(gateway.pid, signal.SIGHUP)
-        poll(lambda: log.read_text().count("routes reloaded") == workers, "the reloads")
+        until_sync(lambda: log.read_text().count("routes reloaded") == workers, "the reloads")
         after = [_status(port, path) for path in ("/a/", "/b/") * 5]  # every worker's
 
         config.write_text(config.read_text().replace("prefix: /b", "prefix: b"))
         os.kill(gateway.pid, signal.SIGHUP)
-        poll(lambda: log.read_text().count("kept the previous") == workers, "the refusals")
+        until_sync(lambda: log.read_text().count("kept the previous") == workers, "the refusals")
         kept = [_status(port, path) for path in ("/a/", "/b/") * 5]
         assert gateway.poll() is None
     finally:

@@ -4,8 +4,6 @@ broker."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import uuid
 from collections import Counter
 from typing import Any
@@ -14,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 from gateway_servers import ModelServer, model_servers, running_gateway
+from helpers import until
 from test_gateway import traffic_of
 
 from flowops.events import ensure_topics
@@ -22,7 +21,6 @@ from flowops.gateway.proxy import VARIANT_HEADER
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 NO_PUBLISH = {"enabled": False}
-WAIT = 30.0  # seconds a background condition may take at most (well under one expected)
 
 
 def split_route(a: ModelServer, b: ModelServer, **extra: Any) -> dict[str, Any]:
@@ -49,16 +47,6 @@ async def call(
             response.headers.get(VARIANT_HEADER),
             response.headers.get("X-Upstream"),
         )
-
-
-async def wait_until(condition: Any, what: str) -> None:
-    """Poll ``condition`` (a function, or a coroutine function) until it is true."""
-    for _ in range(int(WAIT / 0.05)):
-        result = condition()
-        if await result if inspect.isawaitable(result) else result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"waited {WAIT} s for {what}")
 
 
 async def test_a_weighted_split_sends_each_variant_its_share() -> None:
@@ -134,7 +122,7 @@ async def test_a_shadow_gets_copies_and_never_touches_the_client() -> None:
 
             answers = [await call(session, f"{base}/models/iris/predict") for _ in range(20)]
             assert {(status, upstream) for status, _, upstream in answers} == {(200, "m0")}
-            await wait_until(lambda: len(shadow.seen) == 20, "20 copies at the shadow")
+            await until(lambda: len(shadow.seen) == 20, "20 copies at the shadow")
             assert [seen["body"] for seen in shadow.seen] == [seen["body"] for seen in a.seen]
             # the same request id on both sides: the events can be paired
             ids = [seen["headers"]["X-Request-ID"] for seen in a.seen]
@@ -144,14 +132,14 @@ async def test_a_shadow_gets_copies_and_never_touches_the_client() -> None:
             answers = [await call(session, f"{base}/models/iris/predict") for _ in range(20)]
             assert {(status, upstream) for status, _, upstream in answers} == {(200, "m0")}
             failed = ["5xx", "no_upstream"]
-            await wait_until(lambda: counted("iris", failed, 20), "20 failed copies counted")
+            await until(lambda: counted("iris", failed, 20), "20 failed copies counted")
             assert await counted("iris", ["2xx"], 20)
 
             shadow.status, shadow.delay = 200, 5.0  # a hanging candidate: the client waits not
             answers = [await call(session, f"{base}/models/slow/predict") for _ in range(5)]
             assert {(status, upstream) for status, _, upstream in answers} == {(200, "m1")}
             late = ["timeout", "no_upstream"]
-            await wait_until(lambda: counted("slow", late, 5), "5 late copies counted")
+            await until(lambda: counted("slow", late, 5), "5 late copies counted")
 
 
 async def test_routes_sharing_a_prefix_are_chosen_by_the_model_named() -> None:
@@ -204,7 +192,7 @@ async def test_traffic_events_record_the_variant_and_the_shadow(broker: str) -> 
                 )
                 for i in range(40)
             ]
-            await wait_until(lambda: len(shadow.seen) == 40, "40 copies at the shadow")
+            await until(lambda: len(shadow.seen) == 40, "40 copies at the shadow")
             rows = await traffic_of(broker, model, expected=80)
 
     variant_of = {f"r{i}": variant for i, (_, variant, _) in enumerate(answers)}

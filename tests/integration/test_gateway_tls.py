@@ -19,13 +19,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from gateway_load import until
 from gateway_servers import (
     RecordingUpstream,
     running_gateway,
     serving_gateway,
     statuses,
 )
+from helpers import until
 from tls_certs import Authority, Pair
 from volumes import publish_secret_volume
 

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from gateway_load import until
 from gateway_servers import running_gateway
+from helpers import until
 from tls_certs import Authority, Pair
 from volumes import publish_secret_volume
 

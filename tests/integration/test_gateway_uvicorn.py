@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from gateway_load import until
 from gateway_servers import running_gateway
+from helpers import until
 
 from flowops.broker import free_port
 from flowops.gateway.listener import Handler, Request, Response

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
+from helpers import until, until_sync
 from test_infra_prometheus import Api, process, tool, write_prometheus_config
 
 from flowops.broker import free_port
@@ -48,7 +49,7 @@ class ModelProcess:
 
     def start(self) -> None:
         self.child.start()
-        wait_for(lambda: get(f"{self.url}/ping")[0] == 200, "the model server")
+        until_sync(lambda: get(f"{self.url}/ping")[0] == 200, "the model server", timeout=WAIT)
 
     def stop(self) -> None:
         self.child.stop()
@@ -72,14 +73,6 @@ def get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
     except OSError:
         return 0, b""
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {WAIT} s for {what}")
-        time.sleep(0.1)
 
 
 def write_config(path: Path, monitor: dict[str, Any], broker: str | None = None) -> Path:
@@ -203,17 +196,17 @@ async def test_the_agent_serves_metrics_sends_events_and_alerts(
             code, body = get(f"{base}/status")
             return code, json.loads(body) if body else {}
 
-        await until(lambda: status()[0] == 200, "a healthy round", agent)
+        await until_agent(lambda: status()[0] == 200, "a healthy round", agent)
         text = get(f"{base}/metrics")[1].decode()
         assert f'flowops_probe_success{{check="model_server.canary",target="{name}"}} 1.0' in text
         assert 'flowops_probe_success{check="kafka.metadata"' in text
         assert "flowops_build_info{" in text
 
         model.stop()  # the model server goes away: 503, a firing alert
-        await until(lambda: status()[0] == 503, "a failed round", agent)
-        await until(lambda: "firing" in hook.statuses(), "the firing alert", agent)
+        await until_agent(lambda: status()[0] == 503, "a failed round", agent)
+        await until_agent(lambda: "firing" in hook.statuses(), "the firing alert", agent)
         model.start()  # and comes back: resolved
-        await until(lambda: "resolved" in hook.statuses(), "the resolved alert", agent)
+        await until_agent(lambda: "resolved" in hook.statuses(), "the resolved alert", agent)
         alert = hook.received[0]["alerts"][0]
         assert alert["labels"]["alertname"] == "ModelDown"
         assert alert["labels"]["target"] == name
@@ -227,13 +220,17 @@ async def test_the_agent_serves_metrics_sends_events_and_alerts(
     assert "Traceback" not in agent.log_tail(200)
 
 
-async def until(condition: Callable[[], bool], what: str, agent: Child) -> None:
-    """Poll without blocking the loop (the webhook receiver runs in it)."""
-    deadline = time.monotonic() + WAIT
-    while not await asyncio.to_thread(condition):
-        if time.monotonic() > deadline or not agent.running:
-            raise AssertionError(f"no {what} within {WAIT} s:\n{agent.log_tail(40)}")
-        await asyncio.sleep(0.2)
+async def until_agent(condition: Callable[[], bool], what: str, agent: Child) -> None:
+    """Poll in a thread, not blocking the loop (the webhook receiver runs in it); a
+    stopped agent fails at once, with its log's tail."""
+
+    async def held() -> bool:
+        if await asyncio.to_thread(condition):
+            return True
+        assert agent.running, f"the agent stopped before {what}:\n{agent.log_tail(40)}"
+        return False
+
+    await until(held, what, timeout=WAIT, interval=0.2, detail=lambda: agent.log_tail(40))
 
 
 async def health_events(broker: str, target: str) -> list[HealthEvent]:

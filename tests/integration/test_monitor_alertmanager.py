@@ -27,6 +27,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from helpers import until
 
 from flowops.broker import free_port
 from flowops.monitor.alerts import (
@@ -42,7 +43,6 @@ pytestmark = [pytest.mark.integration]
 
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 START_TIMEOUT = 30.0  # it answers /-/ready in about a second
-WAIT = 30.0  # seconds a condition may take at most (a second or two expected)
 CONFIG = """\
 route:
   receiver: test
@@ -146,16 +146,6 @@ def alertmanager(tmp_path: Path, hooks: tuple[Hooks, str]) -> Iterator[Alertmana
         yield manager
     finally:
         manager.stop()
-
-
-async def until(condition: Callable[[], Any], what: str) -> Any:
-    """Poll ``condition`` (a coroutine function) until it answers something true."""
-    for _ in range(int(WAIT / 0.1)):
-        found = await condition()
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {WAIT} s: {what}")
 
 
 def check(target: str, ok: bool, detail: str) -> CheckResult:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from gateway_servers import ModelServer, running_gateway
+from helpers import until
 from stream_worker_process import Stack
 
 from flowops.broker import EmbeddedBroker, free_port
@@ -35,8 +36,6 @@ from flowops.monitor.probes.kafka import KafkaProbe, KafkaProbeSettings
 from flowops.monitor.probes.service import ServiceProbe, ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-WAIT = 30.0  # seconds a background state change may take at most (well under one expected)
 
 
 def by_check(results: Any) -> dict[str, CheckResult]:
@@ -218,14 +217,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-async def until(condition: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Await ``condition()`` until it gives a truthy value; fail after ``timeout`` s."""
-    async with asyncio.timeout(timeout):
-        while not (found := await condition()):
-            await asyncio.sleep(0.05)
-    return found
-
-
 async def test_the_gateway_readyz_names_routes_without_upstream(
     session: aiohttp.ClientSession,
 ) -> None:
@@ -243,7 +234,7 @@ async def test_the_gateway_readyz_names_routes_without_upstream(
                 (result,) = await probe.run()
                 return result if result.success else None
 
-            passed = await until(ready)
+            passed = await until(ready, "the probe passes")
             assert (passed.check, passed.target, passed.detail) == (
                 "service.ready",
                 "gateway",
@@ -256,7 +247,7 @@ async def test_the_gateway_readyz_names_routes_without_upstream(
                 (result,) = await probe.run()
                 return result if not result.success else None
 
-            failed = await until(unready)
+            failed = await until(unready, "the probe fails")
             assert failed.detail == (
                 f"not ready: routes_without_upstream: iris (GET {base}/readyz answered 503); "
                 "see its log"

@@ -9,20 +9,7 @@ import pytest
 from flowops.config import Settings, load_settings
 from flowops.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in (
-        "FLOWOPS_CONFIG",
-        "FLOWOPS_DRIFT__ALPHA",
-        "FLOWOPS_DRIFT__BINS",
-        "FLOWOPS_LOG_LEVEL",
-        "FLOWOPS_KAFKA__BOOTSTRAP",
-        "FLOWOPS_KAFKA__PARTITIONS",
-        "FLOWOPS_BROKER__PORT",
-        "FLOWOPS_BROKER__TANSU_BIN",
-    ):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers import until_sync
 
 from flowops.process import Child
 
@@ -25,10 +25,7 @@ def python(code: str) -> list[str]:
 
 
 def wait_for_log(child: Child, text: str) -> None:
-    deadline = time.monotonic() + 10
-    while text not in child.log_tail():
-        assert time.monotonic() < deadline, f"no {text!r} in {child.log_tail()!r}"
-        time.sleep(0.02)
+    until_sync(lambda: text in child.log_tail(), repr(text), interval=0.02, detail=child.log_tail)
 
 
 def test_output_goes_to_the_log_file(tmp_path: Path) -> None:

@@ -17,12 +17,7 @@ from click.testing import CliRunner, Result
 from flowops.broker import free_port
 from flowops.cli import cli
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith(("FLOWOPS_", "MLFLOW_")):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture

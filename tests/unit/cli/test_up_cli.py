@@ -19,11 +19,7 @@ from flowops.up import DEMO_PREFIX, DEMO_WINDOW_ROWS, _gateway_section, _with_de
 ROUTE = {"name": "iris", "prefix": "/models/iris", "upstreams": ["http://127.0.0.1:9001"]}
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("FLOWOPS_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_help_teaches_the_demo_and_the_exit_codes() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from helpers import until
 from pydantic import ValidationError
 
 from flowops.config import KafkaSettings
@@ -83,15 +84,6 @@ def publisher(sink: FakeSink, sleep: FakeSleep | None = None, **settings: Any) -
     return TrafficPublisher(PublishSettings(**options), sink, sleep=sleep or FakeSleep())
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Let the sender run until ``condition`` holds (bounded: a hang fails, never a time)."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"never: {what}")
-
-
 # --- offer -----------------------------------------------------------------------------------
 
 
@@ -122,7 +114,7 @@ async def test_rows_offered_before_start_are_sent_after() -> None:
     pub = publisher(sink)
     pub.offer(row(0))
     await pub.start()
-    await until(lambda: sink.delivered == ["r-0"], "delivered")
+    await until(lambda: sink.delivered == ["r-0"], "delivered", interval=0)
     assert await pub.stop() == 0
 
 
@@ -146,7 +138,7 @@ async def test_rounds_take_at_most_batch_size_rows_in_order() -> None:
     for i in range(7):
         pub.offer(row(i))
     await pub.start()
-    await until(lambda: len(sink.delivered) == 7, "all delivered")
+    await until(lambda: len(sink.delivered) == 7, "all delivered", interval=0)
     assert sink.rounds == [["r-0", "r-1", "r-2"], ["r-3", "r-4", "r-5"], ["r-6"]]
     assert pub.stats() == PublisherStats(0, 0, 7, 0, 0, 0, True)
     await pub.stop()
@@ -159,7 +151,7 @@ async def test_a_full_batch_ends_the_linger() -> None:
     await pub.start()
     for i in range(3):
         pub.offer(row(i))
-    await until(lambda: sink.rounds == [["r-0", "r-1", "r-2"]], "a full round sent")
+    await until(lambda: sink.rounds == [["r-0", "r-1", "r-2"]], "a full round sent", interval=0)
     await pub.stop()
 
 
@@ -169,7 +161,7 @@ async def test_stop_ends_the_linger_and_sends_what_is_queued() -> None:
     pub = publisher(sink, batch_size=100, linger_ms=60_000)
     await pub.start()
     pub.offer(row(0))
-    await until(lambda: pub.queue_depth == 1, "queued")
+    await until(lambda: pub.queue_depth == 1, "queued", interval=0)
     assert await pub.stop(drain_timeout=60) == 0
     assert sink.rounds == [["r-0"]]
     assert sink.events[-1] == "close"
@@ -188,7 +180,7 @@ async def test_a_failed_round_is_held_and_sent_again_whole() -> None:
     for i in range(3):
         pub.offer(row(i))
     await pub.start()
-    await until(lambda: len(sink.delivered) == 3, "all delivered")
+    await until(lambda: len(sink.delivered) == 3, "all delivered", interval=0)
     assert sink.rounds == [["r-0", "r-1"], ["r-2"]]
     assert sink.events[:6] == ["open", "failed", "close", "open", "failed", "close"]
     assert sleep.waits == [0.1, 0.2]
@@ -203,10 +195,10 @@ async def test_the_backoff_doubles_to_its_bound_and_resets_after_a_success() -> 
     pub = publisher(sink, sleep, retry_backoff=1, retry_backoff_max=4)
     pub.offer(row(0))
     await pub.start()
-    await until(lambda: sink.delivered == ["r-0"], "delivered")
+    await until(lambda: sink.delivered == ["r-0"], "delivered", interval=0)
     sink.send_failures = 1
     pub.offer(row(1))
-    await until(lambda: sink.delivered == ["r-0", "r-1"], "delivered again")
+    await until(lambda: sink.delivered == ["r-0", "r-1"], "delivered again", interval=0)
     assert sleep.waits == [1, 2, 4, 4, 4, 1]
     await pub.stop()
 
@@ -219,14 +211,14 @@ async def test_while_kafka_is_down_offers_fill_the_queue_and_nothing_queued_is_l
     pub = publisher(sink, sleep, queue_size=10, batch_size=4)
     await pub.start()
     pub.offer(row(0))
-    await until(lambda: pub.stats().send_errors == 1, "the first failure")
+    await until(lambda: pub.stats().send_errors == 1, "the first failure", interval=0)
     accepted = [i for i in range(1, 30) if pub.offer(row(i))]
     assert accepted == list(range(1, 11))  # the bound; row 0 is held outside the queue
     stats = pub.stats()
     assert (stats.in_flight, stats.queued, stats.dropped, stats.connected) == (1, 10, 19, False)
     sink.down = False
     gate.set()
-    await until(lambda: len(sink.delivered) == 11, "all delivered")
+    await until(lambda: len(sink.delivered) == 11, "all delivered", interval=0)
     assert sink.delivered == [f"r-{i}" for i in range(11)]
     await pub.stop()
 
@@ -238,7 +230,7 @@ async def test_stop_gives_up_after_the_drain_timeout_and_counts_the_rest() -> No
     for i in range(5):
         pub.offer(row(i))
     await pub.start()
-    await until(lambda: pub.stats().send_errors == 1, "the first failure")
+    await until(lambda: pub.stats().send_errors == 1, "the first failure", interval=0)
     assert await pub.stop(drain_timeout=0) == 5
     stats = pub.stats()
     assert (stats.queued, stats.in_flight, stats.dropped, stats.sent) == (0, 0, 5, 0)
@@ -252,7 +244,7 @@ async def test_invalid_rows_are_dropped_and_the_others_sent() -> None:
     for r in (row(0), bad, row(1)):
         pub.offer(r)
     await pub.start()
-    await until(lambda: sink.delivered == ["r-0", "r-1"], "the valid rows")
+    await until(lambda: sink.delivered == ["r-0", "r-1"], "the valid rows", interval=0)
     assert (pub.stats().invalid, pub.stats().dropped) == (1, 0)
     await pub.stop()
 
@@ -274,7 +266,7 @@ async def test_an_unexpected_error_is_retried_like_a_broker_failure() -> None:
     pub = publisher(sink)
     pub.offer(row(0))
     await pub.start()
-    await until(lambda: sink.delivered == ["r-0"], "delivered")
+    await until(lambda: sink.delivered == ["r-0"], "delivered", interval=0)
     assert pub.stats().send_errors == 1
     await pub.stop()
 

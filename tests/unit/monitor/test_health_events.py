@@ -4,11 +4,12 @@ the queue and sender task against fake sinks and a fake producer client."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from helpers import until
 from pydantic import ValidationError
 
 from flowops.config import KafkaSettings
@@ -21,8 +22,6 @@ from flowops.monitor.health_events import (
     KafkaEventSink,
     health_status,
 )
-
-WAIT = 10.0  # seconds a condition may take at most (milliseconds expected)
 
 
 def result(
@@ -61,14 +60,6 @@ class Sleeps:
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
         await asyncio.sleep(0)
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not within {WAIT} s: {what}")
 
 
 def statuses(events: Sequence[HealthEvent]) -> list[tuple[str, str, float]]:
@@ -169,7 +160,7 @@ async def test_queued_events_are_sent_in_order() -> None:
     await publisher.start()
     for at in range(0, 100, 10):
         publisher.record([result(at % 20 == 0)], float(at))
-    await until(lambda: publisher.stats().sent == 10, "sent")
+    await until(lambda: publisher.stats().sent == 10, "sent", interval=0.01)
     assert await publisher.stop() == 0
     assert [e.checked_at for e in sink.events] == [float(at) for at in range(0, 100, 10)]
 
@@ -182,7 +173,7 @@ async def test_a_down_sink_never_makes_a_round_wait_and_gets_the_events_once_up(
     publisher = HealthEventPublisher(settings, sink, sleep=sleeps)
     await publisher.start()
     publisher.record([result(True, "a")], 0.0)
-    await until(lambda: publisher.stats().send_errors >= 4, "tried again")
+    await until(lambda: publisher.stats().send_errors >= 4, "tried again", interval=0.01)
     assert sleeps.waits[:4] == [0.1, 0.2, 0.4, 0.4]
     stats = publisher.stats()
     assert (stats.connected, stats.in_flight, stats.queued) == (False, 1, 0)
@@ -196,11 +187,11 @@ async def test_a_down_sink_never_makes_a_round_wait_and_gets_the_events_once_up(
     assert publisher.stats().dropped == 4
 
     sink.down = False
-    await until(lambda: publisher.stats().sent == 4, "delivered once up")
+    await until(lambda: publisher.stats().sent == 4, "delivered once up", interval=0.01)
     assert publisher.stats().connected
     later = publisher.record(targets, 3.0)
     assert [e.target for e in later] == ["e", "f"]
-    await until(lambda: publisher.stats().sent == 6, "the rest delivered")
+    await until(lambda: publisher.stats().sent == 6, "the rest delivered", interval=0.01)
     assert await publisher.stop() == 0
     assert [e.target for e in sink.events] == ["a", "b", "c", "d", "e", "f"]
     assert sink.closes >= 1
@@ -212,7 +203,7 @@ async def test_stop_counts_what_could_not_be_delivered() -> None:
     publisher = HealthEventPublisher(HealthEventSettings(), sink, sleep=Sleeps())
     await publisher.start()
     publisher.record([result(True, "a"), result(True, "b")], 0.0)
-    await until(lambda: publisher.stats().send_errors >= 1, "failed")
+    await until(lambda: publisher.stats().send_errors >= 1, "failed", interval=0.01)
     assert await publisher.stop(drain_timeout=0) == 2
     assert publisher.stats().dropped == 2
     assert publisher.record([result(False, "a")], 1.0) == []  # stopped: refused
@@ -249,7 +240,7 @@ async def test_the_kafka_sink_publishes_on_flowops_health_keyed_by_target() -> N
     publisher = HealthEventPublisher(settings, sink)
     await publisher.start()
     publisher.record([result(False, "http://m:8000", "serving.ready")], 1.5)
-    await until(lambda: publisher.stats().sent == 1, "sent")
+    await until(lambda: publisher.stats().sent == 1, "sent", interval=0.01)
     await publisher.stop()
     ((topic, key, value, headers),) = client.messages
     assert (topic, key) == ("flowops.health", b"http://m:8000")

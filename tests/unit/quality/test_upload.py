@@ -16,12 +16,7 @@ from flowops.cli import cli
 from flowops.errors import InputError
 from flowops.quality.upload import read_labels
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("FLOWOPS_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
