@@ -25,6 +25,7 @@ PACKAGES = [
     "flowops.drift.window_tests",
     "flowops.predictions",
     "flowops.errors",
+    "flowops.extras",
     "flowops.config",
     "flowops.data",
     "flowops.reports",
