@@ -42,7 +42,8 @@ ROLES := core drift gateway worker monitor deploy local
 LOCK_ARGS ?=
 UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
 	--python-version 3.11 --python-platform linux --no-header --no-annotate
-lock: $(STAMP)
+lock:
+	@test -x $(BIN)/uv || { echo 'make lock needs uv in $(VENV) (the dev extra): make install'; exit 2; }
 	$(UV_COMPILE) --extra dev $(LOCK_ARGS) -o lock/dev.txt
 	@# every role pinned as dev is, so that what `make test` ran is what the images ship
 	mkdir -p build && grep -Eo '^[A-Za-z0-9_.-]+==[^ ]+' lock/dev.txt > build/lock-pins.txt
