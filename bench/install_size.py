@@ -67,7 +67,7 @@ def install(role: str, target: Path) -> Path:
 
 
 def strip_tests(site: Path) -> None:
-    """Remove numpy's and scipy's own test suites, as the worker.s
+    """Remove numpy's and scipy's own test suites, as the worker's
     Containerfile does (``find ... -name tests -exec rm -rf``)."""
     for package in ("numpy", "scipy"):
         found = [p for p in (site / package).rglob("tests") if p.is_dir()]

@@ -80,6 +80,7 @@ SCHEMA_VERSION: Final = 1
 
 _NUMBER: frozenset[type] = frozenset({int, float})
 _INT: frozenset[type] = frozenset({int})
+_FLOAT: frozenset[type] = frozenset({float})
 _STR: frozenset[type] = frozenset({str})
 _FEATURE: frozenset[type] = frozenset({int, float, str, type(None)})
 _TEXT: frozenset[type] = frozenset({str, type(None)})
@@ -200,12 +201,10 @@ def encode_traffic_rows(rows: Sequence[TrafficRow]) -> bytes:
         "features": {name: [row.features.get(name) for row in rows] for name in names},
         "prediction": [row.prediction for row in rows],
         "latency_ms": _finite_floats([row.latency_ms for row in rows], "batch.latency_ms"),
-        "status": [int(row.status) if _is_int(row.status) else row.status for row in rows],
+        "status": _ints([row.status for row in rows], "batch.status"),
     }
     if not _STR.issuperset(map(type, columns["request_id"])):
         raise _error("must hold strings only", "batch.request_id", "wrong_type")
-    if not all(map(_is_int, columns["status"])):
-        raise _error("must hold integers only", "batch.status", "wrong_type")
     for name, values in columns["features"].items():
         _check_feature_values(values, f"batch.features.{name}")
     for field in ("variant", "parse_error"):
@@ -219,12 +218,21 @@ def encode_traffic_rows(rows: Sequence[TrafficRow]) -> bytes:
 def _finite_floats(values: list[Any], field: str) -> list[float]:
     """``values`` as floats, as a float64 array would hold them; each must be finite."""
     try:
-        floats = [float(value) for value in values]
+        floats = values if _FLOAT.issuperset(map(type, values)) else list(map(float, values))
     except (TypeError, ValueError):
         floats = [math.nan]
     if not all(map(math.isfinite, floats)):
         raise _error("must hold finite numbers only", field, "wrong_type")
     return floats
+
+
+def _ints(values: list[Any], field: str) -> list[int]:
+    """``values`` as ints (numpy's converted); a bool or anything else is refused."""
+    if _INT.issuperset(map(type, values)):
+        return values
+    if not all(map(_is_int, values)):
+        raise _error("must hold integers only", field, "wrong_type")
+    return list(map(int, values))
 
 
 # --- decoding -------------------------------------------------------------------------
