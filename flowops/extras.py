@@ -26,6 +26,7 @@ is not installed): pip install 'flowops[worker]'
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -71,8 +72,18 @@ def require_extra(extra: str, *modules: str) -> None:
     check costs nothing of the import time it guards.
     """
     for module in modules or EXTRAS[extra]:
-        if importlib.util.find_spec(module) is None:
+        if not _installed(module):
             raise MissingExtraError(extra, module)
+
+
+def _installed(module: str) -> bool:
+    """Imported already (None in sys.modules: a blocked import), or findable."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken package counts as missing
+        return False
 
 
 def extra_of_module(module: str, command: str | None) -> str | None:
