@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 DEMO   := build/demo
 
-.PHONY: install debian debian-bench demo test lint unit audit bench clean
+.PHONY: install debian debian-bench demo test lint unit audit bench lock sizes clean
 
 install: $(STAMP) debian
 
@@ -32,16 +32,52 @@ debian-bench:
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(STAMP): pyproject.toml
+# Each role's packages, pinned with their hashes: lock/<role>.txt (`make lock` writes them
+# again from pyproject.toml, keeping every pin that still fits; LOCK_ARGS=--upgrade moves
+# them on). One file a role, not one file with markers: pip installs every line of a
+# requirements file, and a marker can say "on Linux" but not "for the monitor". uv
+# resolves for a target (Linux, CPython 3.11: the images' and CI's), not for the
+# interpreter that runs it as pip-compile does, in about a second a file.
+ROLES := core drift gateway worker monitor deploy local
+LOCK_ARGS ?=
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+	--python-version 3.11 --python-platform linux --no-header --no-annotate
+lock:
+	@test -x $(BIN)/uv || { echo 'make lock needs uv in $(VENV) (the dev extra): make install'; exit 2; }
+	$(UV_COMPILE) --extra dev $(LOCK_ARGS) -o lock/dev.txt
+	@# every role pinned as dev is, so that what `make test` ran is what the images ship
+	mkdir -p build && grep -Eo '^[A-Za-z0-9_.-]+==[^ ]+' lock/dev.txt > build/lock-pins.txt
+	@for role in dev $(ROLES); do \
+		extra=$$([ $$role = core ] || echo "--extra $$role"); \
+		[ $$role = dev ] || $(UV_COMPILE) $$extra --constraint build/lock-pins.txt \
+			-o lock/$$role.txt || exit 1; \
+		sed -i "1i # flowops[$$role], pinned with hashes for Linux, CPython 3.11. Written by \`make lock\`." \
+			lock/$$role.txt; \
+		echo "lock/$$role.txt: $$(grep -c '==' lock/$$role.txt) packages"; \
+	done
+
+# The tests' and the demo's environment, installed from the lock (the same pins CI and
+# the images use): its packages first, all hashes checked, then FlowOps itself, editable.
+$(STAMP): pyproject.toml lock/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r lock/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+# `make demo` needs only the local extra (no test tools, no MLflow, DVC or pyarrow): its
+# own stamp, so that `make test` afterwards adds the rest to the same .venv.
+DEMO_STAMP := $(VENV)/.stamp-demo
+$(DEMO_STAMP): pyproject.toml lock/local.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r lock/local.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 # The batch half (two CSV files compared), then the stream half: `flowops up --demo` for
 # DEMO_SECONDS on the embedded broker (ports 9092, 6066 and 8080), alerts printed as they come.
 DEMO_SECONDS ?= 40
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/sample_data.py $(DEMO)
 	$(BIN)/flowops drift baseline --data $(DEMO)/reference.csv -o $(DEMO)/profile.json
 	@# exit 1 means "drift found", which is what the demo data is made to show
@@ -63,6 +99,11 @@ test: debian lint unit
 # Exits 0 with "not checked: ..." when the advisory service cannot be reached.
 audit: $(STAMP)
 	$(BIN)/python .ci/audit.py -l
+
+# Installed size of each role: a fresh venv per extra from its lock file, du of its
+# site-packages (bench/install_size.py; RESULTS.md keeps the figures).
+sizes: $(STAMP)
+	$(BIN)/python bench/install_size.py
 
 bench: install debian-bench
 	$(BIN)/python bench/cli.py

@@ -12,6 +12,7 @@ from flowops.errors import (
     EventError,
     FlowOpsError,
     InputError,
+    MissingExtraError,
     MlflowError,
     ServiceError,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "EventError",
     "FlowOpsError",
     "InputError",
+    "MissingExtraError",
     "MlflowError",
     "ServiceError",
     "__version__",

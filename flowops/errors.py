@@ -5,6 +5,7 @@ each into one line on stderr and the exit code drawn here, never a traceback::
 
     FlowOpsError                      exit 2 unless noted
     ├── ConfigError                   a setting is missing or wrong (.key, .reason)
+    ├── MissingExtraError             the command needs an install extra (.extra, .module)
     ├── InputError (ValueError)       user data that cannot be used (.path, .line, .column, .row)
     │   ├── EmptyInputError           a file or sample with nothing to compare
     │   └── EventError                an event that cannot be decoded (.event, .field, .code)
@@ -38,6 +39,7 @@ __all__ = [
     "EventErrorCode",
     "FlowOpsError",
     "InputError",
+    "MissingExtraError",
     "MlflowError",
     "ServiceError",
 ]
@@ -56,6 +58,23 @@ class ConfigError(FlowOpsError):
         self.key = key
         self.reason = reason
         super().__init__(f"config: {key}: {reason}")
+
+
+class MissingExtraError(FlowOpsError):
+    """A command needs a package that this install left out: ``extra`` is the install
+    extra that brings it (``worker``), ``module`` the module that is missing (``faust``).
+
+    >>> str(MissingExtraError("worker", "faust"))
+    "this command needs flowops[worker] (faust is not installed): pip install 'flowops[worker]'"
+    """
+
+    def __init__(self, extra: str, module: str) -> None:
+        self.extra = extra
+        self.module = module
+        super().__init__(
+            f"this command needs flowops[{extra}] ({module} is not installed): "
+            f"pip install 'flowops[{extra}]'"
+        )
 
 
 class InputError(FlowOpsError, ValueError):

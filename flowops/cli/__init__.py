@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flowops._version import __version__
+
+if TYPE_CHECKING:
+    from flowops.errors import MissingExtraError
 
 __all__ = ["EXIT_CODES_HELP", "LazyGroup", "cli", "main"]
 
@@ -107,6 +110,24 @@ class LazyGroup(click.Group):
         except FlowOpsError as exc:
             click.echo(f"flowops: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except ModuleNotFoundError as exc:
+            # a package of an extra that this install left out, met where no
+            # require_extra() looked first: the same one line, never a traceback
+            missing = _missing_extra(exc, ctx.invoked_subcommand)
+            if missing is None:
+                raise
+            click.echo(f"flowops: error: {missing}", err=True)
+            ctx.exit(missing.exit_code)
+
+
+def _missing_extra(exc: ModuleNotFoundError, command: str | None) -> MissingExtraError | None:
+    """The MissingExtraError to report for ``exc``, or None if the module is not one an
+    extra brings (a bug, which keeps its traceback)."""
+    from flowops.errors import MissingExtraError
+    from flowops.extras import extra_of_module
+
+    extra = extra_of_module(exc.name or "", command)
+    return None if extra is None else MissingExtraError(extra, exc.name or "")
 
 
 @click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"max_content_width": 100})

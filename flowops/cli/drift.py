@@ -185,11 +185,14 @@ def baseline(
       flowops drift baseline --data train.parquet --model credit --publish \\
           --bootstrap kafka:9092 --mlflow-run 3f2a... --mlflow-uri http://mlflow:5000
     """
+    from flowops.extras import require_extra
+
+    _check_baseline_flags(model, publish, model_version, bootstrap, mlflow_run, mlflow_uri)
+    require_extra("drift", *(("numpy", "aiokafka") if publish else ("numpy",)))
     from flowops.cli import render
     from flowops.config import load_settings
     from flowops.data import build_profile
 
-    _check_baseline_flags(model, publish, model_version, bootstrap, mlflow_run, mlflow_uri)
     settings = load_settings(
         config_file,
         {
@@ -334,6 +337,9 @@ def compare(
       flowops drift compare --reference profile.json --current today.jsonl \\
           --prediction-column score --verdict share:0.3
     """
+    from flowops.extras import require_extra
+
+    require_extra("drift", "numpy", "scipy")
     from flowops.cli import render
     from flowops.config import load_settings
     from flowops.data import compare_files
@@ -417,6 +423,9 @@ def watch(
       flowops drift watch --model credit --bootstrap kafka:9092
       flowops drift watch --from-beginning -o json --max 10 --timeout 30 | jq .feature
     """
+    from flowops.extras import require_extra
+
+    require_extra("drift", "aiokafka")
     from flowops.cli import render
     from flowops.config import load_settings
     from flowops.logs import quiet_kafka_client

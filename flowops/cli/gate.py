@@ -90,6 +90,9 @@ def test(
       flowops test --config flowops.yaml --junit reports/gate.xml
       flowops test --suite contract,drift -o json --config flowops.yaml
     """
+    from flowops.extras import require_extra
+
+    require_extra("deploy", "aiohttp")  # the contract checks' client
     from flowops.config import load_settings
     from flowops.ops.gate import gate_settings, run_gate
     from flowops.ops.junit import write_junit

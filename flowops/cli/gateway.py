@@ -64,6 +64,9 @@ def gateway(
       flowops gateway --config flowops.yaml
       flowops gateway --new-key ci-pipeline   # an API key and its config entry
     """
+    from flowops.extras import require_extra
+
+    require_extra("gateway")
     if new_key is not None:
         _print_new_key(new_key)
         return

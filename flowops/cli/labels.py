@@ -82,6 +82,9 @@ def send(
       flowops labels send --data outcomes.parquet --label-column defaulted \\
           --id-column rid --bootstrap kafka:9092 -o json
     """
+    from flowops.extras import require_extra
+
+    require_extra("drift", "numpy", "aiokafka")
     from flowops.config import load_settings
     from flowops.logs import quiet_kafka_client
     from flowops.quality.upload import read_labels, send_labels

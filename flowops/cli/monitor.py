@@ -57,6 +57,9 @@ def monitor(config_file: str | None, once: bool, output_format: str, listen: str
       flowops monitor --once -o json --config flowops.yaml   # cron, CI
       flowops monitor --config flowops.yaml                  # the agent
     """
+    from flowops.extras import require_extra
+
+    require_extra("monitor")
     from flowops.config import load_settings
 
     settings = load_settings(config_file, {"monitor": {"listen": listen}})

