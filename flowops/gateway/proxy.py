@@ -50,12 +50,12 @@ from flowops.gateway.auth import (
     Identity,
 )
 from flowops.gateway.callers import CallerKey, ModelSelector, models_in_path
-from flowops.gateway.client import Response as UpstreamResponse
-from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
-from flowops.gateway.deadline import Deadlines
 from flowops.gateway.forwarding import HOP_BY_HOP, Forwarding, named_in_connection
-from flowops.gateway.listener import BodyTooLarge, Request, Response, json_response
+from flowops.gateway.http.client import Response as UpstreamResponse
+from flowops.gateway.http.client import UpstreamClient, UpstreamConnectError, UpstreamError
+from flowops.gateway.http.deadline import Deadlines
+from flowops.gateway.http.listener import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers

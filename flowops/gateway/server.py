@@ -60,8 +60,8 @@ from flowops.config import Settings
 from flowops.errors import ConfigError, FlowOpsError
 from flowops.gateway.app import Gateway
 from flowops.gateway.config import GatewaySettings, gateway_settings
-from flowops.gateway.listener import Listener
-from flowops.gateway.tls import is_loopback
+from flowops.gateway.http.listener import Listener
+from flowops.gateway.http.tls import is_loopback
 
 if TYPE_CHECKING:
     from flowops.gateway.ratelimit_shared import SharedTable

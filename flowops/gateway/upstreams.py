@@ -73,7 +73,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from flowops.errors import ConfigError
 from flowops.gateway.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from flowops.gateway.tls import load_cert_chain
+from flowops.gateway.http.tls import load_cert_chain
 
 __all__ = [
     "FAILURES",

@@ -25,7 +25,7 @@ from gateway_load import request, until
 from gateway_servers import ModelServer, model_servers, serving_gateway
 
 from flowops.broker import free_port
-from flowops.gateway.listener import Listener
+from flowops.gateway.http.listener import Listener
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

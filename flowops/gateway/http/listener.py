@@ -1,6 +1,6 @@
 """The gateway's HTTP/1.1 server: asyncio Protocols and httptools' C parser.
 
-The client side of the gateway left aiohttp for :mod:`flowops.gateway.client`; this is
+The client side of the gateway left aiohttp for :mod:`flowops.gateway.http.client`; this is
 the server side's turn. aiohttp's server built a request object, ran its router and
 middleware chain and wrote the head and body of each answer apart: about 0.1 ms of CPU a
 request, more than the whole proxy path beside it (bench/RESULTS.md). A gateway needs
@@ -45,7 +45,7 @@ the requests accepted before it go out in order, then the refusal, then the clos
 connection's memory is bounded (docs/gateway.md, "Limits") and freed when it closes,
 without waiting for the garbage collector.
 
-With a :class:`~flowops.gateway.tls.ServerTls`, connections are TLS (the transport's,
+With a :class:`~flowops.gateway.http.tls.ServerTls`, connections are TLS (the transport's,
 asyncio's or uvloop's: the bytes reach the parser decrypted, and every limit above holds
 on them); the handshake has the head's deadline, and :attr:`Request.scheme` says
 ``https``.
@@ -74,7 +74,7 @@ import orjson
 from multidict import CIMultiDict
 
 from flowops.gateway.config import LimitSettings
-from flowops.gateway.tls import ServerTls
+from flowops.gateway.http.tls import ServerTls
 
 __all__ = [
     "LINGER",
