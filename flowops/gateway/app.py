@@ -39,7 +39,7 @@ from flowops.gateway.auth import Authenticator, AuthFailure, credential_files
 from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.http.client import OriginOptions, UpstreamClient
-from flowops.gateway.http.listener import Request, Response, json_response
+from flowops.gateway.http.messages import Request, Response, json_response
 from flowops.gateway.http.tls import ServerTls
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.proxy import Proxy, bad_target

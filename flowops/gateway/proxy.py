@@ -55,7 +55,7 @@ from flowops.gateway.forwarding import HOP_BY_HOP, Forwarding, named_in_connecti
 from flowops.gateway.http.client import Response as UpstreamResponse
 from flowops.gateway.http.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.http.deadline import Deadlines
-from flowops.gateway.http.listener import BodyTooLarge, Request, Response, json_response
+from flowops.gateway.http.messages import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers

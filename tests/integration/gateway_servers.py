@@ -22,7 +22,8 @@ from aiohttp import web
 from flowops.broker import free_port
 from flowops.config import load_settings
 from flowops.gateway.app import Gateway
-from flowops.gateway.http.listener import Handler, Listener
+from flowops.gateway.http.listener import Listener
+from flowops.gateway.http.messages import Handler
 
 
 @dataclass

@@ -20,7 +20,7 @@ from gateway_load import until
 from gateway_servers import running_gateway
 
 from flowops.broker import free_port
-from flowops.gateway.http.listener import Handler, Request, Response
+from flowops.gateway.http.messages import Handler, Request, Response
 
 pytestmark = [pytest.mark.integration]
 

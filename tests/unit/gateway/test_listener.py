@@ -16,13 +16,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from flowops.gateway.config import LimitSettings
-from flowops.gateway.http.listener import (
-    BodyTooLarge,
-    Listener,
-    Request,
-    Response,
-    json_response,
-)
+from flowops.gateway.http.listener import Listener
+from flowops.gateway.http.messages import BodyTooLarge, Request, Response, json_response
 
 pytestmark = pytest.mark.asyncio
 

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowops.gateway.config import LimitSettings
-from flowops.gateway.http.listener import BodyTooLarge, Listener, Request, Response
+from flowops.gateway.http.listener import Listener
+from flowops.gateway.http.messages import BodyTooLarge, Request, Response
 
 LIMITS = LimitSettings(
     max_request_line_bytes=128,
