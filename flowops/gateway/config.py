@@ -36,15 +36,15 @@ from pydantic import (
 
 from flowops.config import Settings, check_listen, section
 from flowops.gateway.auth import AuthSettings
-from flowops.gateway.breaker import BreakerSettings
 from flowops.gateway.callers import CallerKey, ModelSelector
 from flowops.gateway.health import HealthCheckSettings
 from flowops.gateway.http.client import IDLE_TIMEOUT as _IDLE_TIMEOUT
 from flowops.gateway.http.tls import TlsSettings
+from flowops.gateway.policies.breaker import BreakerSettings
+from flowops.gateway.policies.retry import RetrySettings
 from flowops.gateway.publisher import PublishSettings
 from flowops.gateway.ratelimit import RateLimitSettings
 from flowops.gateway.reload import ReloadSettings
-from flowops.gateway.retry import RetrySettings
 from flowops.gateway.split import ShadowSettings, VariantSettings
 from flowops.gateway.upstreams import BalancingSettings, OutlierSettings, UpstreamSettings
 

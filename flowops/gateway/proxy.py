@@ -19,7 +19,7 @@
    and underscore twins dropped, ``X-Forwarded-For``, ``X-Real-IP``,
    ``X-Forwarded-Proto`` and ``X-Request-ID`` set), within the per-try and total
    timeouts. A connect error or a retried status goes to
-   :class:`~flowops.gateway.retry.RetryPolicy`; when no upstream is left the client
+   :class:`~flowops.gateway.policies.retry.RetryPolicy`; when no upstream is left the client
    gets a 503 with a JSON body at once;
 5. the response streamed back as it arrives, its first ``capture_bytes`` kept;
 6. after the response is handed to the listener: the exchange set aside, and in the
@@ -58,8 +58,8 @@ from flowops.gateway.http.deadline import Deadlines
 from flowops.gateway.http.messages import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
+from flowops.gateway.policies.retry import RetryPolicy
 from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
-from flowops.gateway.retry import RetryPolicy
 from flowops.gateway.target import BadTarget, Target, request_target, strip_segments
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
 

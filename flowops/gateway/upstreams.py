@@ -4,7 +4,7 @@ A :class:`Pool` holds one :class:`Upstream` per model server of a route and answ
 :meth:`Pool.pick` with an available upstream, or None when there is none (the proxy then
 answers 503 at once). An upstream is *available* when the active health checks have not
 marked it down (:mod:`flowops.gateway.health`), the passive outlier detector has not
-ejected it, and its circuit breaker (:mod:`flowops.gateway.breaker`) lets requests through.
+ejected it, and its circuit breaker (:mod:`flowops.gateway.policies.breaker`) lets requests through.
 
 Four policies choose among the available upstreams (``routes[].balancing``):
 
@@ -72,8 +72,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from flowops.errors import ConfigError
-from flowops.gateway.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from flowops.gateway.http.tls import load_cert_chain
+from flowops.gateway.policies.breaker import BreakerSettings, BreakerState, CircuitBreaker
 
 __all__ = [
     "FAILURES",

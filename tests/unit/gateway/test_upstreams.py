@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowops.gateway.breaker import BreakerSettings
+from flowops.gateway.policies.breaker import BreakerSettings
 from flowops.gateway.upstreams import (
     BalancingPolicy,
     BalancingSettings,
