@@ -42,14 +42,14 @@ from flowops.gateway.http.client import OriginOptions, UpstreamClient
 from flowops.gateway.http.messages import Request, Response, json_response
 from flowops.gateway.http.tls import ServerTls
 from flowops.gateway.metrics import GatewayMetrics
+from flowops.gateway.policies.ratelimit.limiter import RateLimiters
 from flowops.gateway.proxy import Proxy, bad_target
 from flowops.gateway.publisher import TrafficPublisher
-from flowops.gateway.ratelimit import RateLimiters
 from flowops.gateway.reload import FileWatcher
 from flowops.gateway.target import BadTarget, request_target
 
 if TYPE_CHECKING:
-    from flowops.gateway.ratelimit_shared import SharedTable
+    from flowops.gateway.policies.ratelimit.shared_store import SharedTable
 
 __all__ = ["METRICS_REFRESH", "Gateway"]
 

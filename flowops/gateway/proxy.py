@@ -58,8 +58,8 @@ from flowops.gateway.http.deadline import Deadlines
 from flowops.gateway.http.messages import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
 from flowops.gateway.payloads import extract
+from flowops.gateway.policies.ratelimit.limiter import RateLimiter, RateLimiters, rate_limit_headers
 from flowops.gateway.policies.retry import RetryPolicy
-from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
 from flowops.gateway.target import BadTarget, Target, request_target, strip_segments
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
 
