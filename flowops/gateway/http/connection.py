@@ -147,7 +147,7 @@ class Connection(asyncio.Protocol):
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
         self.parser = _NO_PARSER  # the parser holds this protocol: free both now, not at a GC
-        self.listener._forget(self)
+        self.listener.forget(self)
 
     def pause_writing(self) -> None:
         if self.writable is None:

@@ -204,7 +204,8 @@ class Listener:
         if not self._accepting:
             self._resume_accepting()
 
-    def _forget(self, connection: Connection) -> None:
+    def forget(self, connection: Connection) -> None:
+        """``connection`` is lost (its protocol says so): it no longer counts."""
         self.connections.discard(connection)
         self._closed()
         if not self.connections and self._all_closed is not None:
