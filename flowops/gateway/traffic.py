@@ -43,7 +43,7 @@ class Traffic:
 
     def publish_pending(self) -> None:
         """Read the exchanges set aside into traffic events and hand them to ``publish``
-        (the loop calls this; :meth:`close` too, for what is left)."""
+        (the loop calls this; the proxy's close too, for what is left)."""
         pending, self._unpublished = self._unpublished, []
         publish = self.publish
         if publish is None:
