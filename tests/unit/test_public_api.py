@@ -81,6 +81,7 @@ PACKAGES = [
     "flowops.gateway.http.connection",
     "flowops.gateway.http.listener",
     "flowops.gateway.http.messages",
+    "flowops.gateway.http.timeouts",
     "flowops.gateway.http.tls",
     "flowops.gateway.metrics",
     "flowops.gateway.payloads",

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 from multidict import CIMultiDict
 
-from flowops.gateway.config import LimitSettings
 from flowops.gateway.http.conformance import (
     REASONS,
     http_date,
@@ -32,11 +31,12 @@ from flowops.gateway.http.messages import (
     has_body,
     json_response,
 )
+from flowops.gateway.http.timeouts import look
 
 if TYPE_CHECKING:
     from flowops.gateway.http.listener import Listener
 
-__all__ = ["LINGER", "Connection", "tick"]
+__all__ = ["LINGER", "Connection"]
 
 log = logging.getLogger("flowops.gateway")
 
@@ -125,7 +125,7 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self.deaf = True
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"not a valid HTTP/1.1 request: {exc}")
+            self.refuse(400, f"not a valid HTTP/1.1 request: {exc}")
         else:
             if self.in_head:
                 self._measure_head(data)
@@ -367,10 +367,10 @@ class Connection(asyncio.Protocol):
         """A callback stopped the parser: a refusal, or a fault of ours."""
         cause = exc.__context__
         if isinstance(cause, _Refused):
-            self._refuse(cause.status, cause.reason)
+            self.refuse(cause.status, cause.reason)
             return
         log.error("gateway: the listener failed on a request", exc_info=cause)
-        self._refuse(500, "the gateway failed")
+        self.refuse(500, "the gateway failed")
 
     def _measure_head(self, data: bytes) -> None:
         """A read left a head unfinished: measure the line still arriving, refuse at a cap.
@@ -392,11 +392,11 @@ class Connection(asyncio.Protocol):
         if not self._headers:
             cap = max(cap, limits.max_request_line_bytes)
         if self._line > cap:
-            self._refuse(431, f"a header line is over {limits.max_header_bytes} bytes")
+            self.refuse(431, f"a header line is over {limits.max_header_bytes} bytes")
         elif self._url_bytes + self._head_bytes + self._line > limits.max_head_bytes:
-            self._refuse(431, f"the request's head is over {limits.max_head_bytes} bytes")
+            self.refuse(431, f"the request's head is over {limits.max_head_bytes} bytes")
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def refuse(self, status: int, reason: str) -> None:
         """Answer what cannot be served, then close; nothing after it is parsed.
 
         The answers to the requests accepted before it go first, in order; a request
@@ -432,31 +432,10 @@ class Connection(asyncio.Protocol):
     # -- deadlines, reading, closing -------------------------------------------------
 
     def _check(self) -> None:
-        """The connection's deadlines, on one timer that looks every ``tick`` rather
-        than a timer armed and cancelled a request: sending, the head, the body, idle."""
+        """The timer: the connection's timeouts (:mod:`~flowops.gateway.http.timeouts`)."""
         now = self.loop.time()
-        limits = self.limits
-        due = now + self.listener.tick
-        if self.writable is not None:
-            if now - self.paused_at >= limits.send_timeout:
-                self.abort()  # as nginx does: the client reads nothing, no answer helps
-                return
-        elif self.deaf:
-            pass
-        elif self.in_head and self.reading:
-            if now - self.head_started >= limits.head_timeout:
-                self._refuse(408, f"the request's head took over {limits.head_timeout:g}s")
-        elif self.parsing is not None and self.reading and not self.parsing._continue:
-            # (a client sent "Expect: 100-continue" waits for our 100 before its body)
-            if now - max(self.read_at, self.head_started) >= limits.body_timeout:
-                timeout = limits.body_timeout
-                self._refuse(408, f"the request's body paused for over {timeout:g}s")
-        elif self.active is None and not self.waiting and self.parsing is None:
-            due = min(due, self.idle_since + limits.keep_alive_timeout)
-            if now >= self.idle_since + limits.keep_alive_timeout:
-                self.close()
-                return
-        if not self.lost:
+        due = look(self, now, now + self.listener.tick)
+        if due is not None and not self.lost:
             self.timer = self.loop.call_at(due, self._check)
 
     def pause_reading(self) -> None:
@@ -494,12 +473,3 @@ def _bad_gateway() -> Response:
 
 _NO_PARSER: Final = httptools.HttpRequestParser(object())
 """A lost connection's parser, in place of its own (which holds the connection)."""
-
-
-def tick(limits: LimitSettings) -> float:
-    """How often a connection looks at its deadlines: a quarter of the shortest one,
-    so a deadline fires within a quarter of itself after it is due."""
-    shortest = min(
-        limits.head_timeout, limits.body_timeout, limits.send_timeout, limits.keep_alive_timeout
-    )
-    return max(shortest / 4, 0.005)

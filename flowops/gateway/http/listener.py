@@ -56,7 +56,8 @@ finish within its timeout, answers them with ``Connection: close``, then closes 
 
 The parts, each in its module: the requests, answers and streams a handler deals in
 (:mod:`~flowops.gateway.http.messages`), the connection's protocol with its limits and
-deadlines (:mod:`~flowops.gateway.http.connection`), RFC 9112's checks and the refusals'
+deadlines (:mod:`~flowops.gateway.http.connection`, its timeouts in
+:mod:`~flowops.gateway.http.timeouts`), RFC 9112's checks and the refusals'
 bytes (:mod:`~flowops.gateway.http.conformance`), and here the accepting of connections."""
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ import logging
 import socket
 
 from flowops.gateway.config import LimitSettings
-from flowops.gateway.http.connection import Connection, tick
+from flowops.gateway.http.connection import Connection
 from flowops.gateway.http.messages import Handler
+from flowops.gateway.http.timeouts import tick
 from flowops.gateway.http.tls import ServerTls
 
 __all__ = ["Listener"]

@@ -154,6 +154,12 @@ class Request:
         return self._connection.scheme
 
     @property
+    def expects_continue(self) -> bool:
+        """The client sent ``Expect: 100-continue`` and waits for our ``100`` before its
+        body (which the first :meth:`read` sends)."""
+        return self._continue
+
+    @property
     def path(self) -> str:
         """The path without the query, percent-decoded (as routes are written)."""
         path = self.target.partition("?")[0]
