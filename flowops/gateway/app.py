@@ -1,7 +1,7 @@
 """The gateway's request handler: its own endpoints, the proxy, and their lifecycle.
 
 :class:`Gateway` owns what lives as long as the server: the upstream client (keep-alive
-connection pools, :mod:`flowops.gateway.client`), the health checks' aiohttp session, the
+connection pools, :mod:`flowops.gateway.http.client`), the health checks' aiohttp session, the
 routes' pools and health checkers, the rate-limit stores, the traffic publisher and the
 metrics. Its own endpoints:
 
@@ -16,7 +16,7 @@ metrics. Its own endpoints:
 
 They answer GET and HEAD; every other request goes to
 :class:`~flowops.gateway.proxy.Proxy`. :meth:`Gateway.handle` is what the
-:class:`~flowops.gateway.listener.Listener` calls.
+:class:`~flowops.gateway.http.listener.Listener` calls.
 """
 
 from __future__ import annotations
@@ -36,20 +36,20 @@ import aiohttp
 from flowops.config import Settings
 from flowops.events import TrafficRow
 from flowops.gateway.auth import Authenticator, AuthFailure, credential_files
-from flowops.gateway.client import OriginOptions, UpstreamClient
 from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.health import HealthChecker
-from flowops.gateway.listener import Request, Response, json_response
+from flowops.gateway.http.client import OriginOptions, UpstreamClient
+from flowops.gateway.http.messages import Request, Response, json_response
+from flowops.gateway.http.tls import ServerTls
 from flowops.gateway.metrics import GatewayMetrics
+from flowops.gateway.policies.ratelimit.limiter import RateLimiters
 from flowops.gateway.proxy import Proxy, bad_target
 from flowops.gateway.publisher import TrafficPublisher
-from flowops.gateway.ratelimit import RateLimiters
 from flowops.gateway.reload import FileWatcher
 from flowops.gateway.target import BadTarget, request_target
-from flowops.gateway.tls import ServerTls
 
 if TYPE_CHECKING:
-    from flowops.gateway.ratelimit_shared import SharedTable
+    from flowops.gateway.policies.ratelimit.shared_store import SharedTable
 
 __all__ = ["METRICS_REFRESH", "Gateway"]
 

@@ -36,7 +36,7 @@ from typing import Final
 
 from multidict import CIMultiDict
 
-from flowops.gateway.auth import CREDENTIAL_HEADERS
+from flowops.gateway.auth import CREDENTIAL_HEADERS as _CREDENTIAL_HEADERS
 
 __all__ = ["FORWARDING_HEADERS", "HOP_BY_HOP", "Forwarding", "named_in_connection"]
 
@@ -60,11 +60,11 @@ FORWARDING_HEADERS: Final = frozenset(
 _NOT_FORWARDED: Final = HOP_BY_HOP | {"host", "content-length"} | FORWARDING_HEADERS
 _READ_OR_SET: Final = (
     _NOT_FORWARDED
-    | CREDENTIAL_HEADERS
+    | _CREDENTIAL_HEADERS
     | {"x-forwarded-host", "x-forwarded-port", "x-flowops-variant", "content-type"}
 )
 
-_DROPPED: Final = {False: _NOT_FORWARDED, True: _NOT_FORWARDED | CREDENTIAL_HEADERS}
+_DROPPED: Final = {False: _NOT_FORWARDED, True: _NOT_FORWARDED | _CREDENTIAL_HEADERS}
 """Dropped from every request, by whether the route's credentials are stripped."""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

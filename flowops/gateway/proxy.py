@@ -19,14 +19,14 @@
    and underscore twins dropped, ``X-Forwarded-For``, ``X-Real-IP``,
    ``X-Forwarded-Proto`` and ``X-Request-ID`` set), within the per-try and total
    timeouts. A connect error or a retried status goes to
-   :class:`~flowops.gateway.retry.RetryPolicy`; when no upstream is left the client
+   :class:`~flowops.gateway.policies.retry.RetryPolicy`; when no upstream is left the client
    gets a 503 with a JSON body at once;
 5. the response streamed back as it arrives, its first ``capture_bytes`` kept;
-6. after the response is handed to the listener: the exchange set aside, and in the
-   loop's next round every exchange set aside meanwhile read into traffic events, all
-   in one go, and handed to ``publish``, which only queues them (it never waits for
-   Kafka). Reading a few payloads together, after the answers have been written, costs
-   less than one at a time between requests, and no answer waits for it.
+6. after the response is handed to the listener: the exchange set aside for its traffic
+   event, made in the loop's next round (:mod:`~flowops.gateway.traffic`), and a copy
+   sent to the route's shadow, if it has one (:mod:`~flowops.gateway.shadow`).
+
+What the proxy keeps of a route and of a request is in :mod:`~flowops.gateway.state`.
 """
 
 from __future__ import annotations
@@ -35,35 +35,34 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 
-from flowops.events import TrafficRow
 from flowops.gateway import split as splitting
 from flowops.gateway.auth import (
-    ANONYMOUS,
     Authenticator,
     AuthFailure,
     Identity,
 )
 from flowops.gateway.callers import CallerKey, ModelSelector, models_in_path
-from flowops.gateway.client import Response as UpstreamResponse
-from flowops.gateway.client import UpstreamClient, UpstreamConnectError, UpstreamError
 from flowops.gateway.config import GatewaySettings, RouteSettings
-from flowops.gateway.deadline import Deadlines
 from flowops.gateway.forwarding import HOP_BY_HOP, Forwarding, named_in_connection
-from flowops.gateway.listener import BodyTooLarge, Request, Response, json_response
+from flowops.gateway.http.client import Response as UpstreamResponse
+from flowops.gateway.http.client import UpstreamClient, UpstreamConnectError, UpstreamError
+from flowops.gateway.http.deadline import Deadlines
+from flowops.gateway.http.messages import BodyTooLarge, Request, Response, json_response
 from flowops.gateway.metrics import GatewayMetrics
-from flowops.gateway.payloads import extract
-from flowops.gateway.ratelimit import RateLimiter, RateLimiters, rate_limit_headers
-from flowops.gateway.retry import RetryPolicy
+from flowops.gateway.policies.ratelimit.limiter import RateLimiters, rate_limit_headers
+from flowops.gateway.policies.retry import RetryPolicy
+from flowops.gateway.shadow import Shadows
+from flowops.gateway.state import Exchange, RouteState, Variant
 from flowops.gateway.target import BadTarget, Target, request_target, strip_segments
+from flowops.gateway.traffic import Publish, Traffic
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
 
-__all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "RouteState", "Variant", "bad_target"]
+__all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "bad_target"]
 
 log = logging.getLogger("flowops.gateway")
 access_log = logging.getLogger("flowops.gateway.access")
@@ -79,62 +78,6 @@ _NOT_RELAYED: Final = HOP_BY_HOP | {
 """Upstream headers the client does not get: hop-by-hop ones, and those the gateway sets."""
 
 
-@dataclass
-class Variant:
-    """Upstreams that answer as one model version: a route's only ones, a side of an A/B
-    split (``name`` set), or its shadow."""
-
-    name: str | None
-    version: str
-    pool: Pool
-
-
-@dataclass
-class RouteState:
-    """A route's settings with the live objects its policies need."""
-
-    settings: RouteSettings
-    split: splitting.Split[Variant]
-    retry: RetryPolicy
-    limiter: RateLimiter | None
-    sticky: CallerKey | None = None
-    shadow: Variant | None = None
-    shadows_in_flight: int = 0
-
-    @property
-    def pools(self) -> list[Pool]:
-        """Every pool of the route, its shadow's last."""
-        pools = [variant.pool for variant in self.split.items]
-        return pools if self.shadow is None else [*pools, self.shadow.pool]
-
-    def available(self) -> bool:
-        """Whether a request could be answered now (by any variant)."""
-        return any(variant.pool.available() for variant in self.split.items)
-
-
-@dataclass
-class _Exchange:
-    """What one request became, for the access log, the metrics and the traffic event."""
-
-    route: RouteState
-    variant: Variant
-    request_id: str
-    started: float
-    target: Target
-    client: str
-    identity: Identity = ANONYMOUS
-    body: bytes = b""
-    status: int = 0
-    upstream: str | None = None
-    tries: int = 0
-    captured: bytearray | None = None
-    response_type: str | None = None
-    headers_at: float | None = None
-    notes: list[str] = field(default_factory=list)
-    forwarded: tuple[str, list[tuple[str, str]]] | None = None
-    """The path and headers sent upstream (a shadow copy sends the same)."""
-
-
 class Proxy:
     """Forwards requests to the routes' pools; ``publish`` takes each request's events."""
 
@@ -146,14 +89,13 @@ class Proxy:
         authenticator: Authenticator,
         limiters: RateLimiters,
         metrics: GatewayMetrics,
-        publish: Callable[[list[TrafficRow]], None] | None = None,
+        publish: Publish | None = None,
         previous: Proxy | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.authenticator = authenticator
         self.metrics = metrics
-        self.publish = publish
         kept: dict[str, RouteState] = {}
         if previous is not None:
             kept = {route.settings.name: route for route in previous.routes}
@@ -171,10 +113,11 @@ class Proxy:
             None if settings.model_from is None else ModelSelector.parse(settings.model_from)
         )
         self.forwarding = Forwarding(settings.trusted_proxies, _headers_read(settings))
-        self._shadows: set[asyncio.Task[None]] = set()
         self._deadlines = Deadlines()  # each try's: one timer for all, not one each
-        # exchanges to publish: (exchange, request Content-Type, seconds, wall-clock time)
-        self._unpublished: list[tuple[_Exchange, str | None, float, float]] = []
+        self.traffic = Traffic(publish)
+        self.shadows = Shadows(
+            client, self._deadlines, metrics, self.traffic, capture_bytes=settings.capture_bytes
+        )
 
     def _route_state(self, route: RouteSettings, limiters: RateLimiters) -> RouteState:
         def variant(name: str | None, version: str, upstreams: Any) -> Variant:
@@ -252,7 +195,7 @@ class Proxy:
             named = "" if self._model_from is None else f" for model {model!r}"
             return _error(404, "no_route", f"no route serves {target.path}{named}", request_id)
         client = self.forwarding.client_of(request.remote, request.headers)
-        exchange = _Exchange(
+        exchange = Exchange(
             route, route.split.items[0], request_id, time.monotonic(), target, client
         )
         try:
@@ -262,7 +205,7 @@ class Proxy:
             exchange.status = response.status
         self._finish(request, exchange)
         if route.shadow is not None and exchange.upstream is not None:
-            self._mirror(request, exchange)
+            self.shadows.mirror(request, exchange)
         return response
 
     async def _model(self, request: Request, target: Target) -> tuple[str | None, bytes | None]:
@@ -280,7 +223,7 @@ class Proxy:
         return model, body
 
     async def _serve(
-        self, request: Request, exchange: _Exchange, body: bytes | None
+        self, request: Request, exchange: Exchange, body: bytes | None
     ) -> Response | None:
         route = exchange.route
         try:
@@ -296,7 +239,7 @@ class Proxy:
         route.retry.on_request()
         return await self._forward(request, exchange)
 
-    def _variant(self, request: Request, exchange: _Exchange) -> Variant:
+    def _variant(self, request: Request, exchange: Exchange) -> Variant:
         """The side of the route's split that answers this request."""
         route = exchange.route
         if len(route.split.items) == 1:
@@ -324,7 +267,7 @@ class Proxy:
             )
             raise _Refusal(failure.status, failure.code, failure.reason, headers) from None
 
-    async def _limit(self, request: Request, exchange: _Exchange) -> None:
+    async def _limit(self, request: Request, exchange: Exchange) -> None:
         limiter = exchange.route.limiter
         if limiter is None:
             return
@@ -347,7 +290,7 @@ class Proxy:
                 rate_limit_headers(decision),
             )
 
-    async def _forward(self, request: Request, exchange: _Exchange) -> Response | None:
+    async def _forward(self, request: Request, exchange: Exchange) -> Response | None:
         route = exchange.route
         timeout = route.settings.timeout
         deadline = exchange.started + timeout.total
@@ -404,7 +347,7 @@ class Proxy:
         lease: Lease,
         path: str,
         headers: list[tuple[str, str]],
-        exchange: _Exchange,
+        exchange: Exchange,
         budget: float,
     ) -> tuple[Outcome, UpstreamResponse | None]:
         """One try, up to the response's headers: its outcome, and the response if any."""
@@ -433,7 +376,7 @@ class Proxy:
         request: Request,
         lease: Lease,
         upstream: UpstreamResponse,
-        exchange: _Exchange,
+        exchange: Exchange,
         deadline: float,
     ) -> Response | None:
         """The upstream's response to the client, keeping its first bytes: whole, in one
@@ -480,182 +423,19 @@ class Proxy:
 
     # -- after the response -----------------------------------------------------------
 
-    def _finish(self, request: Request, exchange: _Exchange) -> None:
+    def _finish(self, request: Request, exchange: Exchange) -> None:
         elapsed = time.monotonic() - exchange.started
         route = exchange.route.settings.name
         self.metrics.request(route, exchange.status, exchange.upstream, elapsed)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(_access_line(request, exchange, elapsed))
-        if self.publish is not None and exchange.route.settings.publish and exchange.upstream:
-            pending = self._unpublished
-            pending.append((exchange, request.headers.get("Content-Type"), elapsed, time.time()))
-            if len(pending) == 1:
-                asyncio.get_running_loop().call_soon(self.publish_pending)
-
-    def publish_pending(self) -> None:
-        """Read the exchanges set aside into traffic events and hand them to ``publish``
-        (the loop calls this; :meth:`close` too, for what is left)."""
-        pending, self._unpublished = self._unpublished, []
-        publish = self.publish
-        if publish is None:
-            return
-        for exchange, request_type, elapsed, timestamp in pending:
-            settings = exchange.route.settings
-            response = bytes(exchange.captured) if exchange.captured is not None else None
-            found = extract(
-                exchange.body,
-                request_type,
-                response,
-                exchange.response_type,
-                settings.features or (),
-            )
-            publish(
-                found.traffic_rows(
-                    model=settings.model_name,
-                    version=exchange.variant.version,
-                    request_id=exchange.request_id,
-                    timestamp=timestamp,
-                    latency_ms=elapsed * 1000,
-                    status=exchange.status,
-                    variant=exchange.variant.name,
-                )
-            )
-
-    # -- shadow traffic ---------------------------------------------------------------
-
-    def _mirror(self, request: Request, exchange: _Exchange) -> None:
-        """Send a copy of the request to the route's shadow, in the background."""
-        route = exchange.route
-        settings = route.settings.shadow
-        assert settings is not None
-        assert route.shadow is not None
-        assert exchange.forwarded is not None  # it reached an upstream
-        if settings.percent < 100 and random.random() * 100 >= settings.percent:
-            return
-        if route.shadows_in_flight >= settings.max_in_flight:
-            self.metrics.shadow(route.settings.name, "skipped")
-            return
-        route.shadows_in_flight += 1
-        copy = _Copy(
-            request.method,
-            *exchange.forwarded,
-            exchange.body,
-            request.headers.get("Content-Type"),
-            exchange.request_id,
-        )
-        task = asyncio.create_task(self._shadow(route, copy), name=f"shadow-{copy.request_id}")
-        self._shadows.add(task)
-        task.add_done_callback(self._shadows.discard)
-
-    async def _shadow(self, route: RouteState, copy: _Copy) -> None:
-        """One copy at the shadow: its answer becomes traffic (variant ``shadow``), its
-        failure a count; the client has long had its answer."""
-        assert route.shadow is not None
-        assert route.settings.shadow is not None
-        name = route.settings.name
-        try:
-            lease = route.shadow.pool.acquire()
-            if lease is None:
-                self.metrics.shadow(name, "no_upstream")
-                return
-            outcome, status, captured, response_type = await self._shadow_try(
-                route, lease, copy, route.settings.shadow.timeout
-            )
-            self.metrics.shadow(name, outcome if status is None else _status_class(status))
-            if status is not None and self.publish is not None and route.settings.publish:
-                found = extract(
-                    copy.body,
-                    copy.content_type,
-                    captured,
-                    response_type,
-                    route.settings.features or (),
-                )
-                self.publish(
-                    found.traffic_rows(
-                        model=route.settings.model_name,
-                        version=route.shadow.version,
-                        request_id=copy.request_id,
-                        timestamp=time.time(),
-                        latency_ms=(time.monotonic() - lease.started_at) * 1000,
-                        status=status,
-                        variant=splitting.SHADOW,
-                    )
-                )
-        finally:
-            route.shadows_in_flight -= 1
-
-    async def _shadow_try(
-        self, route: RouteState, lease: Lease, copy: _Copy, budget: float
-    ) -> tuple[Outcome, int | None, bytes | None, str | None]:
-        """The copy sent: its outcome, and its status, first bytes and type if it answered."""
-        try:
-            async with self._deadlines.after(budget):
-                response = await self.client.request(
-                    copy.method,
-                    lease.upstream.url,
-                    copy.path,
-                    copy.headers,
-                    copy.body,
-                    connect_timeout=route.settings.timeout.connect,
-                    replayable=route.settings.retryable,
-                )
-                try:
-                    latency = time.monotonic() - lease.started_at
-                    kept = await _bounded_read(response, self.settings.capture_bytes)
-                finally:
-                    response.release()
-        except asyncio.CancelledError:
-            lease.finish("cancelled")
-            raise
-        except TimeoutError:
-            lease.finish("timeout")
-            return "timeout", None, None, None
-        except UpstreamConnectError:
-            lease.finish("connect_error")
-            return "connect_error", None, None, None
-        except UpstreamError:
-            lease.finish("reset")
-            return "reset", None, None, None
-        outcome = outcome_of_status(response.status)
-        lease.finish(outcome, latency)
-        return outcome, response.status, kept, response.header("Content-Type")
+        self.traffic.set_aside(exchange, request, elapsed)
 
     async def close(self) -> None:
         """Cancel the shadow copies still under way (the gateway is stopping) and publish
         the exchanges still set aside."""
-        for task in list(self._shadows):
-            task.cancel()
-        await asyncio.gather(*self._shadows, return_exceptions=True)
-        self.publish_pending()
-
-
-@dataclass(frozen=True, slots=True)
-class _Copy:
-    """What a shadow copy needs of the request, kept past the request's handler."""
-
-    method: str
-    path: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    content_type: str | None
-    request_id: str
-
-
-async def _bounded_read(response: UpstreamResponse, limit: int) -> bytes | None:
-    """The whole body when it holds at most ``limit`` bytes, else None (read all the
-    same, so the connection goes back to the pool)."""
-    kept: bytearray | None = bytearray()
-    async for chunk in response:
-        if kept is not None:
-            kept += chunk
-            if len(kept) > limit:
-                kept = None
-    return None if kept is None else bytes(kept)
-
-
-def _status_class(status: int) -> str:
-    """``2xx``, ``4xx``, ``5xx``...: a shadow's answers, counted by class."""
-    return f"{status // 100}xx"
+        await self.shadows.close()
+        self.traffic.publish_pending()
 
 
 # -- refusals ---------------------------------------------------------------------------
@@ -773,7 +553,7 @@ def _headers_read(settings: GatewaySettings) -> list[str]:
     return [text.partition(":")[2] for text in named if text.startswith("header:")]
 
 
-def _access_line(request: Request, exchange: _Exchange, elapsed: float) -> str:
+def _access_line(request: Request, exchange: Exchange, elapsed: float) -> str:
     entry: dict[str, Any] = {
         "ts": round(time.time(), 3),
         "request_id": exchange.request_id,

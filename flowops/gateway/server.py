@@ -26,7 +26,7 @@ breakers and outlier ejection, and Kafka producer. So:
   its rate. That is refused at start-up (a ConfigError naming the route's
   ``rate_limit.store`` and ``gateway.workers``); use ``store: shared``, buckets in
   memory that this process maps before it forks and every worker shares, exactly
-  (:mod:`flowops.gateway.ratelimit_shared`), ``store: redis``, shared by replicas on
+  (:mod:`flowops.gateway.policies.ratelimit.shared_store`), ``store: redis``, shared by replicas on
   other hosts too, or ``workers: 1``.
 * **Metrics.** This process makes a directory before it forks (removed when the
   gateway stops) where every worker keeps its metric values, memory-mapped, so the
@@ -60,11 +60,11 @@ from flowops.config import Settings
 from flowops.errors import ConfigError, FlowOpsError
 from flowops.gateway.app import Gateway
 from flowops.gateway.config import GatewaySettings, gateway_settings
-from flowops.gateway.listener import Listener
-from flowops.gateway.tls import is_loopback
+from flowops.gateway.http.listener import Listener
+from flowops.gateway.http.tls import is_loopback
 
 if TYPE_CHECKING:
-    from flowops.gateway.ratelimit_shared import SharedTable
+    from flowops.gateway.policies.ratelimit.shared_store import SharedTable
 
 __all__ = [
     "BACKLOG",
@@ -322,7 +322,7 @@ def _shared_table(config: GatewaySettings) -> SharedTable | None:
     """The shared-memory buckets, made before any fork, if a route keeps its limit there."""
     if not any(r.rate_limit is not None and r.rate_limit.store == "shared" for r in config.routes):
         return None
-    from flowops.gateway.ratelimit_shared import SharedTable
+    from flowops.gateway.policies.ratelimit.shared_store import SharedTable
 
     return SharedTable()
 

@@ -4,29 +4,11 @@ A :class:`Pool` holds one :class:`Upstream` per model server of a route and answ
 :meth:`Pool.pick` with an available upstream, or None when there is none (the proxy then
 answers 503 at once). An upstream is *available* when the active health checks have not
 marked it down (:mod:`flowops.gateway.health`), the passive outlier detector has not
-ejected it, and its circuit breaker (:mod:`flowops.gateway.breaker`) lets requests through.
+ejected it, and its circuit breaker (:mod:`flowops.gateway.policies.breaker`) lets requests through.
 
-Four policies choose among the available upstreams (``routes[].balancing``):
-
-``round_robin``
-    each in turn.
-``weighted``
-    smooth weighted round robin, as nginx does it: every pick adds each upstream's
-    weight to its running score, takes the highest score and subtracts the total weight
-    from it. Weights 5, 1, 1 give ``a a b a c a a``, never ``a a a a a b c``.
-``least_request``
-    the power of two random choices: draw two upstreams (in proportion to their
-    weights), take the one with fewer requests in flight per unit of weight, the first
-    drawn on a tie. Nearly as good as scanning all of them, and it does not send a
-    burst to the one upstream that happens to look idlest.
-``ewma``
-    peak-EWMA, as Finagle and Linkerd do it: each upstream's latency is a moving
-    average that jumps up at once to a slower response and decays with time constant
-    ``ewma_decay`` otherwise (and towards 0 while no response comes, so a slow upstream
-    gets tried again); its cost is that latency times ``outstanding + 1``, and two
-    random choices (drawn in proportion to weight: weights only break ties here) pick
-    the cheaper. An upstream never measured costs nothing while idle and a large
-    penalty while busy: it gets one request, then its measurement.
+A balancing policy chooses among the available upstreams (``routes[].balancing``:
+``round_robin``, ``weighted``, ``least_request``, ``ewma``), each in a module of
+:mod:`flowops.gateway.policies.balancing`.
 
 Each request is bracketed by a :class:`Lease` (:meth:`Pool.acquire`, or :meth:`Pool.pick`
 then :meth:`Pool.started`) whose :meth:`Lease.finish` reports its :data:`Outcome`. That
@@ -66,19 +48,19 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, Self, TypeAlias
+from typing import Any, Final, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from flowops.errors import ConfigError
-from flowops.gateway.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from flowops.gateway.tls import load_cert_chain
+from flowops.gateway.http.tls import load_cert_chain
+from flowops.gateway.policies.balancing.base import BalancingSettings
+from flowops.gateway.policies.balancing.registry import balancer
+from flowops.gateway.policies.breaker import BreakerSettings, BreakerState, CircuitBreaker
 
 __all__ = [
     "FAILURES",
-    "BalancingPolicy",
-    "BalancingSettings",
     "EventKind",
     "Lease",
     "Outcome",
@@ -91,8 +73,6 @@ __all__ = [
     "UpstreamTlsSettings",
     "outcome_of_status",
 ]
-
-BalancingPolicy: TypeAlias = Literal["round_robin", "weighted", "least_request", "ewma"]
 
 Outcome: TypeAlias = Literal["ok", "http_error", "connect_error", "reset", "timeout", "cancelled"]
 """How one try at an upstream ended, as the proxy reports it to :meth:`Lease.finish`.
@@ -227,25 +207,6 @@ class UpstreamSettings(BaseModel):
         return self
 
 
-class BalancingSettings(BaseModel):
-    """How a route spreads requests over its upstreams (``routes[].balancing``).
-
-    A bare policy name is accepted: ``balancing: least_request``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    policy: BalancingPolicy = Field("round_robin", description="how the next upstream is chosen")
-    ewma_decay: float = Field(
-        10.0, gt=0, le=3600, description="seconds: time constant of the `ewma` latency average"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _policy_alone(cls, value: Any) -> Any:
-        return {"policy": value} if isinstance(value, str) else value
-
-
 class OutlierSettings(BaseModel):
     """Passive outlier detection: eject upstreams whose requests keep failing."""
 
@@ -318,12 +279,12 @@ class Upstream:
 
     __slots__ = (
         "_cost",
-        "_current_weight",
         "_measured",
         "_returned_at",
         "_stamp",
         "breaker",
         "consecutive_failures",
+        "current_weight",
         "ejected_until",
         "ejections",
         "healthy",
@@ -342,7 +303,8 @@ class Upstream:
         self.ejections = 0
         self.ejected_until: float | None = None
         self._returned_at = 0.0
-        self._current_weight = 0
+        self.current_weight = 0
+        """The ``weighted`` policy's running score."""
         self._cost = 0.0
         self._stamp = 0.0
         self._measured = False
@@ -370,78 +332,6 @@ class Upstream:
 
     def __repr__(self) -> str:
         return f"<Upstream {self.url} weight={self.weight} outstanding={self.outstanding}>"
-
-
-class _Balancer(Protocol):
-    def choose(self, candidates: Sequence[Upstream], now: float) -> Upstream: ...
-
-
-class _RoundRobin:
-    def __init__(self) -> None:
-        self._next = 0
-
-    def choose(self, candidates: Sequence[Upstream], now: float) -> Upstream:
-        chosen = candidates[self._next % len(candidates)]
-        self._next += 1
-        return chosen
-
-
-class _SmoothWeighted:
-    """nginx's smooth weighted round robin (ngx_http_upstream_get_peer)."""
-
-    def choose(self, candidates: Sequence[Upstream], now: float) -> Upstream:
-        total = 0
-        best = candidates[0]
-        for upstream in candidates:
-            upstream._current_weight += upstream.weight
-            total += upstream.weight
-            if upstream._current_weight > best._current_weight:
-                best = upstream
-        best._current_weight -= total
-        return best
-
-
-class _TwoChoices:
-    """Two distinct candidates drawn in proportion to weight; the lower score wins.
-
-    On a tie the first drawn wins, so idle upstreams (``least_request``) or unmeasured
-    ones (``ewma``) get traffic in proportion to their weights.
-    """
-
-    def __init__(self, rng: random.Random, score: Callable[[Upstream, float], float]) -> None:
-        self._rng = rng
-        self._score = score
-
-    def choose(self, candidates: Sequence[Upstream], now: float) -> Upstream:
-        total = sum(u.weight for u in candidates)
-        a = self._draw(candidates, total, None)
-        b = self._draw(candidates, total - a.weight, a)
-        return b if self._score(b, now) < self._score(a, now) else a
-
-    def _draw(self, candidates: Sequence[Upstream], total: int, skip: Upstream | None) -> Upstream:
-        point = self._rng.random() * total
-        drawn = candidates[0]
-        for upstream in candidates:
-            if upstream is skip:
-                continue
-            drawn = upstream
-            point -= upstream.weight
-            if point < 0:
-                break
-        return drawn
-
-
-def _balancer(settings: BalancingSettings, rng: random.Random) -> _Balancer:
-    decay = settings.ewma_decay
-    match settings.policy:
-        case "round_robin":
-            return _RoundRobin()
-        case "weighted":
-            return _SmoothWeighted()
-        case "least_request":
-            return _TwoChoices(rng, lambda u, _now: u.outstanding / u.weight)
-        case "ewma":
-            return _TwoChoices(rng, lambda u, now: u.load(now, decay))
 
 
 class Lease:
@@ -511,7 +401,7 @@ class Pool:
         self._breaker_settings = breaker or BreakerSettings()
         self._clock = clock
         self._on_event = on_event
-        self._balancer = _balancer(self.balancing, rng or random.Random())
+        self._balancer = balancer(self.balancing, rng or random.Random())
         self.upstreams: tuple[Upstream, ...] = tuple(self._upstream(entry) for entry in upstreams)
 
     def _upstream(self, entry: UpstreamSettings | str | dict[str, Any]) -> Upstream:

@@ -4,7 +4,7 @@ A :class:`ModelServer` is a small aiohttp app that answers like an MLflow or KSe
 server (``{"predictions": [...]}``, one per instance) and says who it is in an
 ``X-Upstream`` header; a test can make it fail (``status``), slow (``delay``) or stop.
 :func:`running_gateway` runs :class:`flowops.gateway.app.Gateway` on its
-:class:`~flowops.gateway.listener.Listener` in the test's loop.
+:class:`~flowops.gateway.http.listener.Listener` in the test's loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from aiohttp import web
 from flowops.broker import free_port
 from flowops.config import load_settings
 from flowops.gateway.app import Gateway
-from flowops.gateway.listener import Handler, Listener
+from flowops.gateway.http.listener import Listener
+from flowops.gateway.http.messages import Handler
 
 
 @dataclass

@@ -26,7 +26,7 @@ from gateway_servers import ModelServer, model_servers, serving_gateway
 from helpers import until
 
 from flowops.broker import free_port
-from flowops.gateway.listener import Listener
+from flowops.gateway.http.listener import Listener
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -20,8 +20,10 @@ from helpers import until
 from redis.asyncio import Redis
 from redis_server import RedisServer
 
-from flowops.gateway.ratelimit import Decision, Limit, MemoryStore, RateLimiter
-from flowops.gateway.ratelimit_redis import KEY_PREFIX, RedisStore
+from flowops.gateway.policies.ratelimit.base import Decision, Limit
+from flowops.gateway.policies.ratelimit.limiter import RateLimiter
+from flowops.gateway.policies.ratelimit.memory_store import MemoryStore
+from flowops.gateway.policies.ratelimit.redis_store import KEY_PREFIX, RedisStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

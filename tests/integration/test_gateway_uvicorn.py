@@ -1,7 +1,7 @@
 """The gateway in front of a real uvicorn + FastAPI model server that closes idle
 keep-alive connections after 1 s (``--timeout-keep-alive 1``), with requests spaced
 around that second: none may meet a closed connection and become a 502
-(flowops/gateway/client.py: idle expiry, EOF seen on idle connections, one replay)."""
+(flowops/gateway/http/client.py: idle expiry, EOF seen on idle connections, one replay)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from gateway_servers import running_gateway
 from helpers import until
 
 from flowops.broker import free_port
-from flowops.gateway.listener import Handler, Request, Response
+from flowops.gateway.http.messages import Handler, Request, Response
 
 pytestmark = [pytest.mark.integration]
 

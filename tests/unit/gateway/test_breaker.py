@@ -1,4 +1,4 @@
-"""flowops.gateway.breaker: the states of a circuit breaker and what moves it between
+"""flowops.gateway.policies.breaker: the states of a circuit breaker and what moves it between
 them, on a fake clock."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from flowops.gateway.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from flowops.gateway.policies.breaker import BreakerSettings, BreakerState, CircuitBreaker
 
 
 class Clock:

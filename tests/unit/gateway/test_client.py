@@ -1,4 +1,4 @@
-"""flowops.gateway.client: the upstream client against real asyncio servers on loopback,
+"""flowops.gateway.http.client: the upstream client against real asyncio servers on loopback,
 each written byte by byte so that every shape of answer (and of failure) is exact."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from flowops.gateway.client import (
+from flowops.gateway.http.client import (
     UpstreamClient,
     UpstreamConnectError,
     UpstreamConnectTimeoutError,
@@ -490,7 +490,7 @@ async def test_request_headers_the_client_sets_and_line_breaks() -> None:
     ],
 )
 def test_request_target_and_host(url: str, target: str, host: str) -> None:
-    from flowops.gateway.client import _Origin
+    from flowops.gateway.http.client import _Origin
 
     origin = _Origin(url)
     head = origin.encode("GET", target, [], b"").decode()

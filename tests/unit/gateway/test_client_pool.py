@@ -1,4 +1,4 @@
-"""The upstream pool's keep-alive races (flowops/gateway/client.py): connections the
+"""The upstream pool's keep-alive races (flowops/gateway/http/client.py): connections the
 server closed are not reused, idle ones expire, and a request that met a closed
 connection before any byte of its answer is sent again when it may be.
 
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from flowops.gateway.client import UpstreamClient, UpstreamResetError
+from flowops.gateway.http.client import UpstreamClient, UpstreamResetError
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 Script = Callable[[socket.socket], None]

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from flowops.gateway.deadline import TICK, Deadlines
+from flowops.gateway.http.deadline import TICK, Deadlines
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,4 +1,4 @@
-"""flowops.gateway.listener: the HTTP/1.1 server, spoken to byte by byte over loopback
+"""flowops.gateway.http.listener: the HTTP/1.1 server, spoken to byte by byte over loopback
 sockets, so that keep-alive, pipelining, bodies, streaming and refusals are exact. Each
 test runs on asyncio's loop and on uvloop's (``conftest.py``): the gateway runs on
 uvloop, whose transports differ."""
@@ -16,13 +16,8 @@ from contextlib import asynccontextmanager
 import pytest
 
 from flowops.gateway.config import LimitSettings
-from flowops.gateway.listener import (
-    BodyTooLarge,
-    Listener,
-    Request,
-    Response,
-    json_response,
-)
+from flowops.gateway.http.listener import Listener
+from flowops.gateway.http.messages import BodyTooLarge, Request, Response, json_response
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,4 +1,4 @@
-"""flowops.gateway.ratelimit: token arithmetic on a fake clock, the memory store's
+"""flowops.gateway.policies.ratelimit.limiter: token arithmetic on a fake clock, the memory store's
 eviction, the headers, the caller's key, the store-error policy and the settings.
 
 The Redis store's script is checked against this arithmetic on a real redis-server in
@@ -14,17 +14,15 @@ import pytest
 from multidict import CIMultiDict
 
 from flowops.errors import ConfigError
-from flowops.gateway.ratelimit import (
-    Decision,
-    Limit,
-    MemoryStore,
+from flowops.gateway.policies.ratelimit.base import Decision, Limit, StoreUnavailableError
+from flowops.gateway.policies.ratelimit.limiter import (
     RateLimiter,
     RateLimiters,
     RateLimitSettings,
-    StoreUnavailableError,
     rate_limit_headers,
 )
-from flowops.gateway.ratelimit_redis import RedisStore
+from flowops.gateway.policies.ratelimit.memory_store import MemoryStore
+from flowops.gateway.policies.ratelimit.redis_store import RedisStore
 
 SERVER_TIME = 1e8  # the size of the Redis store's times (seconds since its origin)
 EPOCH = 1_795_000_000.0  # seconds since 1970: a double's steps are 0.24 µs there

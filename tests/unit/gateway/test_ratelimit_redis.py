@@ -1,6 +1,7 @@
-"""flowops.gateway.ratelimit_redis without a Redis: what the store does when nothing, or
-something silent, listens where Redis should be (its outage bookkeeping), and its URL
-in logs. The store against a real redis-server: tests/integration/test_gateway_ratelimit.py.
+"""flowops.gateway.policies.ratelimit.redis_store without a Redis: what the store does
+when nothing, or something silent, listens where Redis should be (its outage
+bookkeeping), and its URL in logs. The store against a real redis-server:
+tests/integration/test_gateway_ratelimit.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import pytest
 import pytest_asyncio
 
 from flowops.broker import free_port
-from flowops.gateway.ratelimit import Limit, RateLimiter, StoreUnavailableError
-from flowops.gateway.ratelimit_redis import RedisStore, _redact
+from flowops.gateway.policies.ratelimit.base import Limit, StoreUnavailableError
+from flowops.gateway.policies.ratelimit.limiter import RateLimiter
+from flowops.gateway.policies.ratelimit.redis_store import RedisStore, _redact
 
 LIMIT = Limit(10, 5)
 

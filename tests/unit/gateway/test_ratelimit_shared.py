@@ -1,5 +1,5 @@
-"""flowops.gateway.ratelimit_shared: the same decisions as the memory store, a bounded
-table, and exact limits across forked processes."""
+"""flowops.gateway.policies.ratelimit.shared_store: the same decisions as the memory
+store, a bounded table, and exact limits across forked processes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import random
 
 import pytest
 
-from flowops.gateway.ratelimit import Limit, MemoryStore, RateLimiter, StoreUnavailableError
-from flowops.gateway.ratelimit_shared import PROBES, SharedStore, SharedTable
+from flowops.gateway.policies.ratelimit.base import Limit, StoreUnavailableError
+from flowops.gateway.policies.ratelimit.limiter import RateLimiter
+from flowops.gateway.policies.ratelimit.memory_store import MemoryStore
+from flowops.gateway.policies.ratelimit.shared_store import PROBES, SharedStore, SharedTable
 
 
 class Clock:

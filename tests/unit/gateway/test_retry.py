@@ -1,4 +1,4 @@
-"""flowops.gateway.retry: which failures are retried, the backoff, and the budget that
+"""flowops.gateway.policies.retry: which failures are retried, the backoff, and the budget that
 keeps retries from multiplying an outage (fake clock, seeded randomness)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from flowops.gateway.retry import RetryBudget, RetryPolicy, RetrySettings
+from flowops.gateway.policies.retry import RetryBudget, RetryPolicy, RetrySettings
 from flowops.gateway.upstreams import Outcome
 
 

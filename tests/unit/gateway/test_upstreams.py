@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowops.gateway.breaker import BreakerSettings
+from flowops.gateway.policies.balancing.base import BalancingPolicy, BalancingSettings
+from flowops.gateway.policies.breaker import BreakerSettings
 from flowops.gateway.upstreams import (
-    BalancingPolicy,
-    BalancingSettings,
     OutlierSettings,
     Pool,
     Upstream,

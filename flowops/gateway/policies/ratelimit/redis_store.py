@@ -1,9 +1,9 @@
 """The Redis bucket store: one rate limit shared by every gateway process and replica.
 
-:class:`RedisStore` keeps each bucket of :mod:`flowops.gateway.ratelimit` as one Redis
-key, ``flowops:ratelimit:<route>:<caller>``, holding the bucket's theoretical arrival
+:class:`RedisStore` keeps each bucket of :mod:`~flowops.gateway.policies.ratelimit.limiter`
+as one Redis key, ``flowops:ratelimit:<route>:<caller>``, holding the bucket's theoretical arrival
 time. A decision is one Lua script, run atomically by the server: it reads the key,
-applies the same GCRA step as the memory store (``_gcra``, line for line, on the same
+applies the same GCRA step as the memory store (``gcra``, line for line, on the same
 IEEE doubles, so both stores decide alike), and writes the key back with an expiry at
 the moment the bucket is full, when an absent key means the same thing.
 
@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
-from flowops.gateway.ratelimit import (
-    _SLACK,
+from flowops.gateway.policies.ratelimit.base import SLACK as _SLACK
+from flowops.gateway.policies.ratelimit.base import (
     Clock,
     Decision,
     Limit,
     StoreStats,
     StoreUnavailableError,
-    _decision,
+    decision_for,
 )
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ where a double's steps are 0.24 µs, and each token's time would be rounded by a
 here they are 0.015 µs, and a decision errs by less than a millionth of the rate's time."""
 
 _LUA: Final = """
--- GCRA (see flowops/gateway/ratelimit.py): KEYS[1] holds the bucket's tat, in seconds.
+-- GCRA (see flowops/gateway/policies/ratelimit/base.py): KEYS[1] holds the bucket's tat,
+-- in seconds.
 -- ARGV[1]: seconds per token; ARGV[2]: seconds to fill the bucket;
 -- ARGV[3]: the time now in seconds, or '' for this server's clock, counted from ORIGIN.
 -- Reply: 'a' (admitted) or 'r' (refused), then the seconds until the bucket is full.
@@ -153,7 +154,7 @@ class RedisStore:
         reply = await waiter
         if isinstance(reply, _Failure):
             raise StoreUnavailableError(self.target, reply.reason, retry_after=reply.retry_after)
-        return _decision(reply[0] == _ADMITTED, float(reply[1:]), limit)
+        return decision_for(reply[0] == _ADMITTED, float(reply[1:]), limit)
 
     async def close(self) -> None:
         """Fail what still waits, and close the connection pool."""

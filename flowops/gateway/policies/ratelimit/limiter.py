@@ -28,11 +28,11 @@ Three stores sit behind one interface (:class:`BucketStore`):
   gets up to N times the rate. :meth:`Limit.split` divides a limit between processes
   for callers that spread their connections; a caller on one keep-alive connection then
   gets a share only, which is why it is not applied by default.
-- ``SharedStore`` (:mod:`flowops.gateway.ratelimit_shared`): buckets in memory shared by
-  the worker processes of one gateway (made before they are forked), exact across them,
-  without a network round trip. Other hosts' replicas do not see them.
-- ``RedisStore`` (:mod:`flowops.gateway.ratelimit_redis`): shared by every process and
-  replica that names the same Redis; one atomic script per decision, timed by the Redis
+- ``SharedStore`` (:mod:`~flowops.gateway.policies.ratelimit.shared_store`): buckets in
+  memory shared by the worker processes of one gateway (made before they are forked),
+  exact across them, without a network round trip. Other hosts' replicas do not see them.
+- ``RedisStore`` (:mod:`~flowops.gateway.policies.ratelimit.redis_store`): shared by every
+  process and replica that names the same Redis; one atomic script per decision, timed by the Redis
   server's clock so that replicas agree. When Redis does not answer, each route's
   ``on_store_error`` decides (``allow`` by default), the store says so in the log once
   per outage, counts the decisions it could not make (:class:`StoreStats`), and tries
@@ -48,11 +48,8 @@ Three stores sit behind one interface (:class:`BucketStore`):
 from __future__ import annotations
 
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from pydantic import (
@@ -65,206 +62,21 @@ from pydantic import (
 )
 
 from flowops.config import section
-from flowops.errors import ServiceError
 from flowops.gateway.callers import CallerKey
+from flowops.gateway.policies.ratelimit.base import SLACK as _SLACK
+from flowops.gateway.policies.ratelimit.base import (
+    BucketStore,
+    Decision,
+    Limit,
+    StoreUnavailableError,
+)
+from flowops.gateway.policies.ratelimit.memory_store import MemoryStore
 
 if TYPE_CHECKING:
-    from flowops.gateway.ratelimit_redis import RedisStore
-    from flowops.gateway.ratelimit_shared import SharedStore, SharedTable
+    from flowops.gateway.policies.ratelimit.redis_store import RedisStore
+    from flowops.gateway.policies.ratelimit.shared_store import SharedStore, SharedTable
 
-__all__ = [
-    "BucketStore",
-    "Decision",
-    "Limit",
-    "MemoryStore",
-    "RateLimitSettings",
-    "RateLimiter",
-    "RateLimiters",
-    "StoreStats",
-    "StoreUnavailableError",
-    "rate_limit_headers",
-]
-
-Clock: TypeAlias = Callable[[], float]
-"""A function returning the time in seconds (``time.monotonic``, a test's fake clock)."""
-
-_SLACK: Final = 1e-6
-"""Seconds a request may come early and still be admitted: absorbs float rounding (a
-bucket of 3 at 3/s must admit 3), and never adds up, since ``tat`` itself stays exact."""
-
-_SWEEP: Final = 2
-"""Full buckets the memory store drops per new bucket: more than one, so it keeps up."""
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """``rate`` tokens a second into a bucket of ``burst`` tokens; a request takes one.
-
-    >>> limit = Limit(rate=4, burst=10)
-    >>> limit.interval, limit.window
-    (0.25, 2.5)
-    """
-
-    rate: float
-    burst: int
-    interval: float = field(init=False, repr=False)
-    """Seconds per token."""
-    window: float = field(init=False, repr=False)
-    """Seconds to fill an empty bucket."""
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.rate) and self.rate > 0):
-            raise ValueError(f"rate must be a positive number, got {self.rate}")
-        if self.burst < 1:
-            raise ValueError(f"burst must be at least 1, got {self.burst}")
-        object.__setattr__(self, "interval", 1.0 / self.rate)
-        object.__setattr__(self, "window", self.burst / self.rate)
-
-    def split(self, processes: int) -> Limit:
-        """Each of ``processes`` processes' share, for memory stores that should add up
-        to this limit. Right when callers spread requests over many connections (the
-        kernel spreads connections, not requests); a caller on one connection gets a
-        share only. The burst share is rounded down, and is at least 1.
-
-        >>> Limit(rate=100, burst=50).split(4)
-        Limit(rate=25.0, burst=12)
-        """
-        if processes < 1:
-            raise ValueError(f"processes must be at least 1, got {processes}")
-        return Limit(self.rate / processes, max(1, self.burst // processes))
-
-
-@dataclass(slots=True)
-class Decision:
-    """What the limiter said about one request.
-
-    ``limit`` is the burst, ``remaining`` the whole tokens left, ``reset_after`` the
-    seconds until the bucket is full again, ``retry_after`` the seconds until a refused
-    request would be admitted (0 when admitted). ``degraded`` marks a decision made by
-    the ``on_store_error`` policy because the store did not answer; its other numbers
-    then describe no bucket. Treat it as read-only (it is not frozen: that costs 2 µs
-    a request).
-    """
-
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_after: float
-    retry_after: float = 0.0
-    degraded: bool = False
-
-
-def _gcra(tat: float, now: float, limit: Limit) -> tuple[bool, float]:
-    """Admit a request at ``now`` or not; returns the verdict and the bucket's ``tat``
-    after it. The Redis script is this function, line for line."""
-    base = tat if tat > now else now
-    new = base + limit.interval
-    if new - now > limit.window + _SLACK:
-        return False, base
-    return True, new
-
-
-def _decision(allowed: bool, ahead: float, limit: Limit) -> Decision:
-    """The decision for a bucket that is ``ahead`` seconds from full after the request."""
-    tokens = (limit.window - ahead + _SLACK) * limit.rate
-    remaining = min(limit.burst, max(0, math.floor(tokens)))
-    retry_after = 0.0 if allowed else max(0.0, ahead + limit.interval - limit.window)
-    return Decision(allowed, limit.burst, remaining, ahead, retry_after)
-
-
-class StoreUnavailableError(ServiceError):
-    """The rate-limit store did not answer; ``retry_after`` is the seconds until it is
-    tried again. :class:`RateLimiter` turns it into its ``on_store_error`` decision."""
-
-    def __init__(self, target: str, reason: str, *, retry_after: float) -> None:
-        super().__init__(target, reason)
-        self.retry_after = retry_after
-
-
-class BucketStore(Protocol):
-    """Where buckets live. ``bucket`` names one caller on one route."""
-
-    async def take(self, bucket: str, limit: Limit) -> Decision:
-        """Take a token from ``bucket`` if it has one; raises :class:`StoreUnavailableError`."""
-        ...
-
-    async def close(self) -> None:
-        """Release connections; the store is not used after this."""
-        ...
-
-
-class MemoryStore:
-    """Buckets in this process's memory: exact, O(1), bounded. Limits **per process**.
-
-    Buckets are kept in the order they were last drawn from. A bucket whose ``tat`` has
-    passed is full, exactly as an absent one, so each new bucket first drops up to two
-    such buckets from the front: memory follows the callers seen within the longest
-    ``window`` of the routes that share the store.
-    ``max_buckets`` bounds it against a flood of new callers: past it, the least
-    recently drawn bucket is dropped even if not full (its caller gets a full bucket
-    back, so the limit is lenient for it only), counted in ``forced_evictions``.
-    """
-
-    def __init__(self, *, max_buckets: int = 100_000, clock: Clock = time.monotonic) -> None:
-        if max_buckets < 1:
-            raise ValueError(f"max_buckets must be at least 1, got {max_buckets}")
-        self._tats: OrderedDict[str, float] = OrderedDict()
-        self._max_buckets = max_buckets
-        self._clock = clock
-        self.forced_evictions = 0
-        self.stats = StoreStats()
-
-    def __len__(self) -> int:
-        return len(self._tats)
-
-    def __repr__(self) -> str:
-        return f"MemoryStore({len(self)} buckets, max {self._max_buckets})"
-
-    async def take(self, bucket: str, limit: Limit) -> Decision:
-        """Take a token from ``bucket`` (see :meth:`take_now`)."""
-        return self.take_now(bucket, limit)
-
-    def take_now(self, bucket: str, limit: Limit) -> Decision:
-        """The decision, without a coroutine: the memory store never waits."""
-        now = self._clock()
-        tats = self._tats
-        tat = tats.get(bucket)
-        if tat is None:
-            self._make_room(now)
-            tat = now
-        allowed, after = _gcra(tat, now, limit)
-        if allowed:
-            tats[bucket] = after
-            tats.move_to_end(bucket)
-        return _decision(allowed, after - now, limit)
-
-    async def close(self) -> None:
-        """Forget every bucket."""
-        self._tats.clear()
-
-    def _make_room(self, now: float) -> None:
-        tats = self._tats
-        for _ in range(_SWEEP):
-            if not tats or next(iter(tats.values())) > now:
-                break
-            tats.popitem(last=False)
-        if len(tats) >= self._max_buckets:
-            tats.popitem(last=False)
-            self.forced_evictions += 1
-
-
-@dataclass
-class StoreStats:
-    """What a store's outages cost, for ``/metrics``.
-
-    ``errors`` counts the decisions the store could not make (each was made by the
-    route's ``on_store_error`` policy instead); ``outages`` the times it stopped
-    answering; ``available`` is False during an outage.
-    """
-
-    errors: int = 0
-    outages: int = 0
-    available: bool = True
+__all__ = ["RateLimitSettings", "RateLimiter", "RateLimiters", "rate_limit_headers"]
 
 
 class RateLimiter:
@@ -479,7 +291,7 @@ class RateLimiters:
             if self._memory is None:
                 self._memory = MemoryStore(max_buckets=self._max_buckets)
             return self._memory
-        from flowops.gateway.ratelimit_redis import RedisStore
+        from flowops.gateway.policies.ratelimit.redis_store import RedisStore
 
         url = settings.redis_url.get_secret_value()
         found = self._redis.get((url, settings.redis_timeout))
@@ -491,7 +303,7 @@ class RateLimiters:
         return found
 
     def _shared_store(self) -> SharedStore:
-        from flowops.gateway.ratelimit_shared import SharedStore, SharedTable
+        from flowops.gateway.policies.ratelimit.shared_store import SharedStore, SharedTable
 
         if self._shared is None:
             table = self._table or SharedTable(self._max_buckets)

@@ -6,8 +6,8 @@ rate, and Redis (``store: redis``) costs a network round trip a request, a fifth
 worker's throughput (bench/RESULTS.md). On one host the workers can share the buckets
 themselves: :class:`SharedTable` is an anonymous shared ``mmap`` made before the fork,
 which every worker inherits, and a process-shared lock; each decision is the GCRA of
-:mod:`flowops.gateway.ratelimit`, under the lock, so N workers admit exactly what one
-would. Replicas on other hosts still need Redis.
+:mod:`~flowops.gateway.policies.ratelimit.base`, under the lock, so N workers admit exactly
+what one would. Replicas on other hosts still need Redis.
 
 The table is open addressing over ``slots`` slots of two numbers: a bucket's 64-bit
 digest (0: never used) and its ``tat``. A bucket lives in the first of
@@ -23,7 +23,7 @@ worker when one dies.
 
 >>> table = SharedTable(slots=64)
 >>> store = SharedStore(table, clock=iter([0.0, 0.0, 0.0, 0.5]).__next__)
->>> from flowops.gateway.ratelimit import Limit
+>>> from flowops.gateway.policies.ratelimit.limiter import Limit
 >>> [store.take_now("iris:id:alice", Limit(rate=2, burst=2)).allowed for _ in range(4)]
 [True, True, False, True]
 """
@@ -37,14 +37,14 @@ import multiprocessing
 import time
 from typing import Final
 
-from flowops.gateway.ratelimit import (
+from flowops.gateway.policies.ratelimit.base import (
     Clock,
     Decision,
     Limit,
     StoreStats,
     StoreUnavailableError,
-    _decision,
-    _gcra,
+    decision_for,
+    gcra,
 )
 
 __all__ = ["LOCK_TIMEOUT", "PROBES", "SharedStore", "SharedTable"]
@@ -79,7 +79,8 @@ class SharedTable:
 
 
 class SharedStore:
-    """The :class:`~flowops.gateway.ratelimit.BucketStore` over a :class:`SharedTable`."""
+    """The :class:`~flowops.gateway.policies.ratelimit.base.BucketStore` over a
+    :class:`SharedTable`."""
 
     def __init__(self, table: SharedTable, *, clock: Clock = time.monotonic) -> None:
         self.table = table
@@ -110,13 +111,13 @@ class SharedStore:
             now = self._clock()
             slot = self._slot(digest, now)
             tat = table.tats[slot] if table.digests[slot] == digest else now
-            allowed, after = _gcra(tat, now, limit)
+            allowed, after = gcra(tat, now, limit)
             if allowed:
                 table.digests[slot] = digest
                 table.tats[slot] = after
         finally:
             table.lock.release()
-        return _decision(allowed, after - now, limit)
+        return decision_for(allowed, after - now, limit)
 
     async def close(self) -> None:
         """Nothing to release: the table lives as long as the processes that share it."""
