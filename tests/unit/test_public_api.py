@@ -14,6 +14,7 @@ PACKAGES = [
     "flowops.drift.chisq",
     "flowops.drift.error_rate",
     "flowops.drift.finding",
+    "flowops.drift.grid",
     "flowops.drift.js",
     "flowops.drift.ks",
     "flowops.drift.psi",
