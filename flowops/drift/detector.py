@@ -74,6 +74,7 @@ from flowops.drift.adwin_detector import AdwinDetector
 from flowops.drift.finding import Chunk, ClosedWindow, Detector, Finding, ReferenceKind
 from flowops.drift.profile import Column, Profile
 from flowops.drift.report import DriftReport
+from flowops.drift.rules import Rules
 from flowops.drift.window import FeatureBuffer, Kind, Rows, Window, Windows, WindowSpec, infer_kind
 from flowops.drift.window_tests import WindowTests
 from flowops.errors import InputError
@@ -164,6 +165,7 @@ class ModelMonitor:
         adwin_batch: int = ADWIN_BATCH,
         partition: int | None = None,
         window_tests: bool = True,
+        rules: Rules | None = None,
     ) -> None:
         if isinstance(adwin_batch, bool) or not isinstance(adwin_batch, int) or adwin_batch < 1:
             raise InputError(f"adwin_batch must be a positive integer, got {adwin_batch!r}")
@@ -171,7 +173,13 @@ class ModelMonitor:
         self.partition = partition  # the traffic partition whose rows this monitor sees
         self.stats = MonitorStats()
         self._tests = WindowTests(
-            model, version, profile, alpha=alpha, correction=correction, on_report=self._record
+            model,
+            version,
+            profile,
+            alpha=alpha,
+            correction=correction,
+            on_report=self._record,
+            rules=rules,
         )
         self._adwin = AdwinDetector(model, version, adwin_delta)
         self._detectors: tuple[Detector, ...] = (self._adwin, self._tests)
@@ -189,6 +197,19 @@ class ModelMonitor:
     def profile(self) -> Profile | None:
         """The reference windows are compared with: the profile, or the first window's."""
         return self._tests.profile
+
+    @property
+    def rules(self) -> Rules:
+        """The tests, floors and verdict windows are judged by (``drift.*`` settings).
+
+        Not part of the saved state: a monitor restored from it is given the rules of
+        the configuration it runs under.
+        """
+        return self._tests.rules
+
+    @rules.setter
+    def rules(self, rules: Rules) -> None:
+        self._tests.rules = rules
 
     @property
     def reference(self) -> ReferenceKind:

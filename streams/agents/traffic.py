@@ -33,6 +33,7 @@ from mode import Service
 from flowops.config import Settings
 from flowops.drift import ModelMonitor, WindowSpec
 from flowops.drift.partial import Prepared
+from flowops.drift.rules import rules_from_settings
 from flowops.errors import FlowOpsError
 from flowops.events import Topics, describe_topics
 from flowops.events.partials import Watermark, encode_flush, encode_watermark
@@ -85,6 +86,7 @@ class TrafficAgent(Service):
         super().__init__(**kwargs)
         self._settings = settings
         self._streams = settings.streams
+        self.rules = rules_from_settings(settings.drift)  # a bad drift.* key stops start-up
         self._references = references
         self._metrics = metrics
         self._say = say
@@ -314,6 +316,7 @@ class TrafficAgent(Service):
             adwin_delta=drift.adwin_delta,
             correction=drift.correction,
             window_tests=self._merging(model, version) is None,
+            rules=self.rules,
         )
 
     def _merging(self, model: str, version: str) -> tuple[Prepared, float] | None:
@@ -410,6 +413,8 @@ class TrafficAgent(Service):
             for error in state.errors:
                 log.error("traffic partition %d: %s", tp.partition, error)
             self._check_windows(state.monitors)
+            for monitor, _ in state.monitors.values():
+                monitor.rules = self.rules  # the configuration's, not the saved one's
             position = state.position
             if position is not None:
                 self._consumer.seek(tp, position)

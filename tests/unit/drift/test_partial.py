@@ -258,3 +258,19 @@ def test_window_findings_on_counts_name_what_the_raw_window_tests_name() -> None
         PREPARED, "credit", "3", 10, np.zeros(n), {"age": np.round(rng.normal(40, 12, n))}
     )
     assert window_findings(PREPARED, calm, start=100.0, end=110.0) == []
+
+
+def test_merged_windows_are_judged_by_the_rules_given() -> None:
+    rng = np.random.default_rng(5)
+    n = 3_000
+    columns = {"income": rng.lognormal(10.4, 0.5, n), "age": np.round(rng.normal(40, 12, n))}
+    partial = reduce_rows(PREPARED, "credit", "3", 2, np.zeros(n), columns)
+    default = window_findings(PREPARED, partial, start=0.0, end=10.0)
+    assert {(f.feature, f.test) for f in default} >= {("income", "psi"), ("income", "ks")}
+    strict = Rules(min_effect={"psi": 10.0, "ks": 1.0})  # floors no shift reaches
+    assert window_findings(PREPARED, partial, start=0.0, end=10.0, rules=strict) == []
+    wasserstein = Rules(tests={"numeric": ("wasserstein",)}, critical_effect={"wasserstein": 0.1})
+    found = window_findings(PREPARED, partial, start=0.0, end=10.0, rules=wasserstein)
+    assert [(f.feature, f.test, f.severity) for f in found] == [
+        ("income", "wasserstein", "critical")
+    ]
