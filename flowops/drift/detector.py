@@ -18,6 +18,10 @@ boundaries and late rows) and two detectors, behind the
   :meth:`ModelMonitor.advance`. ADWIN compares the stream with itself; its findings'
   ``reference`` says what the model's window tests currently compare with.
 
+Beside them, :class:`~flowops.drift.error_rate.ErrorRateWindows` counts every request
+:meth:`ModelMonitor.requests` is given (answered or failed) in the monitor's windows and
+reports a jump in the error rate (``test: "error_rate"``, ``feature: "requests"``).
+
 **The reference.** A monitor without a profile takes its first closed window with usable
 values as reference; that window makes no window-test findings and later ones say
 ``reference = "first_window"``, until :meth:`ModelMonitor.set_profile` gives a profile
@@ -71,6 +75,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from flowops.drift.adwin_detector import AdwinDetector
+from flowops.drift.error_rate import ErrorRateWindows
 from flowops.drift.finding import Chunk, ClosedWindow, Detector, Finding, ReferenceKind
 from flowops.drift.profile import Column, Profile
 from flowops.drift.report import DriftReport
@@ -182,6 +187,7 @@ class ModelMonitor:
             rules=rules,
         )
         self._adwin = AdwinDetector(model, version, adwin_delta)
+        self._errors = ErrorRateWindows(model, version, spec)
         self._detectors: tuple[Detector, ...] = (self._adwin, self._tests)
         self._adwin_batch = adwin_batch
         # Without window tests (the model's windows are merged across partitions
@@ -235,14 +241,28 @@ class ModelMonitor:
             findings += self._flush(window)
         return self._emit(findings)
 
+    def requests(self, timestamps: ArrayLike, failed: ArrayLike) -> list[Finding]:
+        """Count requests, answered or not (``failed``: a non-2xx status or an unreadable
+        request), in the error-rate windows; a jump in the rate is a finding (test
+        ``error_rate``, see :mod:`flowops.drift.error_rate`). Only answered requests go to
+        :meth:`add`.
+        """
+        ts = _timestamps(timestamps)
+        flags = np.asarray(failed, dtype=bool)
+        if flags.shape != ts.shape:
+            raise InputError(f"{flags.size} failure flags for {ts.size} timestamps")
+        self._errors.partition = self.partition
+        return self._emit(self._errors.add(ts, flags))
+
     def advance(self, now: float) -> list[Finding]:
         """Close a time window that ends at or before ``now``; feed ADWIN what is buffered."""
+        findings = self._errors.advance(now)
         window = self._windows.open
         if window is None:
-            return []
+            return self._emit(findings)
         if self._windows.expired(now):
-            return self._emit(self._close())
-        return self._emit(self._flush(window))
+            return self._emit(findings + self._close())
+        return self._emit(findings + self._flush(window))
 
     def set_profile(self, profile: Profile) -> None:
         """Compare the windows that close from now on with ``profile``."""
@@ -430,6 +450,7 @@ class ModelMonitor:
             "windows": self._windows.to_state(),
             "tests": self._tests.to_state(),
             "adwin": self._adwin.to_state(),
+            "error_rate": self._errors.to_state(),
             "kinds": dict(self._kinds),
             "stats": self.stats.to_dict(),
             "seen": list(self._seen),
@@ -447,6 +468,8 @@ class ModelMonitor:
             monitor._windows = windows
             monitor._tests.load_state(state["tests"])
             monitor._adwin.load_state(state["adwin"])
+            if "error_rate" in state:  # states saved before it was counted have none
+                monitor._errors.load_state(state["error_rate"])
             monitor._kinds = {str(name): _kind(kind) for name, kind in state["kinds"].items()}
             monitor.stats = MonitorStats.from_dict(state["stats"])
             monitor.mark_seen(state["seen"])

@@ -277,6 +277,8 @@ class TrafficAgent(Service):
         metrics = self._metrics
         if outcome.rows:
             metrics.events(outcome.rows)
+        for model, rows in outcome.requests.items():
+            metrics.requests(model, rows, outcome.rejected_requests.get(model, 0))
         for model, rows in outcome.unparsable.items():
             metrics.unparsable(model, rows)
         for reject in outcome.rejects:
@@ -485,5 +487,10 @@ def _merge(total: Outcome, part: Outcome) -> None:
     total.findings += part.findings
     total.rejects += part.rejects
     total.rows += part.rows
-    for model, rows in part.unparsable.items():
-        total.unparsable[model] = total.unparsable.get(model, 0) + rows
+    for mine, theirs in (
+        (total.unparsable, part.unparsable),
+        (total.requests, part.requests),
+        (total.rejected_requests, part.rejected_requests),
+    ):
+        for model, rows in theirs.items():
+            mine[model] = mine.get(model, 0) + rows
