@@ -252,6 +252,9 @@ def _tally(index: NDArray[np.int64], failed: NDArray[np.bool_]) -> list[tuple[in
     """(window, requests, errors) for each window index present."""
     if not index.size:
         return []
+    first = int(index[0])
+    if first == index[-1] and (index == first).all():  # the common case: one window
+        return [(first, int(index.size), int(np.count_nonzero(failed)))]
     windows, where = np.unique(index, return_inverse=True)
     totals = np.bincount(where)
     errors = np.bincount(where, weights=failed.astype(np.float64)).astype(np.int64)
