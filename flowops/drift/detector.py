@@ -6,11 +6,12 @@ windows (:class:`~flowops.drift.window.WindowSpec`, see :mod:`flowops.drift.wind
 boundaries and late rows) and two detectors, behind the
 :class:`~flowops.drift.finding.Detector` protocol, look at them:
 
-* :class:`~flowops.drift.window_tests.WindowTests`, at every window close: PSI and KS
-  (numeric features) or PSI and chi-square (categorical) against the model's reference,
-  corrected across features as :func:`~flowops.drift.report.compare` does; at most one
-  :class:`Finding` per feature, test and window, for the tests significant at ``alpha``
-  (``"critical"`` below ``alpha / 100``). The module says how p-values are adjusted.
+* :class:`~flowops.drift.window_tests.WindowTests`, at every window close: the
+  registered tests its :class:`~flowops.drift.rules.Rules` choose (by default PSI and KS
+  for numeric features, PSI and chi-square for categorical) against the model's
+  reference, judged as :func:`~flowops.drift.report.compare` judges them; at most one
+  :class:`Finding` per feature, test and window, for the tests that drifted (significant
+  at ``alpha`` and past their effect floor; severity from the effect size).
 * :class:`~flowops.drift.adwin_detector.AdwinDetector`, on every finite value of every
   numeric feature: one finding per ADWIN change point, ``window_index`` being the
   running index of its row among the model's rows (late rows not counted). Values go to
