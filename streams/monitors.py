@@ -24,8 +24,9 @@ windows whose alerts all reach the topic.
 rejected the request: its "prediction" is an error object) or a ``parse_error`` (a
 gateway could not read the request's features) is counted per model in ``Outcome`` and
 kept out of the drift windows (:meth:`~flowops.events.TrafficBatch.answered`); every
-request counts in the monitor's error-rate windows, whose jumps are alerts of their own
-(``test: "error_rate"``, :mod:`flowops.drift.error_rate`).
+request counts in the model's error-rate windows, whose jumps are alerts of their own
+(``test: "error_rate"``, :mod:`flowops.drift.error_rate`): the monitor's, or for a model
+whose windows are merged across partitions, the partials' (``requests``, ``failed``).
 
 **Predictions are monitored like features** when the reference holds them (a profile
 made with ``--prediction-column``) or is the first window: see :func:`drift_columns`.
@@ -357,12 +358,15 @@ class Partition:
             made.partition = self.number  # its windows are this partition's: see Finding
             tracked = self.monitors[key] = Tracked.of(made, dirty=True)
         answered = batch.answered()
+        merged = not tracked.monitor.window_tests
         try:
-            if monitor:
+            if merged and self._reducing:  # the error rate is merged with the windows
+                self._reduce_requests(batch, failed)
+            elif monitor and not merged:
                 outcome.findings += tracked.monitor.requests(batch.timestamps, failed)
             if answered.rows:
                 columns = drift_columns(answered, tracked.monitor.profile)
-                if not tracked.monitor.window_tests and self._reducing:
+                if merged and self._reducing:
                     self._reduce(answered, columns)
                 if monitor:
                     outcome.findings += tracked.monitor.add(answered.timestamps, columns)
@@ -381,6 +385,14 @@ class Partition:
             return
         prepared, size = merging
         self.reducer.add(prepared, size, batch.model, batch.version, batch.timestamps, columns)
+
+    def _reduce_requests(self, batch: TrafficBatch, failed: NDArray[np.bool_]) -> None:
+        """A merged model's requests, answered or not, into their windows' partials."""
+        merging = self._merging(batch.model, batch.version)
+        if merging is not None:
+            prepared, size = merging
+            model, version = batch.model, batch.version
+            self.reducer.requests(prepared, size, model, version, batch.timestamps, failed)
 
 
 def drift_columns(batch: TrafficBatch, profile: Profile | None) -> Mapping[str, Values]:

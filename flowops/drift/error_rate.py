@@ -44,7 +44,15 @@ from flowops.drift.rules import Severity
 from flowops.drift.window import WindowSpec
 from flowops.errors import InputError
 
-__all__ = ["FEATURE", "TEST", "ErrorRate", "ErrorRateJump", "ErrorRateWindows", "error_counts"]
+__all__ = [
+    "FEATURE",
+    "TEST",
+    "ErrorRate",
+    "ErrorRateJump",
+    "ErrorRateWindows",
+    "error_counts",
+    "jump_finding",
+]
 
 TEST: Final = "error_rate"
 """The test name an error-rate alert carries."""
@@ -212,22 +220,8 @@ class ErrorRateWindows:
         return float(index * self.spec.size), float((index + 1) * self.spec.size)
 
     def _finding(self, jump: ErrorRateJump) -> Finding:
-        return Finding(
-            model=self.model,
-            version=self.version,
-            feature=FEATURE,
-            test=TEST,
-            statistic=jump.rate,
-            pvalue=jump.pvalue,
-            threshold=self.rate.alpha,
-            window_index=jump.window_index,
-            window_start=jump.window_start,
-            window_end=jump.window_end,
-            n_reference=jump.n_baseline,
-            n_current=jump.n_current,
-            severity=jump.severity,
-            reference="first_window",
-            partition=self.partition,
+        return jump_finding(
+            jump, self.model, self.version, threshold=self.rate.alpha, partition=self.partition
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -246,6 +240,42 @@ class ErrorRateWindows:
         self._closed_to, self._count = int(state["closed_to"]), int(state["count"])
         self.late = int(state["late"])
         self.rate.load_state(state["rate"])
+
+
+def jump_finding(
+    jump: ErrorRateJump,
+    model: str,
+    version: str,
+    *,
+    threshold: float,
+    partition: int | None = None,
+) -> Finding:
+    """The alert of a jump: ``test: "error_rate"``, ``feature: "requests"``, the window's
+    rate as the statistic, the baseline's requests as ``n_reference``; ``partition`` for
+    windows kept per traffic partition, None for windows merged across partitions.
+
+    >>> jump = ErrorRateJump(4, 40.0, 50.0, 0.3, 0.01, 0.29, 1e-9, 500, 2_000, "critical")
+    >>> finding = jump_finding(jump, "m", "1", threshold=0.001)
+    >>> finding.test, finding.feature, finding.statistic, finding.partition
+    ('error_rate', 'requests', 0.3, None)
+    """
+    return Finding(
+        model=model,
+        version=version,
+        feature=FEATURE,
+        test=TEST,
+        statistic=jump.rate,
+        pvalue=jump.pvalue,
+        threshold=threshold,
+        window_index=jump.window_index,
+        window_start=jump.window_start,
+        window_end=jump.window_end,
+        n_reference=jump.n_baseline,
+        n_current=jump.n_current,
+        severity=jump.severity,
+        reference="first_window",
+        partition=partition,
+    )
 
 
 def _tally(index: NDArray[np.int64], failed: NDArray[np.bool_]) -> list[tuple[int, int, int]]:

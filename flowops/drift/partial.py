@@ -143,7 +143,8 @@ class WindowPartial:
 
     ``first`` and ``last`` are the earliest and latest finite event times of its rows
     (``inf`` and ``-inf`` when none); ``ignored`` counts the values of features the
-    reference does not know.
+    reference does not know. ``rows`` are answered requests (drift data); ``requests``
+    and ``failed`` count every request and the failed ones, for the window's error rate.
     """
 
     model: str
@@ -156,6 +157,8 @@ class WindowPartial:
     numeric: dict[str, NumericCounts] = field(default_factory=dict)
     categorical: dict[str, CategoryCounts] = field(default_factory=dict)
     ignored: int = 0
+    requests: int = 0  # every request of the window, answered or not (the error rate's)
+    failed: int = 0  # of those, the ones not answered 2xx or not readable
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -174,6 +177,8 @@ class WindowPartial:
             numeric=_merge_maps(self.numeric, other.numeric),
             categorical=_merge_maps(self.categorical, other.categorical),
             ignored=self.ignored + other.ignored,
+            requests=self.requests + other.requests,
+            failed=self.failed + other.failed,
         )
 
 

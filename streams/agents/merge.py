@@ -31,6 +31,7 @@ from mode import Service
 
 from flowops.config import Settings
 from flowops.drift import Finding
+from flowops.drift.error_rate import ErrorRate, jump_finding
 from flowops.drift.partial import window_findings
 from flowops.drift.rules import rules_from_settings
 from flowops.errors import EventError
@@ -45,6 +46,7 @@ __all__ = ["MergeStage", "merge_topics", "partials_topic"]
 log = logging.getLogger("flowops.streams")
 
 _PARTITION: Final = struct.Struct("<I")
+_ALPHA: Final = ErrorRate().alpha  # the error-rate test's level (the module's default)
 
 
 def partials_topic(app_id: str) -> str:
@@ -189,6 +191,10 @@ class MergeStage(Service):
                     window.version,
                 )
                 continue
+            if window.jump is not None:  # the model's error rate, merged as its rows are
+                findings.append(
+                    jump_finding(window.jump, window.model, window.version, threshold=_ALPHA)
+                )
             findings += window_findings(
                 prepared,
                 window.partial,

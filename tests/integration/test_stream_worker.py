@@ -714,3 +714,42 @@ async def test_thirty_percent_of_requests_failing_alerts_on_error_rate_not_on_fe
     assert worker.metric("flowops_stream_requests_total", model=model) == 5_000
     rejected = worker.metric("flowops_stream_rejected_requests_total", model=model)
     assert rejected == 5_000 - answered
+
+
+async def test_a_merged_models_error_rate_is_its_windows_whatever_the_partitions(
+    stack: Stack,
+) -> None:
+    """A model with merged time windows, its requests dealt over every partition: three
+    calm windows, then one with 30 % failing; one error_rate alert, of the model's window
+    (no partition), and none on the features."""
+    model, config, count, begin = await merged_setup(stack, "merrors")
+    await start(stack, config)
+    rng = np.random.default_rng(14)
+    for index, share in enumerate([0.01, 0.01, 0.01, 0.3]):
+        batch = traffic(model, 400, rng, start=400 * index, at=begin + SIZE * index + 1)
+        await send_spread(stack.bootstrap, failing_share(batch, share, rng), count)
+    tick = traffic(model, count, np.random.default_rng(9), at=begin + 4 * SIZE + 1)
+    await send_spread(stack.bootstrap, tick, count, chunk=1)
+
+    def keep(message: Any) -> DriftAlert | None:
+        alert = DriftAlert.from_json(message.value)
+        return alert if alert.model == model else None
+
+    alerts = await read_topic(
+        stack.bootstrap,
+        Topics.ALERTS,
+        keep,
+        lambda found: any(alert.test == "error_rate" for alert in found),
+        workers=stack.workers,
+        timeout=90,
+    )
+
+    [jump] = alerts
+    assert (jump.feature, jump.test, jump.window_index) == (
+        "requests",
+        "error_rate",
+        int(begin // SIZE) + 3,
+    )
+    assert (jump.partition, jump.n_current, jump.n_reference) == (None, 400, 1_200)
+    key = [model, "1", "requests", "error_rate", jump.window_index]
+    assert jump.alert_id == hashlib.sha256(json.dumps(key).encode()).hexdigest()

@@ -380,3 +380,21 @@ def test_while_a_flush_is_made_again_the_position_stays_at_its_start() -> None:
     assert part.cut_due
     part.cut_at = None  # flushed
     assert part.position == 7
+
+
+def test_a_merged_models_requests_go_to_the_partials_not_the_monitor() -> None:
+    prepared = Prepared.from_profile(Profile.from_columns({"x": np.arange(100.0)}))
+    part = Partition(
+        0,
+        lambda model, version: ModelMonitor(
+            model, version, WindowSpec("time", 10.0), window_tests=False
+        ),
+        merging=lambda model, version: (prepared, 10.0),
+    )
+    values = [row(ts=1.0), failing(ts=2.0), row(ts=3.0), failing(ts=12.0, status=404)]
+    outcome = part.process(records(values))
+    assert (outcome.rows, outcome.requests) == (2, {"m": 4})
+    [flush] = part.reducer.flush(part.next_offset)
+    counted = [(p.window, p.rows, p.requests, p.failed) for p in flush.partials]
+    assert counted == [(0, 2, 3, 1), (1, 0, 1, 1)]
+    assert part.monitors["m", "1"].monitor.to_state()["error_rate"]["open"] == []
