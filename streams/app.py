@@ -31,7 +31,8 @@ from flowops.config import Settings
 from flowops.kafka_security import faust_credentials
 from streams.agents.merge import MergeStage
 from streams.agents.traffic import TrafficAgent
-from streams.metrics import CONTENT_TYPE, StreamMetrics
+from streams.metrics import CONTENT_TYPE as _CONTENT_TYPE
+from streams.metrics import StreamMetrics
 from streams.references import References, reference_table
 
 __all__ = ["StreamsApp", "build", "build_app"]
@@ -98,7 +99,7 @@ def _add_metrics_page(app: faust.App, metrics: StreamMetrics) -> None:
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             body = metrics.render()
-            return self.bytes(body, content_type=CONTENT_TYPE)
+            return self.bytes(body, content_type=_CONTENT_TYPE)
 
     app.page("/metrics")(Metrics)
 

@@ -12,6 +12,10 @@ every traffic partition (:meth:`Merger.watermark`, and the one each flush carrie
   ``grace`` (the least watermark of all, as Kafka Streams and Flink close windows), in
   window order, as a :class:`MergedWindow`; a partition not heard from yet holds every
   window open (a reader that has caught up sends the clock, so an idle partition does not);
+* **tests the error rate** of each window it closes (its requests and failed ones, from
+  every partition) against the last windows of its version
+  (:class:`~flowops.drift.error_rate.ErrorRate`, kept in the state): a jump is
+  :attr:`MergedWindow.jump`;
 * **counts late rows**: rows of a window that has closed, or of one below the latest
   closed window of its version, are counted in ``late_rows`` and not merged anywhere, so
   no window closes twice and no row lands in a wrong window. Rows of an older window
@@ -52,6 +56,7 @@ from typing import Any
 
 import orjson
 
+from flowops.drift.error_rate import ErrorRate, ErrorRateJump
 from flowops.drift.partial import WindowPartial
 from flowops.events.partials import Flush, decode_partial, encode_partial
 
@@ -71,6 +76,7 @@ class MergedWindow:
     end: float
     partial: WindowPartial
     sources: tuple[int, ...]
+    jump: ErrorRateJump | None = None  # the window's error rate jumped above its level
 
 
 @dataclass
@@ -96,6 +102,7 @@ class ModelMerger:
         self.mismatched_rows = 0
         self.replays = 0
         self._open: dict[tuple[str, int], _Open] = {}
+        self.rates: dict[str, ErrorRate] = {}  # version -> its merged windows' error rate
 
     @property
     def open_windows(self) -> list[tuple[str, int]]:
@@ -136,7 +143,10 @@ class ModelMerger:
         self.closed_to[version] = max(self.closed_to.get(version, window), window)
         sources = tuple(sorted(held.sources))
         start = window * held.size
-        return MergedWindow(self.model, version, window, start, held.end, held.partial, sources)
+        partial = held.partial
+        rate = self.rates.setdefault(version, ErrorRate())
+        jump = rate.close(window, start, held.end, total=partial.requests, errors=partial.failed)
+        return MergedWindow(self.model, version, window, start, held.end, partial, sources, jump)
 
     def to_state(self) -> bytes:
         """The merger as bytes; :meth:`from_state` restores it exactly."""
@@ -157,6 +167,7 @@ class ModelMerger:
                 "closed_to": self.closed_to,
                 "counts": [self.late_rows, self.mismatched_rows, self.replays],
                 "windows": windows,
+                "rates": {version: rate.to_state() for version, rate in self.rates.items()},
             }
         )
 
@@ -170,6 +181,9 @@ class ModelMerger:
         merger.merged_to = {int(p): int(end) for p, end in state["merged_to"]}
         merger.closed_to = {str(v): int(i) for v, i in state["closed_to"].items()}
         merger.late_rows, merger.mismatched_rows, merger.replays = state["counts"]
+        for version, rate in state.get("rates", {}).items():  # none in older states
+            merger.rates[str(version)] = ErrorRate()
+            merger.rates[str(version)].load_state(rate)
         for size, sources, encoded in state["windows"]:
             partial = decode_partial(base64.b64decode(encoded))
             merger._open[partial.version, partial.window] = _Open(partial, size, set(sources))

@@ -9,6 +9,8 @@ metric                                        type       labels
 ============================================  =========  =================================
 ``flowops_stream_events_total``               counter    (rows handed to the monitors)
 ``flowops_stream_rejected_total``             counter    reason (``bad_json``, ...)
+``flowops_stream_requests_total``             counter    model (every traffic row)
+``flowops_stream_rejected_requests_total``    counter    model (rows with a non-2xx status)
 ``flowops_stream_unparsable_total``           counter    model (rows with a parse_error)
 ``flowops_stream_excluded_values_total``      counter    model, feature (NaN, inf, None)
 ``flowops_stream_windows_closed_total``       counter
@@ -115,6 +117,18 @@ class StreamMetrics:
             ["reason"],
             registry=reg,
         )
+        self._requests = Counter(
+            "flowops_stream_requests",
+            "Traffic rows read, answered or not, by model (the error rates' denominator).",
+            ["model"],
+            registry=reg,
+        )
+        self._rejected_requests = Counter(
+            "flowops_stream_rejected_requests",
+            "Traffic rows left out of drift because the model server did not answer 2xx, by model.",
+            ["model"],
+            registry=reg,
+        )
         self._unparsable = Counter(
             "flowops_stream_unparsable",
             "Traffic rows left out of drift because their request could not be read"
@@ -180,6 +194,12 @@ class StreamMetrics:
     def rejected(self, reason: str, n: int = 1) -> None:
         """Count dead-lettered messages with their reason code."""
         self._rejected.labels(reason=reason).inc(n)
+
+    def requests(self, model: str, rows: int, rejected: int = 0) -> None:
+        """Count a model's requests, and those answered with a status outside 2xx."""
+        self._requests.labels(model=model).inc(rows)
+        if rejected:
+            self._rejected_requests.labels(model=model).inc(rejected)
 
     def unparsable(self, model: str, rows: int) -> None:
         """Count rows left out because their request could not be read."""

@@ -20,23 +20,36 @@ and its findings carry the partition number, which is part of their alert id: a 
 whose rows two partitions carry (a foreign producer's partitioner) gets two sets of
 windows whose alerts all reach the topic.
 
-**Unparsable requests.** A row with a ``parse_error`` (a gateway could not read the
-request's features) carries no features: it is counted per model in
-``Outcome.unparsable`` and not given to a monitor.
+**Only answered requests are data.** A row with a status outside 2xx (the model server
+rejected the request: its "prediction" is an error object) or a ``parse_error`` (a
+gateway could not read the request's features) is counted per model in ``Outcome`` and
+kept out of the drift windows (:meth:`~flowops.events.TrafficBatch.answered`); every
+request counts in the model's error-rate windows, whose jumps are alerts of their own
+(``test: "error_rate"``, :mod:`flowops.drift.error_rate`): the monitor's, or for a model
+whose windows are merged across partitions, the partials' (``requests``, ``failed``).
+
+**Predictions are monitored like features** when the reference holds them (a profile
+made with ``--prediction-column``) or is the first window: see :func:`drift_columns`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 from flowops.drift import Finding, ModelMonitor, Profile
+from flowops.drift.detector import Values
 from flowops.drift.partial import Prepared
-from flowops.errors import EventError
+from flowops.errors import EventError, InputError
 from flowops.events import TrafficBatch, decode_traffic, decode_traffic_many
+from flowops.predictions import PREDICTION as _PREDICTION
+from flowops.predictions import prediction_columns
 from streams.metrics import StatsDelta
 from streams.reduce import PartitionReducer
 
@@ -48,6 +61,7 @@ __all__ = [
     "Record",
     "Reject",
     "Tracked",
+    "drift_columns",
 ]
 
 log = logging.getLogger("flowops.streams")
@@ -106,14 +120,17 @@ class Reject:
 class Outcome:
     """What processing records gave: findings to publish, rejects, rows counted.
 
-    ``rows`` counts the rows given to monitors; ``unparsable`` the rows left out because
-    they have a ``parse_error``, by model.
+    ``rows`` counts the answered rows given to monitors; by model, ``requests`` every
+    request, ``rejected_requests`` those with a status outside 2xx and ``unparsable``
+    those with a ``parse_error`` (the last two left out of drift).
     """
 
     findings: list[Finding] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     rows: int = 0
     unparsable: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    rejected_requests: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -329,43 +346,93 @@ class Partition:
     ) -> None:
         """Rows of one model version into its monitor (unless ``monitor`` is False: it
         has them) and, for a merged model, into the partials; an error rejects their
-        records. Unparsable rows are counted and left out; a batch of nothing else
-        makes no monitor.
+        records. Every request counts in the error-rate windows; only answered ones
+        (2xx, readable) are drift data, with the model's predictions beside the features.
         """
-        if batch.unparsable:
-            unparsable = outcome.unparsable
-            unparsable[batch.model] = unparsable.get(batch.model, 0) + batch.unparsable
-            batch = batch.parsed()
-            if not batch.rows:
-                return
+        failed = _failed(batch)
+        if monitor:
+            _tally(outcome, batch, failed)
         key = (batch.model, batch.version)
         tracked = self.monitors.get(key)
         if tracked is None:
             made = self._factory(*key)
             made.partition = self.number  # its windows are this partition's: see Finding
             tracked = self.monitors[key] = Tracked.of(made, dirty=True)
+        answered = batch.answered()
+        merged = not tracked.monitor.window_tests
         try:
-            if not tracked.monitor.window_tests and self._reducing:
-                self._reduce(batch)
-            if monitor:
-                outcome.findings += tracked.monitor.add(batch.timestamps, batch.features)
+            if merged and self._reducing:  # the error rate is merged with the windows
+                self._reduce_requests(batch, failed)
+            elif monitor and not merged:
+                outcome.findings += tracked.monitor.requests(batch.timestamps, failed)
+            if answered.rows:
+                columns = drift_columns(answered, tracked.monitor.profile)
+                if merged and self._reducing:
+                    self._reduce(answered, columns)
+                if monitor:
+                    outcome.findings += tracked.monitor.add(answered.timestamps, columns)
         except Exception as exc:
             log.exception("monitor of %s version %s failed on a batch", *key)
             outcome.rejects += [Reject.of(r, exc) for r in _of_model(records, key)]
         else:
-            outcome.rows += batch.rows if monitor else 0
+            outcome.rows += answered.rows if monitor else 0
         tracked.dirty = tracked.touched = True
 
-    def _reduce(self, batch: TrafficBatch) -> None:
+    def _reduce(self, batch: TrafficBatch, columns: Mapping[str, Values]) -> None:
         """A merged model's rows into the partials of their windows."""
         merging = self._merging(batch.model, batch.version)
         if merging is None:
             self.unmerged += batch.rows
             return
         prepared, size = merging
-        self.reducer.add(
-            prepared, size, batch.model, batch.version, batch.timestamps, batch.features
-        )
+        self.reducer.add(prepared, size, batch.model, batch.version, batch.timestamps, columns)
+
+    def _reduce_requests(self, batch: TrafficBatch, failed: NDArray[np.bool_]) -> None:
+        """A merged model's requests, answered or not, into their windows' partials."""
+        merging = self._merging(batch.model, batch.version)
+        if merging is not None:
+            prepared, size = merging
+            model, version = batch.model, batch.version
+            self.reducer.requests(prepared, size, model, version, batch.timestamps, failed)
+
+
+def drift_columns(batch: TrafficBatch, profile: Profile | None) -> Mapping[str, Values]:
+    """The columns drift sees of answered rows: the features and, when the reference
+    has the model's outputs (or is still to come: the first window), the predictions as
+    :func:`~flowops.predictions.prediction_columns` reads them (``prediction``, or
+    ``prediction[<class>]`` per class; another shape than the first is missing). A
+    feature called ``prediction`` wins over the model's output.
+    """
+    if profile is not None and not any(_is_prediction(name) for name in profile.features):
+        return batch.features
+    try:
+        predicted = prediction_columns(batch.predictions, strict=False)
+    except InputError:  # no shape drift can read (an object of objects): features only
+        return batch.features
+    return {**predicted, **batch.features}
+
+
+def _is_prediction(name: str) -> bool:
+    return name == _PREDICTION or (name.startswith(f"{_PREDICTION}[") and name.endswith("]"))
+
+
+def _failed(batch: TrafficBatch) -> NDArray[np.bool_]:
+    """Which requests failed: a status outside 2xx, or a request that could not be read."""
+    failed: NDArray[np.bool_] = (batch.status < 200) | (batch.status >= 300)
+    if batch.parse_errors is not None:
+        failed |= np.array([error is not None for error in batch.parse_errors], dtype=bool)
+    return failed
+
+
+def _tally(outcome: Outcome, batch: TrafficBatch, failed: NDArray[np.bool_]) -> None:
+    """Count a batch's requests, failed ones and unparsable ones for the metrics."""
+    model = batch.model
+    outcome.requests[model] = outcome.requests.get(model, 0) + batch.rows
+    rejected = int(((batch.status < 200) | (batch.status >= 300)).sum())
+    if rejected:
+        outcome.rejected_requests[model] = outcome.rejected_requests.get(model, 0) + rejected
+    if batch.unparsable:
+        outcome.unparsable[model] = outcome.unparsable.get(model, 0) + batch.unparsable
 
 
 def _of_model(records: Sequence[Record], key: ModelKey) -> list[Record]:

@@ -25,9 +25,9 @@ from flowops.drift import Finding
 from flowops.events import DeadLetter, DriftAlert, cloudevent_headers
 from flowops.kafka_security import client_options
 from streams.monitors import Reject
-from streams.state import MAX_RECORD_BYTES
+from streams.state import MAX_RECORD_BYTES as _MAX_RECORD_BYTES
 
-__all__ = ["Publisher", "RecentIds"]
+__all__ = ["RECENT_IDS", "Publisher", "RecentIds"]
 
 RECENT_IDS: Final = 100_000
 
@@ -79,7 +79,7 @@ class Publisher:
             enable_idempotence=False,
             compression_type=None if kafka.compression == "none" else kafka.compression,
             linger_ms=2,
-            max_request_size=MAX_RECORD_BYTES,
+            max_request_size=_MAX_RECORD_BYTES,
         )
         await self._producer.start()
 

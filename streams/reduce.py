@@ -86,6 +86,33 @@ class PartitionReducer:
                 self._keep(reduce_rows(prepared, model, version, window, timestamps[rows], part))
         return int(timestamps.size - np.count_nonzero(timed))
 
+    def requests(
+        self,
+        prepared: Prepared,
+        size: float,
+        model: str,
+        version: str,
+        timestamps: NDArray[np.float64],
+        failed: NDArray[np.bool_],
+    ) -> None:
+        """Count requests of one model version, answered or not, in their windows' partials
+        (the merged error rate): a window of failed requests only is still a window."""
+        index = time_indices(size, timestamps)
+        timed = np.isfinite(index)
+        self._sizes[model] = size
+        if not timed.any():
+            return
+        self.watermark = max(self.watermark, float(timestamps[timed].max()))
+        windows, where = np.unique(index[timed].astype(np.int64), return_inverse=True)
+        totals = np.bincount(where)
+        errors = np.bincount(where, weights=failed[timed].astype(np.float64))
+        for window, total, error in zip(windows.tolist(), totals, errors, strict=True):
+            counted = WindowPartial(
+                model, version, window, prepared.token, 0, math.inf, -math.inf,
+                requests=int(total), failed=int(error),
+            )  # fmt: skip
+            self._keep(counted)
+
     def flush(self, end: int, *, clock: float | None = None) -> list[Flush]:
         """One flush a model with partials, of offsets ``[start, end)``; ``clock`` moves the
         watermark on (give it once the reader has caught up with the partition)."""

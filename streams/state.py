@@ -42,6 +42,7 @@ from flowops.kafka_security import as_settings, client_options
 
 __all__ = [
     "FLUSH_KEY",
+    "MAX_RECORD_BYTES",
     "POSITION_KEY",
     "STATE_FORMAT",
     "Restored",

@@ -16,7 +16,8 @@ from prometheus_client import disable_created_metrics
 
 from flowops.config import Settings
 from flowops.events import ensure_topics
-from flowops.logs import LOG_FORMAT, log_to
+from flowops.logs import LOG_FORMAT as _LOG_FORMAT
+from flowops.logs import log_to
 from streams.agents.merge import merge_topics
 from streams.app import build
 from streams.state import ensure_state_topic
@@ -90,4 +91,4 @@ def _hook_logging(settings: Settings) -> None:
     Faust's logging setup puts its handler on the root logger at Faust's (quieter) level;
     FlowOps' logger has a handler of its own and does not propagate to it.
     """
-    log_to("flowops", sys.stderr, settings.log_level, LOG_FORMAT)
+    log_to("flowops", sys.stderr, settings.log_level, _LOG_FORMAT)

@@ -13,7 +13,8 @@ window close and ADWIN on every value, and reports each significant result as a
 from flowops.drift.adwin import ADWIN
 from flowops.drift.chisq import ChiSquareResult, chi2_test
 from flowops.drift.corrections import benjamini_hochberg, bonferroni
-from flowops.drift.detector import Finding, ModelMonitor, MonitorStats
+from flowops.drift.detector import ModelMonitor, MonitorStats
+from flowops.drift.finding import Finding
 from flowops.drift.ks import KSResult, ks_2samp
 from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from flowops.drift.psi import PSIResult, categorical_psi, psi, psi_test

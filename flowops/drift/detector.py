@@ -6,17 +6,22 @@ windows (:class:`~flowops.drift.window.WindowSpec`, see :mod:`flowops.drift.wind
 boundaries and late rows) and two detectors, behind the
 :class:`~flowops.drift.finding.Detector` protocol, look at them:
 
-* :class:`~flowops.drift.window_tests.WindowTests`, at every window close: PSI and KS
-  (numeric features) or PSI and chi-square (categorical) against the model's reference,
-  corrected across features as :func:`~flowops.drift.report.compare` does; at most one
-  :class:`Finding` per feature, test and window, for the tests significant at ``alpha``
-  (``"critical"`` below ``alpha / 100``). The module says how p-values are adjusted.
+* :class:`~flowops.drift.window_tests.WindowTests`, at every window close: the
+  registered tests its :class:`~flowops.drift.rules.Rules` choose (by default PSI and KS
+  for numeric features, PSI and chi-square for categorical) against the model's
+  reference, judged as :func:`~flowops.drift.report.compare` judges them; at most one
+  :class:`Finding` per feature, test and window, for the tests that drifted (significant
+  at ``alpha`` and past their effect floor; severity from the effect size).
 * :class:`~flowops.drift.adwin_detector.AdwinDetector`, on every finite value of every
   numeric feature: one finding per ADWIN change point, ``window_index`` being the
   running index of its row among the model's rows (late rows not counted). Values go to
   ADWIN in batches of ``adwin_batch`` rows, at window close and on
   :meth:`ModelMonitor.advance`. ADWIN compares the stream with itself; its findings'
   ``reference`` says what the model's window tests currently compare with.
+
+Beside them, :class:`~flowops.drift.error_rate.ErrorRateWindows` counts every request
+:meth:`ModelMonitor.requests` is given (answered or failed) in the monitor's windows and
+reports a jump in the error rate (``test: "error_rate"``, ``feature: "requests"``).
 
 **The reference.** A monitor without a profile takes its first closed window with usable
 values as reference; that window makes no window-test findings and later ones say
@@ -71,9 +76,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from flowops.drift.adwin_detector import AdwinDetector
+from flowops.drift.error_rate import ErrorRateWindows
 from flowops.drift.finding import Chunk, ClosedWindow, Detector, Finding, ReferenceKind
 from flowops.drift.profile import Column, Profile
 from flowops.drift.report import DriftReport
+from flowops.drift.rules import Rules
 from flowops.drift.window import FeatureBuffer, Kind, Rows, Window, Windows, WindowSpec, infer_kind
 from flowops.drift.window_tests import WindowTests
 from flowops.errors import InputError
@@ -81,8 +88,6 @@ from flowops.errors import InputError
 __all__ = [
     "ADWIN_BATCH",
     "SEEN_IDS",
-    "Detector",
-    "Finding",
     "ModelMonitor",
     "MonitorStats",
     "Values",
@@ -164,6 +169,7 @@ class ModelMonitor:
         adwin_batch: int = ADWIN_BATCH,
         partition: int | None = None,
         window_tests: bool = True,
+        rules: Rules | None = None,
     ) -> None:
         if isinstance(adwin_batch, bool) or not isinstance(adwin_batch, int) or adwin_batch < 1:
             raise InputError(f"adwin_batch must be a positive integer, got {adwin_batch!r}")
@@ -171,9 +177,16 @@ class ModelMonitor:
         self.partition = partition  # the traffic partition whose rows this monitor sees
         self.stats = MonitorStats()
         self._tests = WindowTests(
-            model, version, profile, alpha=alpha, correction=correction, on_report=self._record
+            model,
+            version,
+            profile,
+            alpha=alpha,
+            correction=correction,
+            on_report=self._record,
+            rules=rules,
         )
         self._adwin = AdwinDetector(model, version, adwin_delta)
+        self._errors = ErrorRateWindows(model, version, spec)
         self._detectors: tuple[Detector, ...] = (self._adwin, self._tests)
         self._adwin_batch = adwin_batch
         # Without window tests (the model's windows are merged across partitions
@@ -189,6 +202,19 @@ class ModelMonitor:
     def profile(self) -> Profile | None:
         """The reference windows are compared with: the profile, or the first window's."""
         return self._tests.profile
+
+    @property
+    def rules(self) -> Rules:
+        """The tests, floors and verdict windows are judged by (``drift.*`` settings).
+
+        Not part of the saved state: a monitor restored from it is given the rules of
+        the configuration it runs under.
+        """
+        return self._tests.rules
+
+    @rules.setter
+    def rules(self, rules: Rules) -> None:
+        self._tests.rules = rules
 
     @property
     def reference(self) -> ReferenceKind:
@@ -214,14 +240,28 @@ class ModelMonitor:
             findings += self._flush(window)
         return self._emit(findings)
 
+    def requests(self, timestamps: ArrayLike, failed: ArrayLike) -> list[Finding]:
+        """Count requests, answered or not (``failed``: a non-2xx status or an unreadable
+        request), in the error-rate windows; a jump in the rate is a finding (test
+        ``error_rate``, see :mod:`flowops.drift.error_rate`). Only answered requests go to
+        :meth:`add`.
+        """
+        ts = _timestamps(timestamps)
+        flags = np.asarray(failed, dtype=bool)
+        if flags.shape != ts.shape:
+            raise InputError(f"{flags.size} failure flags for {ts.size} timestamps")
+        self._errors.partition = self.partition
+        return self._emit(self._errors.add(ts, flags))
+
     def advance(self, now: float) -> list[Finding]:
         """Close a time window that ends at or before ``now``; feed ADWIN what is buffered."""
+        findings = self._errors.advance(now)
         window = self._windows.open
         if window is None:
-            return []
+            return self._emit(findings)
         if self._windows.expired(now):
-            return self._emit(self._close())
-        return self._emit(self._flush(window))
+            return self._emit(findings + self._close())
+        return self._emit(findings + self._flush(window))
 
     def set_profile(self, profile: Profile) -> None:
         """Compare the windows that close from now on with ``profile``."""
@@ -409,6 +449,7 @@ class ModelMonitor:
             "windows": self._windows.to_state(),
             "tests": self._tests.to_state(),
             "adwin": self._adwin.to_state(),
+            "error_rate": self._errors.to_state(),
             "kinds": dict(self._kinds),
             "stats": self.stats.to_dict(),
             "seen": list(self._seen),
@@ -426,6 +467,8 @@ class ModelMonitor:
             monitor._windows = windows
             monitor._tests.load_state(state["tests"])
             monitor._adwin.load_state(state["adwin"])
+            if "error_rate" in state:  # states saved before it was counted have none
+                monitor._errors.load_state(state["error_rate"])
             monitor._kinds = {str(name): _kind(kind) for name, kind in state["kinds"].items()}
             monitor.stats = MonitorStats.from_dict(state["stats"])
             monitor.mark_seen(state["seen"])

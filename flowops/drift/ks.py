@@ -207,8 +207,8 @@ class KSTest:
     Floor 0.1, critical 0.2: ``D`` of a normal feature whose mean moved by a quarter and
     by half a standard deviation (``D = 2 Phi(shift / 2) - 1``), the shifts at which PSI
     reaches about 0.06 and 0.25. From counts on the grid, ``D`` is the largest gap of the
-    two distribution functions at the grid's edges: within ``1 / GRID_CELLS`` of the
-    raw statistic, with the asymptotic p-value.
+    two distribution functions at and just below the grid's cuts: within
+    ``1 / GRID_CELLS`` of the raw statistic, with the asymptotic p-value.
     """
 
     name = "ks"
@@ -230,17 +230,20 @@ class KSTest:
 def grid_ks(baseline: Baseline, counts: NDArray[np.int64]) -> KSResult:
     """KS from counts on the baseline's grid, with the asymptotic p-value.
 
+    ``D`` is :meth:`~flowops.drift.grid.Grid.ks_statistic`, within ``1 / GRID_CELLS``
+    below the statistic on the raw values; its p-value is the Kolmogorov distribution's
+    at ``round(n m / (n + m))`` (scipy's asymptotic one).
+
     >>> from flowops.drift.profile import NumericProfile
     >>> base = Baseline(NumericProfile.from_values(np.arange(1000.0)))
     >>> grid_ks(base, base.grid_counts(np.arange(1000.0))).statistic
     0.0
     """
     n1, n2 = baseline.reference.n, int(counts.sum())
-    below_ref = baseline.reference_below
-    below_cur = np.cumsum(counts)[:-1] / n2
-    d = float(np.max(np.abs(below_ref - below_cur), initial=0.0))
+    d = baseline.grid.ks_statistic(counts)
     big, small = max(n1, n2), min(n1, n2)
-    return KSResult(d, kolmogorov_sf(d, round(big * small / (big + small))))
+    en = max(1, round(big * small / (big + small)))  # one value each rounds 0.5 to 0
+    return KSResult(d, kolmogorov_sf(d, en))
 
 
 KS_TEST = KSTest()

@@ -12,21 +12,14 @@ counts add, minima and maxima compare) before the window tests run on the merged
   the last bits; no test reads them);
 * categorical: the count of every category and the values left out.
 
-**The grid.** It is fitted once per reference feature (:meth:`Grid.from_profile`). Its
-cut points are the reference's PSI bin edges and the order statistics
-``sorted[floor(j s / K)]``, ``j = 0 .. K-1``, of the reference's KS sample (``s`` values,
-all of them or the profile's sketch), with ``K`` = :data:`GRID_CELLS`. A value falls in
-the open cell between two neighbouring cuts or in the cell of a cut it equals, so the
-current sample's distribution function is known exactly at every cut and just below it.
-
-* **PSI is exact**: every PSI edge is a cut, so the PSI bin counts are sums of cells.
-* **Chi-square is exact**: it reads category counts.
-* **KS is within 1/K**: between two neighbouring cuts lie at most ``s / K`` reference
-  values, so with ``D_grid`` the largest distance of the two distribution functions at
-  and just below the cuts, ``D_grid <= D <= D_grid + 1/K`` for the exact statistic
-  ``D`` (proof in :meth:`Grid.ks_statistic`). :func:`compare_counts` reports
-  ``D_grid`` and its p-value from the Kolmogorov distribution of ``round(n m / (n + m))``
-  (scipy's asymptotic one; raw rows up to 10,000 values get scipy's exact p-value).
+**The grid.** Numeric values are counted on the cells of the feature's
+:attr:`~flowops.drift.window_test.Baseline.grid`, the one grid the window-test registry
+reads counts on (:mod:`flowops.drift.grid`: ``K`` = 1024 quantiles of the reference's KS
+sample plus the PSI edges, a cell of its own at each cut). The merged window is judged
+by :func:`~flowops.drift.report.compare_counts` with the same rules as ``flowops drift
+compare`` and a single worker's windows (:func:`compare_partial`): PSI, chi-square and
+Jensen-Shannon exactly as on the raw rows, KS within ``1/K`` below the exact statistic
+(ties included), Wasserstein within the grid's cell widths.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(2)
@@ -50,123 +43,48 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from flowops.drift.chisq import chi2_test
-from flowops.drift.finding import Finding, TestName
-from flowops.drift.ks import kolmogorov_sf
-from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
-from flowops.drift.psi import categorical_psi
-from flowops.drift.report import DriftReport, FeatureDrift, combined_pvalue, corrector
+from flowops.drift import grid as _grid
+from flowops.drift.finding import Finding
+from flowops.drift.grid import Grid
+from flowops.drift.profile import CategoricalProfile, Profile
+from flowops.drift.report import DriftReport, compare_counts, prepare
+from flowops.drift.rules import Rules
 from flowops.drift.window import to_floats
-from flowops.drift.window_tests import CRITICAL_FACTOR as _CRITICAL_FACTOR
-from flowops.errors import InputError
+from flowops.drift.window_test import Baseline, Current
+from flowops.drift.window_tests import report_findings
+from flowops.errors import EmptyInputError, InputError
 
 __all__ = [
-    "GRID_CELLS",
     "CategoryCounts",
-    "Grid",
     "NumericCounts",
     "Prepared",
     "WindowPartial",
-    "compare_counts",
+    "compare_partial",
     "reduce_rows",
     "window_findings",
 ]
 
-GRID_CELLS = 1024
-"""``K``: the reference's KS sample is cut into K parts, so KS from counts is within 1/K."""
-
-
-class Grid:
-    """Cut points of one numeric feature and what the reference holds at each of them.
-
-    Cell ``2 i`` is the open interval between cut ``i - 1`` and cut ``i`` (from -inf for
-    ``i = 0``, to +inf for the last), cell ``2 i + 1`` the cut ``i`` itself.
-
-    >>> grid = Grid(np.array([1.0, 2.0, 3.0, 4.0]), edges=np.array([2.5]), cells=2)
-    >>> grid.cuts.tolist()
-    [1.0, 2.5, 3.0]
-    >>> grid.counts(np.array([0.5, 1.0, 2.7, 3.0, 9.0])).tolist()
-    [1, 1, 0, 0, 1, 1, 1]
-    """
-
-    __slots__ = ("_below", "_psi_bins", "_up_to", "cuts")
-
-    def __init__(
-        self, reference: NDArray[np.float64], *, edges: NDArray[np.float64], cells: int
-    ) -> None:
-        if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
-            raise InputError(f"grid cells must be a positive integer, got {cells!r}")
-        s = reference.size
-        quantiles = reference[(np.arange(cells, dtype=np.int64) * s) // cells]
-        self.cuts: NDArray[np.float64] = np.unique(np.concatenate([quantiles, edges]))
-        self._below = np.searchsorted(reference, self.cuts, side="left") / s
-        self._up_to = np.searchsorted(reference, self.cuts, side="right") / s
-        at_cut = np.searchsorted(edges, self.cuts, side="right")
-        open_cell = np.concatenate([[0], at_cut])  # the cell above cut i-1 is in its bin
-        self._psi_bins = np.empty(2 * self.cuts.size + 1, dtype=np.intp)
-        self._psi_bins[0::2], self._psi_bins[1::2] = open_cell, at_cut
-
-    @classmethod
-    def from_profile(cls, profile: NumericProfile, cells: int = GRID_CELLS) -> Grid:
-        """The grid of a profiled feature: its KS sample's K-quantiles and its PSI edges."""
-        reference = np.array(profile.sample, dtype=np.float64)
-        return cls(reference, edges=np.array(profile.edges, dtype=np.float64), cells=cells)
-
-    @property
-    def size(self) -> int:
-        """How many cells: two a cut, and one more."""
-        return 2 * self.cuts.size + 1
-
-    def counts(self, values: NDArray[np.float64]) -> NDArray[np.int64]:
-        """How many of the (finite) ``values`` fall in each cell."""
-        low = np.searchsorted(self.cuts, values, side="left")
-        high = np.searchsorted(self.cuts, values, side="right")
-        return np.bincount(low + high, minlength=self.size).astype(np.int64)
-
-    def psi_counts(self, cells: NDArray[np.int64]) -> NDArray[np.int64]:
-        """The PSI bin counts the cell counts add up to."""
-        bins = int(self._psi_bins[-1]) + 1
-        return np.bincount(self._psi_bins, weights=cells, minlength=bins).astype(np.int64)
-
-    def ks_statistic(self, cells: NDArray[np.int64]) -> float:
-        """``D_grid``: the largest distance of the distribution functions at the cuts.
-
-        With ``F`` the reference's distribution function and ``G`` the current one, both
-        are known at every cut ``c`` and just below it (``F(c-)``, ``G(c-)``). For ``x``
-        in an open cell ``(a, b)``, ``F(x) - G(x) <= F(b-) - G(a) <= D_grid + (F(b-) -
-        F(a))`` and ``G(x) - F(x) <= G(b-) - F(a) <= D_grid + (F(b-) - F(a))``, and
-        ``F(b-) - F(a)``, the reference's share strictly inside the cell, is at most
-        ``1/K``. So ``D_grid <= D <= D_grid + 1/K``.
-        """
-        n = int(cells.sum())
-        if n == 0:
-            return 0.0
-        cumulative = np.cumsum(cells)
-        below = cumulative[0:-1:2] / n  # G(c-) at every cut
-        up_to = cumulative[1::2] / n  # G(c)
-        return float(max(np.abs(self._below - below).max(), np.abs(self._up_to - up_to).max()))
-
 
 @dataclass(frozen=True)
 class Prepared:
-    """A reference made ready for reducing rows: its profile, a grid per numeric feature,
-    and ``token``, a digest of the profile that partials carry (only partials made on
-    the same reference merge)."""
+    """A reference made ready for reducing rows and judging windows: its profile, its
+    features prepared once (:func:`~flowops.drift.report.prepare`: their grids among
+    them), and ``token``, a digest of the profile and ``K`` that partials carry (only
+    partials made on the same reference and grid merge)."""
 
     profile: Profile
-    grids: Mapping[str, Grid]
+    baselines: Mapping[str, Baseline]
     token: str
 
     @classmethod
-    def from_profile(cls, profile: Profile, cells: int = GRID_CELLS) -> Prepared:
-        """Fit the grids of the profile's numeric features."""
-        grids = {
-            name: Grid.from_profile(feature, cells)
-            for name, feature in profile.features.items()
-            if isinstance(feature, NumericProfile)
-        }
-        digest = hashlib.sha256(f"{cells}:{profile.to_json()}".encode()).hexdigest()[:16]
-        return cls(profile, grids, digest)
+    def from_profile(cls, profile: Profile) -> Prepared:
+        """Prepare the profile's features (grids are fitted when first used)."""
+        digest = hashlib.sha256(f"{_grid.GRID_CELLS}:{profile.to_json()}".encode()).hexdigest()[:16]
+        return cls(profile, prepare(profile), digest)
+
+    def grid(self, name: str) -> Grid:
+        """The grid of the numeric feature ``name``."""
+        return self.baselines[name].grid
 
 
 @dataclass(frozen=True)
@@ -225,7 +143,8 @@ class WindowPartial:
 
     ``first`` and ``last`` are the earliest and latest finite event times of its rows
     (``inf`` and ``-inf`` when none); ``ignored`` counts the values of features the
-    reference does not know.
+    reference does not know. ``rows`` are answered requests (drift data); ``requests``
+    and ``failed`` count every request and the failed ones, for the window's error rate.
     """
 
     model: str
@@ -238,6 +157,8 @@ class WindowPartial:
     numeric: dict[str, NumericCounts] = field(default_factory=dict)
     categorical: dict[str, CategoryCounts] = field(default_factory=dict)
     ignored: int = 0
+    requests: int = 0  # every request of the window, answered or not (the error rate's)
+    failed: int = 0  # of those, the ones not answered 2xx or not readable
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -256,6 +177,8 @@ class WindowPartial:
             numeric=_merge_maps(self.numeric, other.numeric),
             categorical=_merge_maps(self.categorical, other.categorical),
             ignored=self.ignored + other.ignored,
+            requests=self.requests + other.requests,
+            failed=self.failed + other.failed,
         )
 
 
@@ -289,7 +212,7 @@ def reduce_rows(
         if isinstance(feature, CategoricalProfile):
             categorical[name] = _categories(column, n)
         else:
-            numeric[name] = _numbers(prepared.grids[name], column, n)
+            numeric[name] = _numbers(prepared.grid(name), column, n)
     return WindowPartial(
         model,
         version,
@@ -336,88 +259,40 @@ def _categories(column: Sequence[object] | NDArray[Any] | None, n: int) -> Categ
     return CategoryCounts(dict(sorted(counts.items())), n - sum(counts.values()))
 
 
-def compare_counts(
+def compare_partial(
     prepared: Prepared,
     partial: WindowPartial,
     *,
     alpha: float = 0.05,
     correction: str = "bh",
+    rules: Rules | None = None,
 ) -> DriftReport:
-    """The window tests on a (merged) partial, as :func:`~flowops.drift.report.compare`
-    reports them on raw rows: PSI and chi-square equal, KS within ``1/K`` (see module).
+    """The registered window tests on a (merged) partial, by ``rules``: what
+    :func:`~flowops.drift.report.compare` says of the raw rows, PSI and chi-square equal,
+    KS within ``1/K`` (see module).
 
-    Features without usable values are left out; a partial made on another reference
-    is an InputError.
+    Features without usable values are left out; a partial made on another reference is
+    an InputError, one without any usable value an EmptyInputError.
     """
     if partial.reference != prepared.token:
         raise InputError("the partial was made on another reference")
-    adjust = corrector(correction, alpha)
-    tested = [
-        _numeric_drift(name, prepared, counts)
-        for name, counts in partial.numeric.items()
-        if counts.n
-    ]
-    tested += [
-        _categorical_drift(name, prepared, counts)
-        for name, counts in partial.categorical.items()
-        if counts.n
-    ]
-    order = list(prepared.profile.features)
-    tested.sort(key=lambda feature: order.index(feature.feature))
-    adjusted = adjust([feature.pvalue for feature in tested]).tolist() if tested else []
-    results = [
-        replace(feature, adjusted_pvalue=q, drift=q < alpha)
-        for feature, q in zip(tested, adjusted, strict=True)
-    ]
-    return DriftReport(results, any(r.drift for r in results), float(alpha), correction)
-
-
-def _numeric_drift(name: str, prepared: Prepared, counts: NumericCounts) -> FeatureDrift:
-    grid, profile = prepared.grids[name], prepared.profile.features[name]
-    assert isinstance(profile, NumericProfile)
-    bins = grid.psi_counts(counts.cells)
-    reference = {str(i): int(c) for i, c in enumerate(profile.counts)}
-    psi = categorical_psi(reference, {str(i): int(c) for i, c in enumerate(bins.tolist())})
-    d, n, m = grid.ks_statistic(counts.cells), profile.n, counts.n
-    ks_pvalue = kolmogorov_sf(d, round(max(n, m) * min(n, m) / (n + m)))
-    return FeatureDrift(
-        feature=name,
-        kind="numeric",
-        psi=psi.statistic,
-        psi_pvalue=psi.pvalue,
-        ks_statistic=d,
-        ks_pvalue=ks_pvalue,
-        chi2_statistic=None,
-        chi2_pvalue=None,
-        pvalue=combined_pvalue(ks_pvalue, psi.pvalue),
-        adjusted_pvalue=math.nan,
-        drift=False,
-        n_reference=n,
-        n_current=m,
-        excluded=counts.missing,
-    )
-
-
-def _categorical_drift(name: str, prepared: Prepared, counts: CategoryCounts) -> FeatureDrift:
-    profile = prepared.profile.features[name]
-    assert isinstance(profile, CategoricalProfile)
-    chi2 = chi2_test(profile.frequencies, counts.counts)
-    psi = categorical_psi(profile.frequencies, counts.counts)
-    return FeatureDrift(
-        feature=name,
-        kind="categorical",
-        psi=psi.statistic,
-        psi_pvalue=psi.pvalue,
-        ks_statistic=None,
-        ks_pvalue=None,
-        chi2_statistic=chi2.statistic,
-        chi2_pvalue=chi2.pvalue,
-        pvalue=combined_pvalue(chi2.pvalue, psi.pvalue),
-        adjusted_pvalue=math.nan,
-        drift=False,
-        n_reference=profile.n,
-        n_current=counts.n,
-        excluded=counts.missing,
+    current: dict[str, Current] = {}
+    excluded: dict[str, int] = {}
+    for name in prepared.profile.features:  # the profile's order, as compare has it
+        if name in partial.numeric:
+            counts = partial.numeric[name]
+            current[name], excluded[name] = Current(grid_counts=counts.cells), counts.missing
+        elif name in partial.categorical:
+            found = partial.categorical[name]
+            current[name], excluded[name] = Current(categories=found.counts), found.missing
+    return compare_counts(
+        prepared.profile,
+        current,
+        excluded=excluded,
+        alpha=alpha,
+        correction=correction,
+        rules=rules,
+        baselines=prepared.baselines,
     )
 
 
@@ -429,60 +304,21 @@ def window_findings(
     end: float,
     alpha: float = 0.05,
     correction: str = "bh",
+    rules: Rules | None = None,
 ) -> list[Finding]:
-    """The significant window tests of a merged window, as
-    :class:`~flowops.drift.window_tests.WindowTests` reports a window of raw rows: a
-    test's p-value is the adjusted one its feature would have were it the feature's most
-    significant test; findings carry no partition (the window is the model's).
+    """The drifted window tests of a merged window, as
+    :class:`~flowops.drift.window_tests.WindowTests` reports a window of raw rows (one
+    :func:`~flowops.drift.window_tests.report_findings` for both); findings carry no
+    partition (the window is the model's). A window without usable values has none.
     """
-    report = compare_counts(prepared, partial, alpha=alpha, correction=correction)
-    adjust = corrector(correction, alpha)
-    pvalues = np.array([feature.pvalue for feature in report.features])
-    findings = []
-    for i, feature in enumerate(report.features):
-        for test, statistic, pvalue in _tests(feature):
-            alone = combined_pvalue(pvalue, 1.0)  # the feature's p-value were this its best
-            if alone == feature.pvalue:
-                adjusted = feature.adjusted_pvalue
-            else:
-                trial = pvalues.copy()
-                trial[i] = alone
-                adjusted = float(adjust(trial)[i])
-            if adjusted < alpha:
-                findings.append(_finding(partial, feature, test, statistic, adjusted, alpha))
-    return [replace(f, window_start=start, window_end=end) for f in findings]
-
-
-def _finding(
-    partial: WindowPartial,
-    feature: FeatureDrift,
-    test: TestName,
-    statistic: float,
-    adjusted: float,
-    alpha: float,
-) -> Finding:
-    return Finding(
+    try:
+        report = compare_partial(prepared, partial, alpha=alpha, correction=correction, rules=rules)
+    except EmptyInputError:
+        return []
+    return report_findings(
+        report,
         model=partial.model,
         version=partial.version,
-        feature=feature.feature,
-        test=test,
-        statistic=statistic,
-        pvalue=adjusted,
-        threshold=float(alpha),
-        window_index=partial.window,
-        window_start=partial.first,
-        window_end=partial.last,
-        n_reference=feature.n_reference,
-        n_current=feature.n_current,
-        severity="critical" if adjusted < alpha / _CRITICAL_FACTOR else "warning",
+        window=(partial.window, start, end),
         reference="profile",
     )
-
-
-def _tests(feature: FeatureDrift) -> list[tuple[TestName, float, float]]:
-    tests: list[tuple[TestName, float, float]] = [("psi", feature.psi, feature.psi_pvalue)]
-    if feature.ks_statistic is not None and feature.ks_pvalue is not None:
-        tests.append(("ks", feature.ks_statistic, feature.ks_pvalue))
-    if feature.chi2_statistic is not None and feature.chi2_pvalue is not None:
-        tests.append(("chi2", feature.chi2_statistic, feature.chi2_pvalue))
-    return tests

@@ -47,21 +47,17 @@ def wasserstein(reference: NDArray[np.float64], current: NDArray[np.float64]) ->
 
 
 def grid_wasserstein(baseline: Baseline, counts: NDArray[np.int64]) -> float:
-    """W1 from counts on the baseline's grid: the gap of the two distribution functions
-    at each interior edge, times the width to the next edge.
+    """W1 from counts on the baseline's grid (:meth:`~flowops.drift.grid.Grid.wasserstein`).
 
-    Exact up to how the values lie inside each cell; what lies beyond the outer edges
-    (the reference's 0.1% and 99.9% quantiles) is not seen.
+    Exact up to how the values lie inside each cell; what lies beyond the outer cuts
+    (the reference's least value and its ``(K-1)/K`` quantile) is not seen.
 
     >>> from flowops.drift.profile import NumericProfile
     >>> base = Baseline(NumericProfile.from_values(np.arange(1000.0)))
     >>> grid_wasserstein(base, base.grid_counts(np.arange(1000.0)))
     0.0
     """
-    below_ref = baseline.reference_below
-    below_cur = np.cumsum(counts)[:-1] / counts.sum()
-    gaps = np.abs(below_ref - below_cur)
-    return float(np.sum((gaps[:-1] + gaps[1:]) / 2 * np.diff(baseline.grid)))
+    return baseline.grid.wasserstein(counts)
 
 
 class WassersteinTest:

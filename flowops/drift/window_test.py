@@ -6,14 +6,15 @@ current side comes in one of two shapes, and every registered test runs from bot
 * **values**: the window's finite numbers (numeric) or its category counts
   (categorical), as ``flowops drift compare`` and a single stream worker have them;
 * **counts**: how many current values fell in each cell of :attr:`Baseline.grid` (a
-  fine grid of the reference's quantiles that holds the PSI edges too), as a merge
-  stage has them after adding up the counts of many partitions. Categorical features
-  always arrive as counts: they need nothing else.
+  fine grid of the reference's quantiles that holds the PSI edges too, with a cell of
+  its own at each cut: :mod:`flowops.drift.grid`), as a merge stage has them after
+  adding up the counts of many partitions. Categorical features always arrive as
+  counts: they need nothing else.
 
 A test says whether its counts result is exact (:attr:`WindowTest.exact_from_counts`):
 PSI, chi-square and Jensen-Shannon work on bins the grid holds exactly; KS from the grid
-is within ``1 / GRID_CELLS`` of the statistic on the raw values, and Wasserstein within
-the grid's cell widths.
+is within ``1 / GRID_CELLS`` of the statistic on the raw values (ties included), and
+Wasserstein within the grid's cell widths.
 
 Every test reports a statistic, a p-value (the probability of an effect at least this
 large with no drift) and an **effect size** on a scale that does not grow with the
@@ -31,21 +32,18 @@ from typing import Literal, NamedTuple, Protocol, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
+from flowops.drift.grid import Grid
 from flowops.drift.profile import CategoricalProfile, NumericProfile
-from flowops.drift.reference import Reference, bin_counts
+from flowops.drift.reference import Reference
 from flowops.errors import InputError
 
 __all__ = [
-    "GRID_CELLS",
     "Baseline",
     "Current",
     "FeatureKind",
     "Measurement",
     "WindowTest",
 ]
-
-GRID_CELLS = 1_000
-"""Cells of the fine quantile grid counts are kept on: KS from counts is within 1/1000."""
 
 FeatureKind: TypeAlias = Literal["numeric", "categorical"]
 
@@ -63,7 +61,7 @@ class Baseline:
 
     >>> profile = NumericProfile.from_values(np.arange(100.0), bins=4)
     >>> base = Baseline(profile)
-    >>> base.grid.size > 3, set(profile.edges) <= set(base.grid.tolist())
+    >>> base.grid.size > 3, set(profile.edges) <= set(base.grid.cuts.tolist())
     (True, True)
     """
 
@@ -93,43 +91,19 @@ class Baseline:
         return self.numeric.reference()
 
     @cached_property
-    def grid(self) -> NDArray[np.float64]:
-        """Interior edges of the fine grid: the sample's quantiles and the PSI edges."""
-        sample = np.asarray(self.numeric.sample, dtype=np.float64)
-        cuts = np.quantile(sample, np.arange(1, GRID_CELLS) / GRID_CELLS)
-        edges = np.unique(np.concatenate((cuts, np.asarray(self.numeric.edges))))
-        edges.flags.writeable = False
-        return edges
-
-    @cached_property
-    def psi_cells(self) -> NDArray[np.intp]:
-        """For each grid cell, the PSI bin it lies in (sums grid counts into PSI bins).
-
-        Cell ``i`` starts at ``grid[i - 1]`` (cell 0 at -inf); its PSI bin is the number
-        of PSI edges at or below that start, exact because every PSI edge is a grid edge.
-        """
-        starts = np.concatenate(([-np.inf], self.grid))
-        return np.searchsorted(np.asarray(self.numeric.edges), starts, side="right")
-
-    @cached_property
-    def reference_below(self) -> NDArray[np.float64]:
-        """The reference's share of values below each grid edge (from its KS sample)."""
-        sample = self.reference.sorted
-        below = np.searchsorted(sample, self.grid, side="left") / sample.size
-        below.flags.writeable = False
-        return below
+    def grid(self) -> Grid:
+        """The fine grid counts are kept on: the KS sample's quantiles and the PSI edges."""
+        return Grid(self.reference.sorted, edges=self.reference.edges)
 
     def psi_counts(self, current: Current) -> NDArray[np.int64]:
         """The numeric current data's counts in the PSI bins, from values or grid counts."""
         if current.values is not None:
             return self.reference.bin_counts(current.values)
-        weights = current.counts_on(self)
-        counts = np.bincount(self.psi_cells, weights=weights, minlength=self.reference.counts.size)
-        return counts.astype(np.int64)
+        return self.grid.psi_counts(current.counts_on(self))
 
     def grid_counts(self, values: NDArray[np.float64]) -> NDArray[np.int64]:
         """How many of ``values`` fall in each grid cell: what a merge stage holds."""
-        return bin_counts(self.grid, values)
+        return self.grid.counts(values)
 
 
 @dataclass(frozen=True)
@@ -165,7 +139,7 @@ class Current:
         Raises InputError for counts made on another grid (another number of cells).
         """
         if self.grid_counts is not None:
-            cells = baseline.grid.size + 1
+            cells = baseline.grid.size
             if self.grid_counts.shape != (cells,):
                 found = self.grid_counts.size
                 raise InputError(f"counts on another grid: {found} cells, this one has {cells}")

@@ -20,18 +20,11 @@ from typing import Any
 
 from flowops.drift.finding import Chunk, ClosedWindow, Finding, ReferenceKind
 from flowops.drift.profile import Profile
-from flowops.drift.report import (
-    DriftReport,
-    FeatureDrift,
-    Judgement,
-    compare,
-    corrector,
-    prepare,
-)
+from flowops.drift.report import DriftReport, FeatureDrift, Judgement, compare, corrector, prepare
 from flowops.drift.rules import Rules
 from flowops.drift.window_test import Baseline
 
-__all__ = ["WindowTests"]
+__all__ = ["WindowTests", "report_findings"]
 
 
 class WindowTests:
@@ -87,34 +80,11 @@ class WindowTests:
             baselines=self._baselines,  # the references sorted and binned once, not per window
         )
         self._on_report(report)
-        return [
-            self._finding(window, feature, test)
-            for feature in report.features
-            for test in feature.tests
-            if test.drift
-        ]
-
-    def _finding(
-        self,
-        window: ClosedWindow,
-        feature: FeatureDrift,
-        test: Judgement,
-    ) -> Finding:
-        assert test.severity is not None  # a drifted test has one
-        return Finding(
+        return report_findings(
+            report,
             model=self.model,
             version=self.version,
-            feature=feature.feature,
-            test=test.test,
-            statistic=test.statistic,
-            pvalue=test.adjusted_pvalue,
-            threshold=self.alpha,
-            window_index=window.index,
-            window_start=window.start,
-            window_end=window.end,
-            n_reference=feature.n_reference,
-            n_current=feature.n_current,
-            severity=test.severity,
+            window=(window.index, window.start, window.end),
             reference=self.reference,
         )
 
@@ -129,3 +99,54 @@ class WindowTests:
         self.profile = None if data is None else Profile.from_dict(data)
         self._baselines = {} if self.profile is None else prepare(self.profile)
         self.reference = "profile" if state["reference"] == "profile" else "first_window"
+
+
+def report_findings(
+    report: DriftReport,
+    *,
+    model: str,
+    version: str,
+    window: tuple[int, float, float],
+    reference: ReferenceKind,
+) -> list[Finding]:
+    """A :class:`Finding` for every test ``report`` marks as drifted, in report order.
+
+    ``window`` is the window's (index, start, end). Shared by :class:`WindowTests` (a
+    window of raw rows) and the merge stage (a window merged from counts), so an alert
+    reads the same whichever way its window was judged.
+    """
+    return [
+        _finding(report, feature, test, model, version, window, reference)
+        for feature in report.features
+        for test in feature.tests
+        if test.drift
+    ]
+
+
+def _finding(
+    report: DriftReport,
+    feature: FeatureDrift,
+    test: Judgement,
+    model: str,
+    version: str,
+    window: tuple[int, float, float],
+    reference: ReferenceKind,
+) -> Finding:
+    assert test.severity is not None  # a drifted test has one
+    index, start, end = window
+    return Finding(
+        model=model,
+        version=version,
+        feature=feature.feature,
+        test=test.test,
+        statistic=test.statistic,
+        pvalue=test.adjusted_pvalue,
+        threshold=report.alpha,
+        window_index=index,
+        window_start=start,
+        window_end=end,
+        n_reference=feature.n_reference,
+        n_current=feature.n_current,
+        severity=test.severity,
+        reference=reference,
+    )

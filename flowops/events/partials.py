@@ -7,7 +7,9 @@ the cells that are not empty, then their counts), each array in the narrowest un
 type that holds it. A partial of a few rows is a few hundred bytes whatever the grid's
 size; a full window at most about 10 bytes a cell. Floats that are not finite (the
 bounds of a partial without values, a sum of squares that overflowed) are written as
-the text ``"inf"``, ``"-inf"`` or ``"nan"``.
+the text ``"inf"``, ``"-inf"`` or ``"nan"``. The header's ``requests`` and ``failed``
+(the window's error-rate counts) were added within format 1: a partial without them
+reads as 0 and 0.
 
 >>> import numpy as np
 >>> from flowops.drift.partial import NumericCounts, WindowPartial
@@ -83,6 +85,8 @@ def encode_partial(partial: WindowPartial) -> bytes:
         "first": _finite(partial.first),
         "last": _finite(partial.last),
         "ignored": partial.ignored,
+        "requests": partial.requests,
+        "failed": partial.failed,
         "numeric": numeric,
         "categorical": {
             name: [counts.counts, counts.missing] for name, counts in partial.categorical.items()
@@ -121,6 +125,9 @@ def decode_partial(data: bytes) -> WindowPartial:
                 for name, (counts, miss) in header["categorical"].items()
             },
             ignored=int(header["ignored"]),
+            # absent from partials written before windows counted their requests
+            requests=int(header.get("requests", 0)),
+            failed=int(header.get("failed", 0)),
         )
     except EventError:
         raise

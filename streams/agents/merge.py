@@ -9,7 +9,8 @@ given the partition. For each message:
 
 1. a flush is merged into its model (a replay is dropped), a watermark noted;
 2. the windows the least watermark lets close are tested on their merged counts
-   (:func:`~flowops.drift.partial.window_findings`) and their alerts published, acked;
+   (:func:`~flowops.drift.partial.window_findings`, by the ``drift.*`` rules) and their
+   alerts published, acked;
 3. only then is the changed models' state written to the table, so a crash between the
    two closes those windows again after the restart, with the same alert ids (readers
    drop them by id), and never loses one.
@@ -30,7 +31,9 @@ from mode import Service
 
 from flowops.config import Settings
 from flowops.drift import Finding
+from flowops.drift.error_rate import ErrorRate, jump_finding
 from flowops.drift.partial import window_findings
+from flowops.drift.rules import rules_from_settings
 from flowops.errors import EventError
 from flowops.events.partials import Flush, decode_message
 from streams.merge import MergedWindow, Merger, ModelMerger
@@ -43,6 +46,7 @@ __all__ = ["MergeStage", "merge_topics", "partials_topic"]
 log = logging.getLogger("flowops.streams")
 
 _PARTITION: Final = struct.Struct("<I")
+_ALPHA: Final = ErrorRate().alpha  # the error-rate test's level (the module's default)
 
 
 def partials_topic(app_id: str) -> str:
@@ -68,6 +72,7 @@ class MergeStage(Service):
     ) -> None:
         super().__init__(**kwargs)
         self._settings = settings
+        self.rules = rules_from_settings(settings.drift)  # the stream judges as compare does
         self._references = references
         self._metrics = metrics
         self._publisher = Publisher(
@@ -186,6 +191,10 @@ class MergeStage(Service):
                     window.version,
                 )
                 continue
+            if window.jump is not None:  # the model's error rate, merged as its rows are
+                findings.append(
+                    jump_finding(window.jump, window.model, window.version, threshold=_ALPHA)
+                )
             findings += window_findings(
                 prepared,
                 window.partial,
@@ -193,6 +202,7 @@ class MergeStage(Service):
                 end=window.end,
                 alpha=drift.alpha,
                 correction=drift.correction,
+                rules=self.rules,
             )
         self._metrics.windows_closed(len(closed))
         if not self._publishing:

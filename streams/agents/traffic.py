@@ -33,6 +33,7 @@ from mode import Service
 from flowops.config import Settings
 from flowops.drift import ModelMonitor, WindowSpec
 from flowops.drift.partial import Prepared
+from flowops.drift.rules import rules_from_settings
 from flowops.errors import FlowOpsError
 from flowops.events import Topics, describe_topics
 from flowops.events.partials import Watermark, encode_flush, encode_watermark
@@ -43,8 +44,12 @@ from streams.monitors import Outcome, Partition
 from streams.publish import Publisher
 from streams.references import References
 from streams.state import (
-    FLUSH_KEY,
-    POSITION_KEY,
+    FLUSH_KEY as _FLUSH_KEY,
+)
+from streams.state import (
+    POSITION_KEY as _POSITION_KEY,
+)
+from streams.state import (
     StateReader,
     encode_flush_intent,
     encode_monitor_state,
@@ -54,7 +59,14 @@ from streams.state import (
     state_topic,
 )
 
-__all__ = ["TrafficAgent"]
+__all__ = [
+    "FETCH_MAX_WAIT_MS",
+    "POLL_TIMEOUT",
+    "REWIND_RETRY",
+    "STOP_TIMEOUT",
+    "WATERMARK_STEP",
+    "TrafficAgent",
+]
 
 log = logging.getLogger("flowops.streams")
 
@@ -85,6 +97,7 @@ class TrafficAgent(Service):
         super().__init__(**kwargs)
         self._settings = settings
         self._streams = settings.streams
+        self.rules = rules_from_settings(settings.drift)  # a bad drift.* key stops start-up
         self._references = references
         self._metrics = metrics
         self._say = say
@@ -247,7 +260,7 @@ class TrafficAgent(Service):
         part.cut_at = None
         if flushes:
             assert part.next_offset is not None
-            intent = [(FLUSH_KEY, encode_flush_intent(start or 0, part.next_offset))]
+            intent = [(_FLUSH_KEY, encode_flush_intent(start or 0, part.next_offset))]
             await self._publisher.records(self.state_topic, part.number, intent)
             sent = [(flush.model.encode(), encode_flush(flush)) for flush in flushes]
             await self._publisher.keyed(self.partials_topic, sent)
@@ -275,6 +288,8 @@ class TrafficAgent(Service):
         metrics = self._metrics
         if outcome.rows:
             metrics.events(outcome.rows)
+        for model, rows in outcome.requests.items():
+            metrics.requests(model, rows, outcome.rejected_requests.get(model, 0))
         for model, rows in outcome.unparsable.items():
             metrics.unparsable(model, rows)
         for reject in outcome.rejects:
@@ -314,6 +329,7 @@ class TrafficAgent(Service):
             adwin_delta=drift.adwin_delta,
             correction=drift.correction,
             window_tests=self._merging(model, version) is None,
+            rules=self.rules,
         )
 
     def _merging(self, model: str, version: str) -> tuple[Prepared, float] | None:
@@ -356,7 +372,7 @@ class TrafficAgent(Service):
         ]
         try:
             await self._publisher.records(self.state_topic, part.number, monitors)
-            position = [(POSITION_KEY, encode_position(part.position))]
+            position = [(_POSITION_KEY, encode_position(part.position))]
             await self._publisher.records(self.state_topic, part.number, position)
         except KafkaError as exc:
             log.warning("checkpoint of partition %d failed (%s); retrying later", part.number, exc)
@@ -410,6 +426,8 @@ class TrafficAgent(Service):
             for error in state.errors:
                 log.error("traffic partition %d: %s", tp.partition, error)
             self._check_windows(state.monitors)
+            for monitor, _ in state.monitors.values():
+                monitor.rules = self.rules  # the configuration's, not the saved one's
             position = state.position
             if position is not None:
                 self._consumer.seek(tp, position)
@@ -480,5 +498,10 @@ def _merge(total: Outcome, part: Outcome) -> None:
     total.findings += part.findings
     total.rejects += part.rejects
     total.rows += part.rows
-    for model, rows in part.unparsable.items():
-        total.unparsable[model] = total.unparsable.get(model, 0) + rows
+    for mine, theirs in (
+        (total.unparsable, part.unparsable),
+        (total.requests, part.requests),
+        (total.rejected_requests, part.rejected_requests),
+    ):
+        for model, rows in theirs.items():
+            mine[model] = mine.get(model, 0) + rows

@@ -35,12 +35,14 @@ from stream_worker_process import (
     wait_for,
 )
 
+from flowops.drift import Profile
 from flowops.events import (
     DeadLetter,
     DriftAlert,
     EventProducer,
     ReferenceProfile,
     Topics,
+    TrafficBatch,
     TrafficProducer,
     TrafficRow,
     encode_traffic,
@@ -591,3 +593,163 @@ async def test_two_workers_share_the_partitions_and_each_alert_comes_once(
     assert by_worker[0]
     assert by_worker[1]
     assert by_worker[0].isdisjoint(by_worker[1])
+
+
+# --- what the stream judges: answered requests, predictions, error rates ----------------
+
+
+def _moved(predictions: list[Any]) -> list[float]:
+    """Scores in [0, 1) squeezed into [0.5, 1): KS D 0.5 against the reference's."""
+    moved: list[float] = (np.asarray(predictions, dtype=np.float64) * 0.5 + 0.5).tolist()
+    return moved
+
+
+async def publish_with_predictions(bootstrap: str, models: list[str]) -> None:
+    """Profiles of 5,000 undrifted rows with the model's scores, as ``flowops drift baseline
+    --prediction-column`` makes them."""
+    await ensure_topics(bootstrap)
+    rng = np.random.default_rng(7)
+    async with EventProducer(bootstrap, source="/tests/streams") as producer:
+        for model in models:
+            batch = traffic(model, 5_000, rng)
+            columns: dict[str, Any] = {
+                name: values if name == "region" else np.array(values, dtype=np.float64)
+                for name, values in batch.features.items()
+            }
+            columns["prediction"] = np.array(batch.predictions, dtype=np.float64)
+            profile = Profile.from_columns(columns, model=model)
+            await producer.publish(ReferenceProfile.from_profile(profile, model=model))
+
+
+async def test_only_the_predictions_move_and_the_alerts_name_the_prediction(
+    stack: Stack,
+) -> None:
+    """The features stay as they were, the model's scores move: a window of one partition
+    (count) and a window merged across partitions (time) both alert on ``prediction``."""
+    counted, merged = f"pcount-{uuid.uuid4().hex[:8]}", f"pmerged-{uuid.uuid4().hex[:8]}"
+    await publish_with_predictions(stack.bootstrap, [counted, merged])
+    count = await partitions(stack.bootstrap)
+    await start(stack, stack.config({counted: 2_000, merged: {"kind": "time", "size": SIZE}}))
+    calm = traffic(counted, 2_000, np.random.default_rng(11))
+    moved = dataclasses.replace(
+        calm,
+        request_ids=[f"{counted}-moved-{i}" for i in range(calm.rows)],
+        timestamps=calm.timestamps + 1.0,
+        predictions=_moved(calm.predictions),  # the same features, row for row
+    )
+    await send(stack.bootstrap, calm, moved)
+    begin = (time.time() // SIZE + 6) * SIZE
+    window = traffic(merged, 1_000, np.random.default_rng(12), at=begin + 1)
+    await send_spread(
+        stack.bootstrap, dataclasses.replace(window, predictions=_moved(window.predictions)), count
+    )
+    await close_by_rows(stack.bootstrap, merged, count, begin)
+
+    alerts = await alerts_of(stack, {counted, merged}, expected=4, timeout=90)
+
+    assert window_tests(alerts) == sorted(
+        [(counted, "prediction", test, 1) for test in ("ks", "psi")]
+        + [(merged, "prediction", test, int(begin // SIZE)) for test in ("ks", "psi")]
+    )
+    assert {alert.feature for alert in alerts} == {"prediction"}  # ADWIN's too
+    ks = [alert for alert in alerts if alert.test == "ks"]
+    assert {(a.severity, a.n_current) for a in ks} == {("critical", 2_000), ("critical", 1_000)}
+    assert_no_duplicates(alerts)
+
+
+def failing_share(batch: TrafficBatch, share: float, rng: np.random.Generator) -> TrafficBatch:
+    """``share`` of the requests (at random) answered 500, with an error object for a
+    prediction and an income no reference has: were they data, income would drift."""
+    failed = rng.random(batch.rows) < share
+    income = np.asarray(batch.features["income"]) + np.where(failed, DRIFT, 0.0)
+    return dataclasses.replace(
+        batch,
+        features={**batch.features, "income": income.tolist()},
+        predictions=[
+            {"error": "boom"} if f else p for f, p in zip(failed, batch.predictions, strict=True)
+        ],
+        status=np.where(failed, 500, 200),
+    )
+
+
+async def test_thirty_percent_of_requests_failing_alerts_on_error_rate_not_on_features(
+    stack: Stack,
+) -> None:
+    model = f"errors-{uuid.uuid4().hex[:8]}"
+    await publish_profiles(stack.bootstrap, [model])
+    worker = await start(stack, stack.config({model: 1_000}))
+    rng = np.random.default_rng(13)
+    calm = failing_share(traffic(model, 3_000, rng), 0.01, rng)
+    failing = failing_share(traffic(model, 2_000, rng, start=3_000), 0.3, rng)
+    await send(stack.bootstrap, calm, failing)
+    answered = int((calm.status == 200).sum() + (failing.status == 200).sum())
+    await wait_for(
+        lambda: worker.metric("flowops_stream_events_total") == answered,
+        60,
+        "the answered rows",
+        alive=worker,
+    )
+
+    def keep(message: Any) -> DriftAlert | None:
+        alert = DriftAlert.from_json(message.value)
+        return alert if alert.model == model else None
+
+    alerts = await read_topic(
+        stack.bootstrap,
+        Topics.ALERTS,
+        keep,
+        lambda found: sum(alert.test == "error_rate" for alert in found) >= 2,
+        workers=stack.workers,
+    )
+
+    assert sorted((a.feature, a.test, a.window_index) for a in alerts) == [
+        ("requests", "error_rate", 3),
+        ("requests", "error_rate", 4),
+    ]
+    first = min(alerts, key=lambda alert: alert.window_index)
+    assert first.severity == "critical"
+    assert first.statistic == pytest.approx(0.3, abs=0.05)
+    assert first.partition is not None  # the error-rate windows are the partition's
+    assert_no_duplicates(alerts)
+    assert worker.metric("flowops_stream_requests_total", model=model) == 5_000
+    rejected = worker.metric("flowops_stream_rejected_requests_total", model=model)
+    assert rejected == 5_000 - answered
+
+
+async def test_a_merged_models_error_rate_is_its_windows_whatever_the_partitions(
+    stack: Stack,
+) -> None:
+    """A model with merged time windows, its requests dealt over every partition: three
+    calm windows, then one with 30 % failing; one error_rate alert, of the model's window
+    (no partition), and none on the features."""
+    model, config, count, begin = await merged_setup(stack, "merrors")
+    await start(stack, config)
+    rng = np.random.default_rng(14)
+    for index, share in enumerate([0.01, 0.01, 0.01, 0.3]):
+        batch = traffic(model, 400, rng, start=400 * index, at=begin + SIZE * index + 1)
+        await send_spread(stack.bootstrap, failing_share(batch, share, rng), count)
+    tick = traffic(model, count, np.random.default_rng(9), at=begin + 4 * SIZE + 1)
+    await send_spread(stack.bootstrap, tick, count, chunk=1)
+
+    def keep(message: Any) -> DriftAlert | None:
+        alert = DriftAlert.from_json(message.value)
+        return alert if alert.model == model else None
+
+    alerts = await read_topic(
+        stack.bootstrap,
+        Topics.ALERTS,
+        keep,
+        lambda found: any(alert.test == "error_rate" for alert in found),
+        workers=stack.workers,
+        timeout=90,
+    )
+
+    [jump] = alerts
+    assert (jump.feature, jump.test, jump.window_index) == (
+        "requests",
+        "error_rate",
+        int(begin // SIZE) + 3,
+    )
+    assert (jump.partition, jump.n_current, jump.n_reference) == (None, 400, 1_200)
+    key = [model, "1", "requests", "error_rate", jump.window_index]
+    assert jump.alert_id == hashlib.sha256(json.dumps(key).encode()).hexdigest()

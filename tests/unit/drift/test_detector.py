@@ -625,3 +625,28 @@ def test_without_window_tests_only_adwin_reports_and_the_state_keeps_the_spec() 
     assert monitor.stats.windows_closed == 0
     restored = ModelMonitor.from_state(json.loads(json.dumps(monitor.to_state())))
     assert (restored.spec, restored.window_tests) == (spec, False)
+
+
+def test_error_rate_windows_are_in_the_monitors_state() -> None:
+    def feed(monitor: ModelMonitor, first: int, rate: float) -> list[str]:
+        found = []
+        for i in range(first, first + 5):
+            failed = np.arange(200) < int(200 * rate)
+            found += monitor.requests(np.full(200, float(i)), failed)
+        return [f"{f.test}:{f.window_index}" for f in found]
+
+    whole = ModelMonitor("m", "1", WindowSpec("count", 400), partition=3)
+    half = ModelMonitor("m", "1", WindowSpec("count", 400), partition=3)
+    assert feed(whole, 0, 0.01) == feed(half, 0, 0.01) == []
+    restored = ModelMonitor.from_state(json.loads(json.dumps(half.to_state())))
+    assert (
+        feed(restored, 5, 0.4)
+        == feed(whole, 5, 0.4)
+        == [
+            "error_rate:2",  # half its requests from before the jump
+            "error_rate:3",
+            "error_rate:4",
+        ]
+    )
+    with pytest.raises(InputError, match="failure flags"):
+        whole.requests(np.zeros(3), np.zeros(2, dtype=bool))

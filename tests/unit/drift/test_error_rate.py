@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
 
-from flowops.drift.error_rate import ErrorRate, ErrorRateJump, error_counts
+from flowops.drift.error_rate import ErrorRate, ErrorRateJump, ErrorRateWindows, error_counts
+from flowops.drift.finding import Finding
+from flowops.drift.window import WindowSpec
 from flowops.errors import InputError
 from flowops.events import TrafficBatch, TrafficRow
 
@@ -114,3 +118,47 @@ def test_failed_requests_stay_out_of_the_data_and_count_as_errors() -> None:
     assert all(isinstance(value, float) for value in answered.features["x"])
     assert set(answered.status.tolist()) == {200}
     assert error_counts(batch.status, batch.parse_errors) == (100, 31)
+
+
+def _time_windows() -> ErrorRateWindows:
+    return ErrorRateWindows("m", "1", WindowSpec("time", 10.0), partition=2)
+
+
+def _second(windows: ErrorRateWindows, second: int, failing: int) -> list[Finding]:
+    """100 requests at ``second`` (plus a fraction), ``failing`` of them failed."""
+    return windows.add(second + np.linspace(0, 0.9, 100), np.arange(100) < failing)
+
+
+def test_time_windows_close_on_a_later_request_or_the_clock() -> None:
+    windows = _time_windows()
+    for second in range(30):
+        assert _second(windows, second, failing=2) == []
+    assert windows.add(np.array([31.0]), np.array([True])) == []
+    found = [f for s in range(40, 50) for f in _second(windows, s, failing=40)]
+    assert found == []  # window 4 is open until something passes its end
+    [jump] = windows.advance(50.0)
+    assert (jump.window_index, jump.window_start, jump.window_end) == (4, 40.0, 50.0)
+    assert (jump.statistic, jump.n_current, jump.partition) == (0.4, 1_000, 2)
+    assert jump.n_reference == 3_000  # windows 0-2; window 3's lone request is below min_rows
+    assert windows.advance(60.0) == []
+
+
+def test_requests_of_a_closed_window_or_without_a_time_are_late() -> None:
+    windows = _time_windows()
+    _second(windows, 0, failing=0)
+    _second(windows, 12, failing=0)  # window 0 closes
+    windows.add(np.array([5.0, np.nan, 15.0]), np.array([True, True, False]))
+    assert windows.late == 2
+
+
+def test_a_restored_state_makes_the_same_findings() -> None:
+    whole, first = _time_windows(), _time_windows()
+    for second in range(35):
+        _second(whole, second, failing=1)
+        _second(first, second, failing=1)
+    restored = _time_windows()
+    restored.load_state(json.loads(json.dumps(first.to_state())))
+    later = [f for s in range(35, 60) for f in _second(whole, s, failing=30)]
+    again = [f for s in range(35, 60) for f in _second(restored, s, failing=30)]
+    assert later == again
+    assert [f.window_index for f in later] == [3, 4]

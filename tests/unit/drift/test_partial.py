@@ -14,16 +14,18 @@ from hypothesis import strategies as st
 
 from flowops.drift import Profile, compare
 from flowops.drift.finding import ClosedWindow
-from flowops.drift.ks import ks_statistic
+from flowops.drift.grid import GRID_CELLS, Grid
+from flowops.drift.ks import KS_TEST, ks_statistic
 from flowops.drift.partial import (
-    GRID_CELLS,
-    Grid,
     Prepared,
     WindowPartial,
-    compare_counts,
+    compare_partial,
     reduce_rows,
     window_findings,
 )
+from flowops.drift.profile import NumericProfile
+from flowops.drift.rules import Rules
+from flowops.drift.window_test import Baseline, Current
 from flowops.drift.window_tests import WindowTests
 from flowops.errors import InputError
 
@@ -116,18 +118,23 @@ def test_counts_add_up_to_the_rows() -> None:
 def test_partials_of_different_windows_or_references_do_not_merge() -> None:
     one = reduce_rows(PREPARED, "credit", "3", 0, np.zeros(1), {"age": [1.0]})
     other_window = reduce_rows(PREPARED, "credit", "3", 1, np.zeros(1), {"age": [1.0]})
-    other_reference = reduce_rows(
-        Prepared.from_profile(PROFILE, cells=8), "credit", "3", 0, np.zeros(1), {"age": [1.0]}
-    )
+    another = Prepared.from_profile(Profile.from_columns({"age": np.arange(50.0)}))
+    other_reference = reduce_rows(another, "credit", "3", 0, np.zeros(1), {"age": [1.0]})
     for other in (other_window, other_reference):
         with pytest.raises(InputError, match="cannot merge"):
             one.merge(other)
     with pytest.raises(InputError, match="another reference"):
-        compare_counts(PREPARED, other_reference)
+        compare_partial(PREPARED, other_reference)
 
 
+EVERY_TEST = Rules(
+    tests={"numeric": ("psi", "ks", "js", "wasserstein"), "categorical": ("psi", "chi2", "js")}
+)
+
+
+@pytest.mark.parametrize("rules", [None, EVERY_TEST], ids=["defaults", "every-test"])
 @pytest.mark.parametrize("shift", [0.0, 0.05, 0.3])
-def test_window_tests_on_counts_match_the_raw_rows(shift: float) -> None:
+def test_window_tests_on_counts_match_the_raw_rows(shift: float, rules: Rules | None) -> None:
     rng = np.random.default_rng(int(shift * 100))
     n = 6_000
     columns = {
@@ -147,13 +154,21 @@ def test_window_tests_on_counts_match_the_raw_rows(shift: float) -> None:
         for i in range(0, n, 1_000)
     ]
     merged = reduce(WindowPartial.merge, parts)
-    counted = {f.feature: f for f in compare_counts(PREPARED, merged).features}
-    raw = {f.feature: f for f in compare(PROFILE, columns, ks_method="fast").features}
+    counted = {f.feature: f for f in compare_partial(PREPARED, merged, rules=rules).features}
+    raw = {f.feature: f for f in compare(PROFILE, columns, ks_method="fast", rules=rules).features}
     assert list(counted) == list(raw)
     for name, exact in raw.items():
         got = counted[name]
+        assert [t.test for t in got.tests] == [t.test for t in exact.tests]
         assert (got.psi, got.psi_pvalue) == (exact.psi, exact.psi_pvalue)
         assert (got.chi2_statistic, got.chi2_pvalue) == (exact.chi2_statistic, exact.chi2_pvalue)
+        for same in ("psi", "chi2", "js"):  # exact from counts: the same bins
+            if (want := exact.test(same)) is not None:
+                assert got.test(same) == want
+        if (distance := exact.test("wasserstein")) is not None:
+            found = got.test("wasserstein")
+            assert found is not None
+            assert found.effect == pytest.approx(distance.effect, rel=0.05, abs=0.005)
         assert (got.n_current, got.n_reference, got.excluded) == (
             exact.n_current,
             exact.n_reference,
@@ -185,9 +200,31 @@ def test_ks_from_the_grid_is_within_1_over_k_of_the_exact_statistic(
     assert exact <= approximate + 1 / k + 1e-12
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 6_000),
+    st.integers(1, 3_000),
+    st.sampled_from([50, 700, 2_000, 10_000]),
+    st.booleans(),
+)
+def test_the_registrys_ks_from_counts_is_within_1_over_k_of_the_exact_statistic(
+    seed: int, n_reference: int, n_current: int, sample_size: int, ties: bool
+) -> None:
+    """The registry's path (Baseline.grid, KS_TEST.run on grid counts) at K = GRID_CELLS,
+    with references larger than K (the bound is not met trivially) and sketches."""
+    rng = np.random.default_rng(seed)
+    draw = (lambda n: rng.integers(-4, 5, n).astype(float)) if ties else rng.standard_normal
+    reference, current = draw(n_reference), draw(n_current) + rng.uniform(-0.5, 0.5)
+    base = Baseline(NumericProfile.from_values(reference, sample_size=sample_size))
+    exact = ks_statistic(base.reference.sorted, np.sort(current))
+    approximate = KS_TEST.run(base, Current(grid_counts=base.grid_counts(current)), fast=True)
+    assert approximate.statistic <= exact + 1e-12
+    assert exact <= approximate.statistic + 1 / GRID_CELLS + 1e-12
+
+
 def test_psi_bins_are_sums_of_cells() -> None:
-    feature = PROFILE.features["age"]
-    grid = Grid.from_profile(feature)  # type: ignore[arg-type]
+    grid = PREPARED.grid("age")
     values = np.round(np.random.default_rng(3).normal(40, 12, 500))
     reference = PROFILE.features["age"].reference()  # type: ignore[union-attr]
     assert grid.psi_counts(grid.counts(values)).tolist() == reference.bin_counts(values).tolist()
@@ -221,3 +258,19 @@ def test_window_findings_on_counts_name_what_the_raw_window_tests_name() -> None
         PREPARED, "credit", "3", 10, np.zeros(n), {"age": np.round(rng.normal(40, 12, n))}
     )
     assert window_findings(PREPARED, calm, start=100.0, end=110.0) == []
+
+
+def test_merged_windows_are_judged_by_the_rules_given() -> None:
+    rng = np.random.default_rng(5)
+    n = 3_000
+    columns = {"income": rng.lognormal(10.4, 0.5, n), "age": np.round(rng.normal(40, 12, n))}
+    partial = reduce_rows(PREPARED, "credit", "3", 2, np.zeros(n), columns)
+    default = window_findings(PREPARED, partial, start=0.0, end=10.0)
+    assert {(f.feature, f.test) for f in default} >= {("income", "psi"), ("income", "ks")}
+    strict = Rules(min_effect={"psi": 10.0, "ks": 1.0})  # floors no shift reaches
+    assert window_findings(PREPARED, partial, start=0.0, end=10.0, rules=strict) == []
+    wasserstein = Rules(tests={"numeric": ("wasserstein",)}, critical_effect={"wasserstein": 0.1})
+    found = window_findings(PREPARED, partial, start=0.0, end=10.0, rules=wasserstein)
+    assert [(f.feature, f.test, f.severity) for f in found] == [
+        ("income", "wasserstein", "critical")
+    ]

@@ -11,12 +11,13 @@ from scipy import spatial, stats
 
 from flowops.config import load_settings
 from flowops.drift.chisq import cohens_w
+from flowops.drift.grid import GRID_CELLS
 from flowops.drift.js import js_distance
 from flowops.drift.profile import CategoricalProfile, NumericProfile, Profile
 from flowops.drift.registry import ALERT_TESTS, DEFAULT_TESTS, WINDOW_TESTS, check_tests
 from flowops.drift.report import compare, compare_counts, prepare
 from flowops.drift.rules import Rules, rules_from_settings
-from flowops.drift.window_test import GRID_CELLS, Baseline, Current
+from flowops.drift.window_test import Baseline, Current
 from flowops.errors import ConfigError, InputError
 
 NUMERIC = [name for name, test in WINDOW_TESTS.items() if "numeric" in test.kinds]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import struct
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +33,7 @@ def _same(left: WindowPartial, right: WindowPartial) -> bool:
         for n in left.numeric
     )
     rest = (left.key, left.rows, left.first, left.last, left.ignored, left.categorical)
+    rest += (left.requests, left.failed)
     return (
         numeric
         and list(left.numeric) == list(right.numeric)
@@ -41,6 +45,8 @@ def _same(left: WindowPartial, right: WindowPartial) -> bool:
             right.last,
             right.ignored,
             right.categorical,
+            right.requests,
+            right.failed,
         )
     )
 
@@ -63,6 +69,7 @@ def test_round_trip_is_exact(
     ts = np.array([row[0] for row in rows], dtype=np.float64)
     columns = {"x": [row[1] for row in rows], "c": [row[2] for row in rows]}
     partial = reduce_rows(PREPARED, "credit", "3", window, ts, columns)
+    partial = dataclasses.replace(partial, requests=len(rows) + 3, failed=3)
     assert _same(decode_partial(encode_partial(partial)), partial)
 
 
@@ -96,3 +103,14 @@ def test_cut_short_counts_are_refused() -> None:
     partial = reduce_rows(PREPARED, "m", "1", 0, np.arange(3.0), {"x": [0.1, 0.2, 0.3]})
     with pytest.raises(EventError, match="cut short"):
         decode_partial(encode_partial(partial)[:-1])
+
+
+def test_a_partial_written_before_requests_were_counted_reads_none() -> None:
+    partial = reduce_rows(PREPARED, "credit", "3", 1, np.zeros(2), {"x": [1.0, 2.0]})
+    data = encode_partial(dataclasses.replace(partial, requests=5, failed=2))
+    (length,) = struct.unpack_from("<I", data)
+    header = orjson.loads(data[4 : 4 + length])
+    assert (header.pop("requests"), header.pop("failed")) == (5, 2)
+    older = orjson.dumps(header)
+    decoded = decode_partial(struct.pack("<I", len(older)) + older + data[4 + length :])
+    assert (decoded.rows, decoded.requests, decoded.failed) == (2, 0, 0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flowops.config import load_settings
+from flowops.drift import ModelMonitor
+from flowops.drift.rules import Rules, rules_from_settings
 from flowops.events import Topics
 from streams.app import build, build_app
 
@@ -47,3 +49,20 @@ def test_the_reference_table_reads_the_references_topic(tmp_path: Path) -> None:
     merge = parts.app.tables["merge"]  # the merge agent's, over its own changelog
     assert not merge.is_global
     assert merge.changelog_topic.get_topic_name() == "flowops-streams-merge-changelog"
+
+
+def test_both_stages_judge_by_the_drift_settings(tmp_path: Path) -> None:
+    drift = {
+        "tests": {"numeric": ["psi", "wasserstein"]},
+        "min_effect": {"psi": 0.3},
+        "critical_effect": {"wasserstein": 0.9},
+        "verdict": "share:0.5",
+    }
+    settings = load_settings(overrides={"drift": drift, "streams": {"datadir": str(tmp_path)}})
+    parts = build(settings)
+    expected = rules_from_settings(settings.drift)
+    assert expected.tests["numeric"] == ("psi", "wasserstein")
+    monitor = parts.traffic._new_monitor("credit", "1")
+    assert monitor.rules == parts.traffic.rules == parts.merge.rules == expected
+    restored = ModelMonitor.from_state(monitor.to_state())
+    assert restored.rules == Rules()  # not saved: the traffic agent gives it the config's

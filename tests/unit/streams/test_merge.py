@@ -192,3 +192,31 @@ def test_a_replayed_flush_is_dropped_and_the_next_one_merged() -> None:
     assert (model.replays, model.merged_to) == (1, {0: 13})
     [window] = merger.watermark(0, 10.0)
     assert window.partial.rows == 3
+
+
+def _requests(reducer: PartitionReducer, window: int, total: int, failed: int) -> None:
+    ts = window * SIZE + np.linspace(0.1, 9.9, total)
+    reducer.requests(PREPARED, SIZE, "m", "1", ts, np.arange(total) < failed)
+
+
+def test_the_error_rate_is_the_merged_windows_and_survives_a_restore() -> None:
+    """Two partitions each carry half of every window's requests: the merged windows'
+    error rate jumps where the model's does, though each half alone is too small to test."""
+    reducers = [PartitionReducer(p, start=0) for p in (0, 1)]
+    merger = Merger(2, grace=0.0)
+    for window, failed in enumerate([1, 1, 1, 30]):  # in each half of 60 requests
+        for reducer in reducers:
+            _requests(reducer, window, 60, failed)
+    closed = [window for r in reducers for flush in r.flush(1) for window in merger.add(flush)]
+    assert [(w.window, w.partial.requests, w.partial.failed) for w in closed] == [
+        (0, 120, 2),
+        (1, 120, 2),
+        (2, 120, 2),
+    ]
+    assert [w.jump for w in closed] == [None, None, None]
+    restored = ModelMerger.from_state(merger.models["m"].to_state())
+    assert restored.rates["1"].to_state() == merger.models["m"].rates["1"].to_state()
+    [window3] = restored.close(45.0)
+    assert window3.jump is not None
+    assert (window3.jump.window_index, window3.jump.rate) == (3, 0.5)
+    assert (window3.jump.n_current, window3.jump.n_baseline, window3.partial.rows) == (120, 360, 0)

@@ -70,3 +70,14 @@ def test_late_rows_are_counted_by_model() -> None:
     assert metrics.monitor("credit", monitor.stats, delta) == 2  # 3.0 after 12.0, and NaN
     assert metrics.monitor("credit", monitor.stats, delta) == 0
     assert samples(metrics)['flowops_stream_late_rows_total{model="credit"}'] == 2
+
+
+def test_requests_and_rejected_requests_are_counted_by_model() -> None:
+    metrics = StreamMetrics()
+    metrics.requests("credit", 10, 3)
+    metrics.requests("credit", 5)
+    metrics.requests("iris", 4, 4)
+    got = samples(metrics)
+    assert got['flowops_stream_requests_total{model="credit"}'] == 15
+    assert got['flowops_stream_rejected_requests_total{model="credit"}'] == 3
+    assert got['flowops_stream_rejected_requests_total{model="iris"}'] == 4

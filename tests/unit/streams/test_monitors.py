@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from flowops.drift import ModelMonitor, Profile, WindowSpec
+from flowops.drift import Finding, ModelMonitor, Profile, WindowSpec
 from flowops.drift.partial import Prepared
 from streams.monitors import Partition
 
@@ -243,11 +243,73 @@ def test_unparsable_rows_are_counted_and_kept_from_the_monitors() -> None:
     assert part.next_offset == 4
 
 
-def test_a_model_with_only_unparsable_rows_gets_no_monitor() -> None:
+def test_a_model_with_only_unparsable_rows_counts_requests_but_no_rows() -> None:
     part = counting()
     outcome = part.process(records([unparsable("b"), row("a")]))
     assert (outcome.rows, outcome.unparsable) == (1, {"b": 1})
-    assert list(part.monitors) == [("a", "1")]
+    assert outcome.requests == {"a": 1, "b": 1}
+    assert {key: t.monitor.stats.rows for key, t in part.monitors.items()} == {
+        ("a", "1"): 1,
+        ("b", "1"): 0,  # its monitor keeps the error-rate windows, and no drift data
+    }
+
+
+def failing(model: str = "m", *, ts: float = 1.0, x: object = 99.0, status: int = 500) -> bytes:
+    message = orjson.loads(row(model, ts=ts, x=x))
+    return orjson.dumps(message | {"status": status, "prediction": {"error": "boom"}})
+
+
+def test_only_answered_requests_reach_the_windows() -> None:
+    part = counting(size=3)
+    values = [row(x=1.0), failing(status=400), row(x=2.0), failing(status=503), row(x=3.0)]
+    outcome = part.process(records(values))
+    assert (outcome.rows, outcome.requests, outcome.rejected_requests) == (3, {"m": 5}, {"m": 2})
+    monitor = part.monitors["m", "1"].monitor
+    assert monitor.stats.rows == 3
+    assert monitor.stats.windows_closed == 1  # three answered rows: 99 never got in
+    assert monitor.profile is not None
+    assert monitor.profile.features["x"].max == 3.0  # type: ignore[union-attr]
+
+
+def _requests(part: Partition, start: int, n: int, failed_every: int) -> list[Finding]:
+    values = [
+        failing(ts=float(i)) if i % failed_every == 0 else row(ts=float(i), x=float(i % 7))
+        for i in range(start, start + n)
+    ]
+    return part.process(records(values, start=start)).findings
+
+
+def test_a_jump_in_the_error_rate_is_a_finding_of_its_own() -> None:
+    part = counting(size=200)
+    calm = _requests(part, 0, 1_000, failed_every=50)  # 2 % failing
+    assert [f for f in calm if f.test == "error_rate"] == []
+    jumped = _requests(part, 1_000, 400, failed_every=3)  # a third failing
+    errors = [f for f in jumped if f.test == "error_rate"]
+    assert [(f.feature, f.window_index, f.partition, f.severity) for f in errors] == [
+        ("requests", 5, 0, "critical"),
+        ("requests", 6, 0, "critical"),
+    ]
+    assert errors[0].statistic == sum(i % 3 == 0 for i in range(1_000, 1_200)) / 200
+    assert len({f.alert_id for f in errors}) == 2
+
+
+def test_predictions_are_columns_when_the_reference_has_them() -> None:
+    profile = Profile.from_columns({"x": np.arange(100.0), "prediction": np.arange(100.0) / 100})
+    part = Partition(
+        0, lambda model, version: ModelMonitor(model, version, WindowSpec("count", 50), profile)
+    )
+    part.process(records([row(x=float(i)) for i in range(50)]))
+    monitor = part.monitors["m", "1"].monitor
+    assert monitor.stats.windows_closed == 1
+    assert monitor.stats.ignored == {}  # prediction is the reference's, not ignored
+    plain = Partition(
+        0,
+        lambda model, version: ModelMonitor(
+            model, version, WindowSpec("count", 50), Profile.from_columns({"x": np.arange(9.0)})
+        ),
+    )
+    plain.process(records([row(x=float(i)) for i in range(50)]))
+    assert plain.monitors["m", "1"].monitor.stats.ignored == {}  # and not read at all
 
 
 def test_a_batch_message_with_unparsable_rows_adds_the_others() -> None:
@@ -318,3 +380,21 @@ def test_while_a_flush_is_made_again_the_position_stays_at_its_start() -> None:
     assert part.cut_due
     part.cut_at = None  # flushed
     assert part.position == 7
+
+
+def test_a_merged_models_requests_go_to_the_partials_not_the_monitor() -> None:
+    prepared = Prepared.from_profile(Profile.from_columns({"x": np.arange(100.0)}))
+    part = Partition(
+        0,
+        lambda model, version: ModelMonitor(
+            model, version, WindowSpec("time", 10.0), window_tests=False
+        ),
+        merging=lambda model, version: (prepared, 10.0),
+    )
+    values = [row(ts=1.0), failing(ts=2.0), row(ts=3.0), failing(ts=12.0, status=404)]
+    outcome = part.process(records(values))
+    assert (outcome.rows, outcome.requests) == (2, {"m": 4})
+    [flush] = part.reducer.flush(part.next_offset)
+    counted = [(p.window, p.rows, p.requests, p.failed) for p in flush.partials]
+    assert counted == [(0, 2, 3, 1), (1, 0, 1, 1)]
+    assert part.monitors["m", "1"].monitor.to_state()["error_rate"]["open"] == []
