@@ -62,6 +62,7 @@ class PerformanceFinding:
     high: float
     feature: str = "performance"
     reference: Literal["profile"] = "profile"
+    partition: None = None  # a model's windows of label time, never a partition's
 
     @property
     def alert_id(self) -> str:

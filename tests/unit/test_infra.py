@@ -81,6 +81,8 @@ def worker_exposition() -> bytes:
     metrics.events(5)
     metrics.rejected("bad_json")
     metrics.unparsable("credit", 2)
+    metrics.requests("credit", 10, rejected=3)
+    metrics.late("credit", 1)
     metrics.alert("credit", "psi")
     delta = StatsDelta(MonitorStats())
     stats = MonitorStats(
