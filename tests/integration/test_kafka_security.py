@@ -18,15 +18,19 @@ can show, a refused login (SCRAM and PLAIN), which must be one line naming
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from asyncio import sslproto
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from helpers import until
 
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.config import KafkaSettings, load_settings
@@ -124,6 +128,30 @@ def training_data(tmp_path: Path) -> Path:
 
 
 # -- TLS: each client kind works --------------------------------------------------------
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _tls_shutdowns_finish() -> AsyncIterator[None]:
+    """aiokafka closes a TLS connection without awaiting its TLS shutdown (the peer's
+    close_notify): a test's loop closed before that arrives leaves the socket to the
+    collector, and pytest fails whichever later test the collector runs in on the
+    ResourceWarning. So every TLS connection the test's loop began to close finishes
+    closing before the loop does. A connection never closed still fails the run."""
+    yield
+    loop = asyncio.get_running_loop()
+    await until(lambda: not _tls_closing(loop), "the test's TLS connections to finish closing")
+
+
+def _tls_closing(loop: asyncio.AbstractEventLoop) -> list[sslproto.SSLProtocol]:
+    return [
+        found
+        for found in gc.get_objects()
+        if isinstance(found, sslproto.SSLProtocol)
+        and found._loop is loop
+        and found._transport is not None  # the TCP connection under it is still open
+        and found._app_transport is not None
+        and found._app_transport.is_closing()
+    ]
 
 
 @pytest.mark.asyncio
