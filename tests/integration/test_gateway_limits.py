@@ -64,29 +64,37 @@ def route(servers: list[ModelServer], name: str = "iris", **extra: Any) -> dict[
 async def test_the_memory_rate_limit_holds_to_2_percent_over_10_s() -> None:
     """Eight clients of one address offer about three times the rate for 10 s; the
     gateway admits ``burst + rate * elapsed`` of them, give or take 2%, and refuses the
-    rest with 429."""
+    rest with 429.
+
+    ``elapsed`` is the gateway's time between the first and the last request it judged,
+    which the client cannot see: each request reached the gateway between its sending and
+    its answer, so that time lies between (last sent - first answered) and (last answered
+    - first sent). On a loaded machine the two differ by the answers' delay, and the
+    measured count must lie between their admissions, 2% looser each way.
+    """
     limit = {"rate": RATE, "burst": BURST, "key": "client"}
     async with model_servers(1) as servers:
         settings = {"routes": [route(servers, rate_limit=limit)], "publish": NO_PUBLISH}
         async with running_gateway(settings) as base:
+            sent_at: list[float] = []
             answered_at: list[float] = []
 
             async def send(session: aiohttp.ClientSession, i: int) -> Answer:
+                sent_at.append(time.monotonic())
                 answer = await request(session, "POST", f"{base}/models/iris/x", {"i": i})
                 answered_at.append(time.monotonic())
                 return answer
 
-            start = time.monotonic()
             async with Load(send, workers=8, pause=8 / (3 * RATE)) as load:
                 await asyncio.sleep(RUN_SECONDS)
             async with aiohttp.ClientSession() as session:
                 limited = await metric(session, base, "flowops_gateway_rate_limited_total")
-    elapsed = max(answered_at) - start
     counts = Counter(answer.status for answer in load.answers)
-    expected = BURST + RATE * elapsed
+    fewest = BURST + RATE * (max(sent_at) - min(answered_at))
+    most = BURST + RATE * (max(answered_at) - min(sent_at))
     assert set(counts) == {200, 429}
-    assert sum(counts.values()) > 1.2 * expected  # offered well over the rate
-    assert abs(counts[200] - expected) <= 0.02 * expected, (counts, expected)
+    assert sum(counts.values()) > 1.2 * most  # offered well over the rate
+    assert 0.98 * fewest <= counts[200] <= 1.02 * most, (counts, fewest, most)
     assert len(servers[0].seen) == counts[200]  # a refused request reaches no upstream
     assert limited == counts[429]
 

@@ -118,15 +118,16 @@ async def test_two_processes_share_one_bucket(redis_server: RedisServer) -> None
 
 async def offer(
     limiter: RateLimiter, per_second: float, stop_at: float
-) -> list[tuple[float, Decision]]:
+) -> list[tuple[float, float, Decision]]:
     """Requests at ``per_second`` from 8 concurrent callers until ``stop_at``; each
-    decision with the time it came back."""
-    decisions: list[tuple[float, Decision]] = []
+    decision with the times it was asked for and came back."""
+    decisions: list[tuple[float, float, Decision]] = []
 
     async def caller() -> None:
         while time.monotonic() < stop_at:
+            asked = time.monotonic()
             decision = await limiter.acquire("id:alice")
-            decisions.append((time.monotonic(), decision))
+            decisions.append((asked, time.monotonic(), decision))
             await asyncio.sleep(8 / per_second)
 
     await asyncio.gather(*(caller() for _ in range(8)))
@@ -137,7 +138,13 @@ async def offer(
 async def test_two_processes_hold_the_limit_to_2_percent_over_10_s(
     redis_server: RedisServer,
 ) -> None:
-    """Two stores offer three times the rate between them, on the server's clock."""
+    """Two stores offer three times the rate between them, on the server's clock.
+
+    The server judged each request between its asking and its answer, so the time over
+    which it admitted lies between (last asked - first answered) and (last answered -
+    first asked): the admissions must lie between those two, 2% looser each way (a loaded
+    machine widens the gap, not the rule).
+    """
     rate, burst = 100.0, 20
     stores = [RedisStore(redis_server.url) for _ in range(2)]
     limiters = [RateLimiter("iris", Limit(rate, burst), store) for store in stores]
@@ -149,14 +156,16 @@ async def test_two_processes_hold_the_limit_to_2_percent_over_10_s(
     finally:
         for store in stores:
             await store.close()
-    elapsed = max(at for run in runs for at, _ in run) - start
-    decisions = [decision for run in runs for _, decision in run]
+    asked = [at for run in runs for at, _, _ in run]
+    answered = [at for run in runs for _, at, _ in run]
+    decisions = [decision for run in runs for _, _, decision in run]
     admitted = sum(decision.allowed for decision in decisions)
-    expected = burst + rate * elapsed
+    fewest = burst + rate * (max(asked) - min(answered))
+    most = burst + rate * (max(answered) - min(asked))
     assert not any(decision.degraded for decision in decisions)
-    assert len(decisions) > 1.2 * expected  # offered faster than the rate
-    assert all(sum(d.allowed for _, d in run) > 0.2 * admitted for run in runs)  # both took
-    assert abs(admitted - expected) <= 0.02 * expected, (admitted, expected)
+    assert len(decisions) > 1.2 * most  # offered faster than the rate
+    assert all(sum(d.allowed for _, _, d in run) > 0.2 * admitted for run in runs)  # both
+    assert 0.98 * fewest <= admitted <= 1.02 * most, (admitted, fewest, most)
 
 
 async def test_redis_stopped_mid_run_allow_admits_and_the_limit_returns_with_it(
