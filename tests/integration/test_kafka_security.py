@@ -35,8 +35,16 @@ from helpers import until
 from flowops.broker import EmbeddedBroker, free_port
 from flowops.config import KafkaSettings, load_settings
 from flowops.errors import BrokerError
-from flowops.events import DriftAlert, EventProducer, TopicSpec, describe_topics, ensure_topics
+from flowops.events import (
+    DriftAlert,
+    EventProducer,
+    TopicSpec,
+    TrafficRow,
+    describe_topics,
+    ensure_topics,
+)
 from flowops.gateway.publisher import KafkaTrafficSink, PublishSettings
+from flowops.kafka_security import client_options
 from flowops.monitor.probes.kafka import KafkaProbe, KafkaProbeSettings
 from streams.publish import Publisher
 from streams.state import StateReader, ensure_state_topic
@@ -167,9 +175,32 @@ async def test_event_producer_publishes_over_tls_and_with_mutual_tls(
     tls_broker: str, pki: Pki
 ) -> None:
     kafka = tls(tls_broker, pki, ssl_certfile=pki.client_cert, ssl_keyfile=pki.client_key)
+    topic, event_id = unique("tls-events"), unique("id")
+    await ensure_topics(kafka, 1, topics=[TopicSpec(topic)])
     async with EventProducer.from_settings(kafka, source="/tests/tls") as producer:
-        await producer.send_message("flowops.tls-test", b"k", b"{}", "test", unique("id"))
+        await producer.send_message(topic, b"k", b"{}", "test", event_id)
         await producer.flush()
+    assert [value for _, value in await read_back(kafka, topic, 1)] == [b"{}"]
+
+
+async def read_back(kafka: KafkaSettings, topic: str, count: int) -> list[tuple[bytes, bytes]]:
+    """The first ``count`` messages of ``topic`` (key, value), read over ``kafka``'s
+    security settings: what the broker holds, not what a producer said it sent."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, auto_offset_reset="earliest", enable_auto_commit=False, **client_options(kafka)
+    )
+    await consumer.start()
+    try:
+        found: list[tuple[bytes, bytes]] = []
+        async with asyncio.timeout(READY_TIMEOUT):
+            while len(found) < count:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found.extend((r.key, r.value) for r in records)
+        return found
+    finally:
+        await consumer.stop()
 
 
 def test_baseline_publish_and_watch_over_tls(tls_broker: str, pki: Pki, tmp_path: Path) -> None:
@@ -233,9 +264,16 @@ def _alert(model: str) -> DriftAlert:
 
 @pytest.mark.asyncio
 async def test_gateway_traffic_sink_opens_over_tls(tls_broker: str, pki: Pki) -> None:
-    sink = KafkaTrafficSink(tls(tls_broker, pki), PublishSettings(), topic=unique("tls-traffic"))
-    await sink.open()
-    await sink.close()
+    kafka, topic = tls(tls_broker, pki), unique("tls-traffic")
+    sink = KafkaTrafficSink(kafka, PublishSettings(), topic=topic)
+    await sink.open()  # creates the topic: the admin client over TLS
+    try:
+        await sink.send([TrafficRow("iris", "1", "r-tls", 1.0, {"x": 1.0}, 0, 2.0, 200)])
+    finally:
+        await sink.close()
+    [(key, value)] = await read_back(kafka, topic, 1)
+    assert key.startswith(b"iris"), key
+    assert b"r-tls" in value, value
 
 
 @pytest.mark.asyncio
