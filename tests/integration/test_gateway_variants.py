@@ -5,18 +5,25 @@ broker, with its event on ``flowops.gateway.events`` and the operator's restore.
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from gateway_servers import ModelServer, model_servers, raw_exchange, running_gateway, statuses
 from helpers import until
 from yarl import URL
 
+from flowops.broker import free_port
 from flowops.events import (
     DriftAlert,
     EventProducer,
@@ -368,3 +375,66 @@ async def test_an_alert_on_a_variants_version_takes_it_out_until_the_operator_re
                 ("credit", "challenger", "restore"),
                 ("canary", "q", "policy"),
             ]
+
+
+# -- several workers ------------------------------------------------------------------
+
+
+async def test_a_change_through_one_worker_holds_in_every_worker(tmp_path: Path) -> None:
+    """``workers: 2`` as a real process; each request on a new connection, so the kernel
+    spreads them over both workers (their pids, from /healthz, say so)."""
+    async with model_servers(2) as (a, b):
+        port = free_port()
+        section = {**gateway_section(split_route(a, b)), "listen": f"127.0.0.1:{port}"}
+        settings = {
+            "kafka": {"bootstrap": f"127.0.0.1:{free_port()}"},  # none: events queue
+            "gateway": {**section, "workers": 2},
+        }
+        config = tmp_path / "flowops.yaml"
+        config.write_text(yaml.safe_dump(settings))
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "flowops", "gateway", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            connector = aiohttp.TCPConnector(force_close=True)  # a connection a request
+            async with aiohttp.ClientSession(connector=connector) as session:
+
+                async def ready() -> bool:
+                    assert gateway.poll() is None, "the gateway exited"
+                    try:
+                        status, _, _ = await call(session, "GET", f"{base}/readyz")
+                    except aiohttp.ClientError:
+                        return False
+                    return status == 200
+
+                await until(ready, "the gateway's two workers")
+                status, _, _ = await call(
+                    session,
+                    "PUT",
+                    f"{base}/admin/routes/credit/variants/challenger",
+                    {"weight": 0, "reason": "both workers"},
+                    ADMIN,
+                )
+                assert status == 200
+                seen_by_b = len(b.seen)
+                pids, variants = set(), []
+                for _ in range(60):
+                    _, health, _ = await call(session, "GET", f"{base}/healthz")
+                    pids.add(health["pid"])
+                    variants.extend(await predict(session, base, 1))
+                # and every worker reads the same weights back
+                views = [await weights(session, base) for _ in range(10)]
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(gateway.wait, 60)
+            err = gateway.communicate()[1]
+    assert len(pids) == 2, "the requests did not reach both workers"
+    assert set(variants) == {"champion"}
+    assert len(b.seen) == seen_by_b
+    assert views == [{"champion": 1.0, "challenger": 0.0}] * 10
+    assert code == 0, err
+    assert err.count("variant weight: route credit variant challenger 1 -> 0 by key:ops") == 1
