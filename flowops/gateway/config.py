@@ -270,7 +270,8 @@ class GatewaySettings(BaseModel):
     admin_identities: list[str] = Field(
         default_factory=list,
         description=(
-            "who may read /admin/upstreams: 'key:<API key name>' or 'jwt:<token subject>'"
+            "who may read /admin/upstreams and read and change /admin/routes: "
+            "'key:<API key name>' or 'jwt:<token subject>'"
         ),
     )
 
