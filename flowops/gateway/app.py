@@ -166,7 +166,7 @@ class Gateway:
         a route a reload left unchanged); the metrics watch these pools from now on."""
         assert self.session is not None
         pools = [pool for route in proxy.routes for pool in route.pools]
-        self.metrics.watch(pools, self.publisher)
+        self.metrics.watch(pools, self.publisher, self._weights_now)
         checked = {id(checker.pool): checker for checker in self.checkers}
         self.checkers = []
         for route in proxy.routes:
@@ -220,6 +220,19 @@ class Gateway:
         if any(route.variant_policy is not None for route in self.gateway.routes):
             self._watcher = AlertWatcher(self.settings.kafka, self.policy)
             self._watcher.start()
+
+    def _weights_now(self) -> list[tuple[str, str, float]]:
+        """Every split route's variants' weights, from the board (for the metrics)."""
+        try:
+            overrides = self.board.read()
+        except TimeoutError:
+            return []
+        return [
+            (route.name, variant, weight)
+            for route in self.gateway.routes
+            if route.variants
+            for variant, weight in self.weights.weights(route, overrides)
+        ]
 
     def _policy_state(self) -> dict[str, object]:
         if not any(route.variant_policy is not None for route in self.gateway.routes):

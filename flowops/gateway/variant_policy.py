@@ -204,6 +204,8 @@ class AlertWatcher:
     async def _run(self) -> None:
         backoff = _BACKOFF
         while True:
+            if self.policy.state.get("state") == "watching":
+                backoff = _BACKOFF  # it had worked: the next failure starts afresh
             try:
                 await self._watch()
             except Exception as exc:  # the broker, or a bug: said, and the watch goes on

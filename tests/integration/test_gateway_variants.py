@@ -21,6 +21,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from gateway_servers import ModelServer, model_servers, raw_exchange, running_gateway, statuses
 from helpers import until
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from flowops.broker import free_port
@@ -102,6 +103,18 @@ async def weights(session: aiohttp.ClientSession, base: str) -> dict[str, float]
     return {name: variant["weight"] for name, variant in variants.items()}
 
 
+async def weight_metrics(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    """``flowops_gateway_variant_weight`` of route credit, by variant, from /metrics."""
+    async with session.get(f"{base}/metrics") as response:
+        text = await response.text()
+    return {
+        sample.labels["variant"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "flowops_gateway_variant_weight" and sample.labels["route"] == "credit"
+    }
+
+
 async def test_an_operator_sets_a_variant_aside_and_restores_it() -> None:
     async with (
         model_servers(2) as (a, b),
@@ -118,6 +131,7 @@ async def test_an_operator_sets_a_variant_aside_and_restores_it() -> None:
         seen_by_b = len(b.seen)
         assert set(await predict(session, base, 100)) == {"champion"}
         assert len(b.seen) == seen_by_b  # not one request reached it
+        assert await weight_metrics(session, base) == {"champion": 1.0, "challenger": 0.0}
 
         _, view, _ = await call(session, "GET", f"{base}/admin/routes", headers=ADMIN)
         challenger = view["routes"]["credit"]["variants"]["challenger"]
@@ -428,6 +442,12 @@ async def test_a_change_through_one_worker_holds_in_every_worker(tmp_path: Path)
                     variants.extend(await predict(session, base, 1))
                 # and every worker reads the same weights back
                 views = [await weights(session, base) for _ in range(10)]
+
+                async def both_workers_say_zero() -> bool:
+                    found = await weight_metrics(session, base)
+                    return found == {"champion": 1.0, "challenger": 0.0}
+
+                await until(both_workers_say_zero, "the weight gauge of every worker at 0")
         finally:
             gateway.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(gateway.wait, 60)
