@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from flowops.broker import free_port
+from flowops.config import load_settings
 from flowops.events import (
     DriftAlert,
     EventProducer,
@@ -33,7 +35,9 @@ from flowops.events import (
     describe_topics,
     ensure_topics,
 )
+from flowops.gateway.app import Gateway
 from flowops.gateway.auth import hash_api_key
+from flowops.gateway.http.listener import Listener
 from flowops.gateway.proxy import VARIANT_HEADER
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -458,3 +462,46 @@ async def test_a_change_through_one_worker_holds_in_every_worker(tmp_path: Path)
     assert views == [{"champion": 1.0, "challenger": 0.0}] * 10
     assert code == 0, err
     assert err.count("variant weight: route credit variant challenger 1 -> 0 by key:ops") == 1
+
+
+async def test_a_routes_reload_keeps_the_weights_set_at_run_time() -> None:
+    """SIGHUP's reload (``Gateway.reload_routes``) builds the routes anew; a variant set
+    aside stays aside while it exists, whatever its configured weight became."""
+    async with model_servers(2) as (a, b):
+        port = free_port()
+        section = {**gateway_section(split_route(a, b)), "listen": f"127.0.0.1:{port}"}
+        app = Gateway(load_settings(overrides={"gateway": section}))
+        await app.start()
+        listener = Listener(app.handle, limits=app.gateway.limits)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            sock = socket.create_server(("127.0.0.1", port))
+            sock.setblocking(False)
+            await listener.start(sock)
+            async with aiohttp.ClientSession() as session:
+                status, _, _ = await call(
+                    session,
+                    "PUT",
+                    f"{base}/admin/routes/credit/variants/challenger",
+                    {"weight": 0, "reason": "before the reload"},
+                    ADMIN,
+                )
+                assert status == 200
+                reloaded = split_route(a, b)
+                reloaded["variants"][1]["weight"] = 5  # the route's settings changed
+                await app.reload_routes(
+                    load_settings(overrides={"gateway": {**section, "routes": [reloaded]}})
+                )
+                seen_by_b = len(b.seen)
+                assert set(await predict(session, base, 60)) == {"champion"}
+                assert len(b.seen) == seen_by_b
+                status, _, _ = await call(
+                    session, "POST", f"{base}/admin/routes/credit/restore", {"reason": "r"}, ADMIN
+                )
+                assert status == 200
+                # restored to the weight configured now: 5 to 1
+                assert (await weights(session, base)) == {"champion": 1.0, "challenger": 5.0}
+                assert "challenger" in await predict(session, base, 30)
+        finally:
+            await listener.stop(timeout=5.0)
+            await app.stop()
