@@ -25,7 +25,7 @@ from helpers import until
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
-from flowops.broker import free_port
+from flowops.broker import EmbeddedBroker, free_port
 from flowops.config import load_settings
 from flowops.events import (
     DriftAlert,
@@ -505,3 +505,41 @@ async def test_a_routes_reload_keeps_the_weights_set_at_run_time() -> None:
         finally:
             await listener.stop(timeout=5.0)
             await app.stop()
+
+
+async def test_the_policy_waits_for_kafka_and_acts_once_it_is_there(tmp_path: Path) -> None:
+    """A gateway started before its broker serves at once, says the policy is waiting,
+    and reads the alerts once the broker is up."""
+    kafka_port = free_port()
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    model = f"credit-{uuid.uuid4().hex[:8]}"
+    async with model_servers(2) as (a, b):
+        credit = split_route(a, b, model=model, variant_policy={})
+        section = gateway_section(credit, publish={"linger_ms": 0})
+        async with (
+            running_gateway(section, kafka={"bootstrap": bootstrap}) as base,
+            aiohttp.ClientSession() as session,
+        ):
+
+            async def policy_state() -> str:
+                _, view, _ = await call(session, "GET", f"{base}/admin/routes", headers=ADMIN)
+                state: str = view["policy"]["state"]
+                return state
+
+            await until(lambda: _is(policy_state(), "waiting"), "the policy waiting for Kafka")
+            assert set(await predict(session, base, 20)) == {"champion", "challenger"}
+            with EmbeddedBroker(port=kafka_port, log=tmp_path / "tansu.log"):
+                await until(lambda: _is(policy_state(), "watching"), "the policy reading alerts")
+                async with EventProducer(bootstrap, source="/tests/alerts") as producer:
+                    await producer.publish(drift_alert(model, "2", f"a-{uuid.uuid4().hex}"))
+                    await producer.flush()
+
+                async def challenger_out() -> bool:
+                    return (await weights(session, base))["challenger"] == 0.0
+
+                await until(challenger_out, "the challenger set aside")
+                assert set(await predict(session, base, 40)) == {"champion"}
+
+
+async def _is(state: Any, wanted: str) -> bool:
+    return bool(await state == wanted)
