@@ -66,7 +66,7 @@ __all__ = [
 log = logging.getLogger("flowops.gateway")
 
 BOARD_BYTES: Final = 1 << 20
-"""The board's size: about 5,000 overrides of the longest reasons."""
+"""The board's size: over 1,500 overrides even with the longest reasons."""
 MAX_WEIGHT: Final = 1e6
 """The largest weight, as for ``variants[].weight``."""
 MAX_REASON: Final = 500
