@@ -4,7 +4,7 @@
   :func:`encode_traffic`, :func:`decode_traffic` and :func:`decode_traffic_many`;
 * the other events, pydantic models with ``to_json`` / ``from_json``:
   :class:`DriftAlert`, :class:`ReferenceProfile`, :class:`HealthEvent`,
-  :class:`DeadLetter`;
+  :class:`DeadLetter`, and the gateway's :class:`VariantWeightEvent`;
 * :class:`Topics` and :func:`ensure_topics`; CloudEvents headers
   (:func:`cloudevent_headers`); :class:`TrafficProducer` and :class:`EventProducer`;
 * labels (:class:`LabelRow`, :class:`LabelBatch`), written and read by
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         decode_traffic_many,
         encode_traffic,
     )
+    from flowops.events.gateway import VariantWeightEvent
     from flowops.events.labels import (
         LabelBatch,
         LabelRow,
@@ -71,6 +72,7 @@ _LAZY: dict[str, str] = {
     "FeatureValue": "traffic",
     "TrafficBatch": "traffic",
     "TrafficRow": "traffic",
+    "VariantWeightEvent": "gateway",
 }
 
 
@@ -105,6 +107,7 @@ __all__ = [
     "TrafficBatch",
     "TrafficProducer",
     "TrafficRow",
+    "VariantWeightEvent",
     "cloudevent_headers",
     "decode_labels",
     "decode_labels_many",

@@ -47,6 +47,7 @@ class EventTypes:
     ALERT: Final = "dev.flowops.drift.alert.v1"
     HEALTH: Final = "dev.flowops.health.v1"
     DEADLETTER: Final = "dev.flowops.deadletter.v1"
+    VARIANT_WEIGHT: Final = "dev.flowops.gateway.variant_weight.v1"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ hand-written decoder.
 
 >>> sorted(event_schemas())
 ['dead-letter.v1.json', 'drift-alert.v1.json', 'health.v1.json', 'label.v1.json', \
-'reference-profile.v1.json', 'traffic.v1.json']
+'reference-profile.v1.json', 'traffic.v1.json', 'variant-weight.v1.json']
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from flowops.events.gateway import VariantWeightEvent
 from flowops.events.headers import EventTypes
 from flowops.events.schemas import DeadLetter, DriftAlert, Event, HealthEvent, ReferenceProfile
 from flowops.events.topics import Topics
@@ -153,6 +154,7 @@ def event_schemas() -> dict[str, dict[str, Any]]:
         ("drift-alert.v1.json", DriftAlert),
         ("health.v1.json", HealthEvent),
         ("dead-letter.v1.json", DeadLetter),
+        ("variant-weight.v1.json", VariantWeightEvent),
     ):
         schemas[name] = _event_schema(event)
     return schemas
@@ -226,7 +228,12 @@ def _event_schema(event: type[Event]) -> dict[str, Any]:
 
         body["properties"]["test"]["examples"] = list(ALERT_TESTS)
     title = f"FlowOps {event.NAME} event"
-    key = {DeadLetter: "source_topic", HealthEvent: "target"}.get(event, "model")
+    keys: dict[type[Event], str] = {
+        DeadLetter: "source_topic",
+        HealthEvent: "target",
+        VariantWeightEvent: "route",
+    }
+    key = keys.get(event, "model")
     header = _header(title, body.pop("description", ""), event.EVENT_TYPE, event.TOPIC, key)
     return _merge(header, body)
 

@@ -9,6 +9,7 @@ topic                         key          value
 ``flowops.drift.alerts``      model        drift alert
 ``flowops.health``            target       health event
 ``flowops.deadletter``        source topic dead letter: the original bytes + reason
+``flowops.gateway.events``    route        a variant's weight changed (the gateway)
 ============================  ===========  =======================================
 
 >>> [spec.name for spec in TOPICS if spec.configs.get("cleanup.policy") == "compact"]
@@ -41,6 +42,7 @@ class Topics:
     ALERTS: Final = "flowops.drift.alerts"
     HEALTH: Final = "flowops.health"
     DEADLETTER: Final = "flowops.deadletter"
+    GATEWAY: Final = "flowops.gateway.events"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ TOPICS: Final = (
     TopicSpec(Topics.ALERTS),
     TopicSpec(Topics.HEALTH),
     TopicSpec(Topics.DEADLETTER),
+    TopicSpec(Topics.GATEWAY),
 )
 """Every FlowOps topic, in the order :func:`ensure_topics` creates them."""
 

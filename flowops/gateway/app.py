@@ -12,10 +12,14 @@ metrics. Its own endpoints:
   ``metrics_across`` (the workers' shared directory), the whole gateway's;
 * ``GET /admin/upstreams``: every upstream's state as JSON, for an identity listed in
   ``gateway.admin_identities`` as ``key:<name>`` or ``jwt:<subject>`` (401 without
-  credentials, 403 for anyone else).
+  credentials, 403 for anyone else);
+* ``/admin/routes`` and below: the A/B splits' weights, read and changed by the same
+  identities (:mod:`~flowops.gateway.admin`).
 
-They answer GET and HEAD; every other request goes to
-:class:`~flowops.gateway.proxy.Proxy`. :meth:`Gateway.handle` is what the
+They answer GET and HEAD (``/admin/routes`` PUT and POST too); every other request goes
+to :class:`~flowops.gateway.proxy.Proxy`. With ``leader`` (the only worker, or worker 0)
+and a route with ``variant_policy``, the gateway also reads the alerts for it
+(:mod:`~flowops.gateway.variant_policy`). :meth:`Gateway.handle` is what the
 :class:`~flowops.gateway.http.listener.Listener` calls.
 """
 
@@ -35,8 +39,11 @@ import aiohttp
 
 from flowops.config import Settings
 from flowops.events import TrafficRow
-from flowops.gateway.auth import Authenticator, AuthFailure, credential_files
+from flowops.gateway.admin import ADMIN_ROUTES as _ADMIN_ROUTES
+from flowops.gateway.admin import RoutesAdmin
+from flowops.gateway.auth import Authenticator, AuthFailure, Identity, credential_files
 from flowops.gateway.config import GatewaySettings, gateway_settings
+from flowops.gateway.event_publisher import GatewayEventPublisher
 from flowops.gateway.health import HealthChecker
 from flowops.gateway.http.client import OriginOptions, UpstreamClient
 from flowops.gateway.http.messages import Request, Response, json_response
@@ -47,6 +54,8 @@ from flowops.gateway.proxy import Proxy, bad_target
 from flowops.gateway.publisher import TrafficPublisher
 from flowops.gateway.reload import FileWatcher
 from flowops.gateway.target import BadTarget, request_target
+from flowops.gateway.variant_policy import AlertWatcher, VariantPolicy
+from flowops.gateway.weights import VariantWeights, WeightBoard
 
 if TYPE_CHECKING:
     from flowops.gateway.policies.ratelimit.shared_store import SharedTable
@@ -70,6 +79,8 @@ class Gateway:
         say: Callable[[str], None] = log.info,
         shared: SharedTable | None = None,
         metrics_across: Path | None = None,
+        weights: WeightBoard | None = None,
+        leader: bool = True,
     ) -> None:
         self.settings = settings
         self.gateway = gateway_settings(settings)
@@ -80,6 +91,13 @@ class Gateway:
         self._jwks: asyncio.Task[None] | None = None  # fetches jwks_url at its interval
         self.limiters = RateLimiters(shared=shared)
         self.publisher = TrafficPublisher.for_kafka(settings.kafka, self.gateway.publish)
+        self.events = GatewayEventPublisher.for_kafka(settings.kafka, self.gateway.publish)
+        self.board = weights or WeightBoard()  # the workers': made before they fork
+        self.weights = VariantWeights(self.board, lambda: self.gateway, self.events.offer)
+        self.policy = VariantPolicy(self.weights)
+        self._leader = leader
+        self._watcher: AlertWatcher | None = None
+        self.admin = RoutesAdmin(self.weights, self._admin_identity, self._policy_state)
         self.session: aiohttp.ClientSession | None = None
         self.client: UpstreamClient | None = None
         self.proxy: Proxy | None = None
@@ -129,9 +147,12 @@ class Gateway:
             limiters=self.limiters,
             metrics=self.metrics,
             publish=self._publish,
+            weights=self.board,
         )
         self._check_health(self.proxy)
         await self.publisher.start()
+        await self.events.start()
+        self._watch_alerts()
         for watcher in self._watchers:
             watcher.start()
         if self._metrics_shared:  # other workers answer scrapes too: keep this one's state there
@@ -145,7 +166,7 @@ class Gateway:
         a route a reload left unchanged); the metrics watch these pools from now on."""
         assert self.session is not None
         pools = [pool for route in proxy.routes for pool in route.pools]
-        self.metrics.watch(pools, self.publisher)
+        self.metrics.watch(pools, self.publisher, self._weights_now)
         checked = {id(checker.pool): checker for checker in self.checkers}
         self.checkers = []
         for route in proxy.routes:
@@ -181,13 +202,44 @@ class Gateway:
             metrics=self.metrics,
             publish=self._publish,
             previous=self.proxy,
+            weights=self.board,
         )
         self._apply_upstream_options(self.client, options)
         self.gateway, self.proxy = merged, proxy  # the old one's requests hold it meanwhile
         self._check_health(proxy)
+        self._watch_alerts()
         retired, self._retired_checkers = self._retired_checkers, []
         for checker in retired:
             await checker.stop()
+
+    def _watch_alerts(self) -> None:
+        """Read the alerts for the variant policy, in the leader, once a route has one
+        (a reload that removes every policy leaves the watcher on: it then acts on none)."""
+        if not self._leader or self._watcher is not None:
+            return
+        if any(route.variant_policy is not None for route in self.gateway.routes):
+            self._watcher = AlertWatcher(self.settings.kafka, self.policy)
+            self._watcher.start()
+
+    def _weights_now(self) -> list[tuple[str, str, float]]:
+        """Every split route's variants' weights, from the board (for the metrics)."""
+        try:
+            overrides = self.board.read()
+        except TimeoutError:
+            return []
+        return [
+            (route.name, variant, weight)
+            for route in self.gateway.routes
+            if route.variants
+            for variant, weight in self.weights.weights(route, overrides)
+        ]
+
+    def _policy_state(self) -> dict[str, object]:
+        if not any(route.variant_policy is not None for route in self.gateway.routes):
+            return {"state": "off"}
+        if not self._leader:
+            return {"state": "in worker 0", "pid": os.getpid()}
+        return self.policy.state
 
     def _upstream_options(self, config: GatewaySettings) -> dict[str, OriginOptions]:
         """Each upstream's idle timeout and TLS context, by URL, for those that set
@@ -252,6 +304,8 @@ class Gateway:
         """Stop checks, deliver what the publisher holds (bounded), close connections."""
         for watcher in self._watchers:
             await watcher.stop()
+        if self._watcher is not None:
+            await self._watcher.stop()
         for task in (self._refreshing, self._jwks):
             if task is not None:
                 task.cancel()
@@ -264,6 +318,9 @@ class Gateway:
         unsent = await self.publisher.stop()
         if unsent:
             self.say(f"publisher: {unsent} traffic events not delivered at shutdown")
+        unsent = await self.events.stop()
+        if unsent:
+            self.say(f"publisher: {unsent} gateway events not delivered at shutdown")
         await self.limiters.close()
         if self.client is not None:
             await self.client.close()
@@ -282,6 +339,8 @@ class Gateway:
             own = self._own.get(target.path)
             if own is not None:
                 return await own(request)
+        if target.path == _ADMIN_ROUTES or target.path.startswith(_ADMIN_ROUTES + "/"):
+            return await self.admin.handle(request, target.path)
         return await self.proxy.handle(request, target)
 
     def _publish(self, rows: list[TrafficRow]) -> None:
@@ -301,8 +360,8 @@ class Gateway:
     async def _metrics(self, request: Request) -> Response:
         return Response(200, self.metrics.render(), [("Content-Type", _METRICS_TYPE)])
 
-    async def _admin_upstreams(self, request: Request) -> Response:
-        assert self.proxy is not None
+    def _admin_identity(self, request: Request) -> Identity | Response:
+        """The request's identity when it is an admin's, else the refusal to send."""
         assert self.authenticator is not None
         try:
             identity = self.authenticator.authenticate(request.headers)
@@ -313,6 +372,13 @@ class Gateway:
                 {"error": "forbidden", "reason": "not in gateway.admin_identities"},
                 status=403,
             )
+        return identity
+
+    async def _admin_upstreams(self, request: Request) -> Response:
+        assert self.proxy is not None
+        identity = self._admin_identity(request)
+        if isinstance(identity, Response):
+            return identity
         routes = {
             pool.route: [asdict(status) for status in pool.snapshot()]
             for route in self.proxy.routes

@@ -48,6 +48,7 @@ from flowops.gateway.publisher import PublishSettings
 from flowops.gateway.reload import ReloadSettings
 from flowops.gateway.split import ShadowSettings, VariantSettings
 from flowops.gateway.upstreams import OutlierSettings, UpstreamSettings
+from flowops.gateway.variant_policy import VariantPolicySettings
 
 __all__ = [
     "RESERVED_PREFIXES",
@@ -158,6 +159,9 @@ class RouteSettings(BaseModel):
         None, description="api_key, client or header:<name>: a caller keeps its variant"
     )
     shadow: ShadowSettings | None = Field(None, description="a candidate that gets copies")
+    variant_policy: VariantPolicySettings | None = Field(
+        None, description="set a variant's weight to 0 on an alert on its version; none: off"
+    )
     match_model: str | None = Field(
         None, description="serve only requests naming this model (gateway.model_from)"
     )
@@ -211,6 +215,8 @@ class RouteSettings(BaseModel):
             raise ValueError("give either upstreams or variants (an A/B split), not both")
         if self.sticky is not None and not self.variants:
             raise ValueError("sticky applies to variants; this route has none")
+        if self.variant_policy is not None and len(self.variants) < 2:
+            raise ValueError("variant_policy needs at least two variants to choose between")
         _unique("name", [variant.name for variant in self.variants], among="variants")
         return self
 
@@ -264,7 +270,8 @@ class GatewaySettings(BaseModel):
     admin_identities: list[str] = Field(
         default_factory=list,
         description=(
-            "who may read /admin/upstreams: 'key:<API key name>' or 'jwt:<token subject>'"
+            "who may read /admin/upstreams and read and change /admin/routes: "
+            "'key:<API key name>' or 'jwt:<token subject>'"
         ),
     )
 

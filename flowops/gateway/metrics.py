@@ -32,6 +32,8 @@ metric                                        type       labels
 ``flowops_gateway_publish_queue_depth``       gauge      (traffic events waiting)
 ``flowops_gateway_published_total``           counter    (events sent to Kafka)
 ``flowops_gateway_publish_dropped_total``     counter    (events dropped: queue full)
+``flowops_gateway_variant_weight``            gauge      route, variant (now: configured, or
+                                                         as set at run time; 0: set aside)
 ============================================  =========  ==================================
 
 >>> metrics = GatewayMetrics()
@@ -43,7 +45,7 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -59,7 +61,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from flowops.gateway.upstreams import Pool, UpstreamEvent
 
-__all__ = ["GatewayMetrics", "PublisherStats"]
+__all__ = ["GatewayMetrics", "PublisherStats", "VariantWeightsNow"]
+
+VariantWeightsNow = Callable[[], list[tuple[str, str, float]]]
+"""``(route, variant, weight)`` of every split route now."""
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BREAKER_STATES = ("closed", "open", "half_open")
@@ -171,10 +176,17 @@ class GatewayMetrics:
         """Count an upstream's change of state."""
         self._events.labels(event.route, event.upstream, event.kind).inc()
 
-    def watch(self, pools: Sequence[Pool], publisher: PublisherStats | None) -> None:
-        """Read these pools and this publisher at each :meth:`refresh`."""
+    def watch(
+        self,
+        pools: Sequence[Pool],
+        publisher: PublisherStats | None,
+        weights: VariantWeightsNow | None = None,
+    ) -> None:
+        """Read these pools, this publisher and the variants' weights at each
+        :meth:`refresh`."""
         self._state.pools = list(pools)
         self._state.publisher = publisher
+        self._state.weights = weights
 
     def refresh(self) -> None:
         """Write the watched pools' and publisher's state now (done by :meth:`render`;
@@ -200,6 +212,14 @@ class _State:
     def __init__(self, reg: CollectorRegistry) -> None:
         self.pools: list[Pool] = []
         self.publisher: PublisherStats | None = None
+        self.weights: VariantWeightsNow | None = None
+        self.variant_weight = Gauge(
+            "flowops_gateway_variant_weight",
+            "A split route's variant's weight now (0: set aside by an operator or the policy).",
+            ["route", "variant"],
+            registry=reg,
+            multiprocess_mode="max",  # every worker reads the one shared board
+        )
         labels = ["route", "upstream"]
         self.available = Gauge(
             "flowops_gateway_upstream_available",
@@ -254,6 +274,9 @@ class _State:
                 self.outstanding.labels(*key).set(float(status.outstanding))
                 for state in _BREAKER_STATES:
                     self.breaker.labels(*key, state).set(float(status.breaker == state))
+        if self.weights is not None:
+            for route, variant, weight in self.weights():
+                self.variant_weight.labels(route, variant).set(weight)
         publisher = self.publisher
         if publisher is None:
             return

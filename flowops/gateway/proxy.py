@@ -61,6 +61,7 @@ from flowops.gateway.state import Exchange, RouteState, Variant
 from flowops.gateway.target import BadTarget, Target, request_target, strip_segments
 from flowops.gateway.traffic import Publish, Traffic
 from flowops.gateway.upstreams import Lease, Outcome, Pool, UpstreamEvent, outcome_of_status
+from flowops.gateway.weights import SplitSync, WeightBoard
 
 __all__ = ["HOP_BY_HOP", "VARIANT_HEADER", "Proxy", "bad_target"]
 
@@ -91,6 +92,7 @@ class Proxy:
         metrics: GatewayMetrics,
         publish: Publish | None = None,
         previous: Proxy | None = None,
+        weights: WeightBoard | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -118,6 +120,9 @@ class Proxy:
         self.shadows = Shadows(
             client, self._deadlines, metrics, self.traffic, capture_bytes=settings.capture_bytes
         )
+        self._splits = None if weights is None else SplitSync(weights)
+        if self._splits is not None:  # weights set at run time hold for new routes too
+            self._splits.sync(self.routes, force=True)
 
     def _route_state(self, route: RouteSettings, limiters: RateLimiters) -> RouteState:
         def variant(name: str | None, version: str, upstreams: Any) -> Variant:
@@ -244,6 +249,8 @@ class Proxy:
         route = exchange.route
         if len(route.split.items) == 1:
             return route.split.items[0]
+        if self._splits is not None:
+            self._splits.sync(self.routes)
         caller = None
         if route.sticky is not None:
             identity = None if exchange.identity.anonymous else exchange.identity.key

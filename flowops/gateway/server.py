@@ -33,6 +33,10 @@ breakers and outlier ejection, and Kafka producer. So:
   ``/metrics`` of any worker adds up all of them: a scrape of the shared port describes
   the whole gateway, whichever worker the kernel picks (:mod:`flowops.gateway.metrics`).
   ``/healthz`` names the pid of the worker that answered.
+* **Variant weights.** A weight changed through ``/admin/routes`` (or by the variant
+  policy) is written on a board in memory this process maps before it forks
+  (:mod:`flowops.gateway.weights`), which every worker reads: the next request of any
+  worker uses it. Worker 0 alone reads the alerts for the variant policy.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from flowops.gateway.app import Gateway
 from flowops.gateway.config import GatewaySettings, gateway_settings
 from flowops.gateway.http.listener import Listener
 from flowops.gateway.http.tls import is_loopback
+from flowops.gateway.weights import WeightBoard
 
 if TYPE_CHECKING:
     from flowops.gateway.policies.ratelimit.shared_store import SharedTable
@@ -124,12 +129,12 @@ def run_gateway(
     listening = f"listening on {scheme}://{config.listen} (routes: {routes}; {loop_name}"
     if config.workers == 1:
         ready = _Say(say, f"{listening}); Ctrl-C stops")
-        shared = _Shared(_shared_table(config), reread=reread)
+        shared = _Shared(_shared_table(config), reread=reread, weights=WeightBoard())
         _serve_in(settings, sockets[0], loop_factory, say, ready, shared)
     else:
         metrics = Path(tempfile.mkdtemp(prefix="flowops-gateway-metrics-"))
         try:
-            shared = _Shared(_shared_table(config), metrics, reread)
+            shared = _Shared(_shared_table(config), metrics, reread, WeightBoard())
             _Supervisor(settings, sockets, loop_factory, say, shared).run(listening)
         finally:
             shutil.rmtree(metrics, ignore_errors=True)
@@ -182,12 +187,13 @@ def _file_room(connections: int) -> str | None:
 @dataclass(frozen=True)
 class _Shared:
     """What the workers share, made before any fork: the rate limits' buckets (when a
-    route keeps them there), the metrics' directory (with several workers), and how
-    to read the settings again (SIGHUP)."""
+    route keeps them there), the metrics' directory (with several workers), how to
+    read the settings again (SIGHUP), and the variant weights set at run time."""
 
     table: SharedTable | None = None
     metrics: Path | None = None
     reread: Callable[[], Settings] | None = None
+    weights: WeightBoard | None = None
 
 
 def check_workers(config: GatewaySettings) -> None:
@@ -234,10 +240,13 @@ def _serve_in(
     say: Callable[[str], None],
     ready: Callable[[], None],
     shared: _Shared,
+    *,
+    leader: bool = True,
 ) -> None:
-    """Serve ``sock`` in this process until SIGINT or SIGTERM."""
+    """Serve ``sock`` in this process until SIGINT or SIGTERM; the ``leader`` (the only
+    worker, or worker 0) reads the alerts for the variant policy."""
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(settings, sock, say, ready, shared))
+        runner.run(_serve(settings, sock, say, ready, shared, leader))
 
 
 async def _serve(
@@ -246,8 +255,16 @@ async def _serve(
     say: Callable[[str], None],
     ready: Callable[[], None],
     shared: _Shared,
+    leader: bool,
 ) -> None:
-    gateway = Gateway(settings, say=say, shared=shared.table, metrics_across=shared.metrics)
+    gateway = Gateway(
+        settings,
+        say=say,
+        shared=shared.table,
+        metrics_across=shared.metrics,
+        weights=shared.weights,
+        leader=leader,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -477,7 +494,15 @@ class _Supervisor:
 
         code = 1
         try:
-            _serve_in(self.settings, sock, self.loop_factory, worker_say, ready, self.shared)
+            _serve_in(
+                self.settings,
+                sock,
+                self.loop_factory,
+                worker_say,
+                ready,
+                self.shared,
+                leader=index == 0,
+            )
             code = 0
         except FlowOpsError as exc:
             worker_say(f"error: {exc}")

@@ -82,21 +82,36 @@ class ShadowSettings(BaseModel):
 
 
 class Split(Generic[_T]):
-    """Weighted choice between ``(item, weight)`` pairs by a point in [0, 1)."""
+    """Weighted choice between ``(item, weight)`` pairs by a point in [0, 1).
+
+    A weight may be 0 (a variant set aside at run time, :mod:`~flowops.gateway.weights`):
+    that item is never chosen; at least one weight must be above 0.
+
+    >>> Split([("a", 0.0), ("b", 1.0), ("c", 0.0)]).choose(0.9999999999999999)
+    'b'
+    """
 
     def __init__(self, weighted: Sequence[tuple[_T, float]]) -> None:
         if not weighted:
             raise ValueError("a split needs at least one variant")
         self.items = [item for item, _ in weighted]
-        total = sum(weight for _, weight in weighted)
-        self._bounds = [bound / total for bound in accumulate(w for _, w in weighted)]
+        self.weights = [weight for _, weight in weighted]
+        total = sum(self.weights)
+        if not total > 0:
+            raise ValueError("a split needs a variant with a weight above 0")
+        self._bounds = [bound / total for bound in accumulate(self.weights)]
+        self._last = max(i for i, weight in enumerate(self.weights) if weight > 0)
 
     def choose(self, point: float) -> _T:
         """The item whose share of [0, 1) holds ``point``."""
         for item, bound in zip(self.items, self._bounds, strict=True):
             if point < bound:
                 return item
-        return self.items[-1]  # float dust at the top end
+        return self.items[self._last]  # float dust at the top end
+
+    def weighted(self) -> list[_T]:
+        """The items that may be chosen (weight above 0)."""
+        return [item for item, weight in zip(self.items, self.weights, strict=True) if weight > 0]
 
     @staticmethod
     def point(route: str, caller: str | None) -> float:

@@ -49,8 +49,8 @@ class RouteState:
         return pools if self.shadow is None else [*pools, self.shadow.pool]
 
     def available(self) -> bool:
-        """Whether a request could be answered now (by any variant)."""
-        return any(variant.pool.available() for variant in self.split.items)
+        """Whether a request could be answered now (by any variant it may be sent to)."""
+        return any(variant.pool.available() for variant in self.split.weighted())
 
 
 @dataclass

@@ -21,7 +21,7 @@ from flowops.monitor.config import MonitorSettings, monitor_settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SECTIONS = [
-    pytest.param("gateway", GatewaySettings, 4, id="gateway"),
+    pytest.param("gateway", GatewaySettings, 5, id="gateway"),
     pytest.param("monitor", MonitorSettings, 2, id="monitor"),
 ]
 

@@ -72,7 +72,8 @@ def gateway_exposition() -> bytes:
     metrics.rate_limited("iris")
     metrics.shadow("iris", "2xx")
     metrics.upstream_event(UpstreamEvent("iris", "http://127.0.0.1:9001", "ejected"))
-    metrics.watch([Pool("iris", ["http://127.0.0.1:9001"])], _Publisher())
+    weights = [("credit", "champion", 9.0), ("credit", "challenger", 0.0)]
+    metrics.watch([Pool("iris", ["http://127.0.0.1:9001"])], _Publisher(), lambda: weights)
     return metrics.render()
 
 

@@ -20,6 +20,7 @@ def test_names_follow_the_architecture() -> None:
         "flowops.drift.alerts",
         "flowops.health",
         "flowops.deadletter",
+        "flowops.gateway.events",
     ]
     assert Topics.TRAFFIC == "flowops.traffic"
 
