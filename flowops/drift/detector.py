@@ -76,7 +76,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from flowops.drift.adwin_detector import AdwinDetector
-from flowops.drift.error_rate import ErrorRateWindows
+from flowops.drift.error_rate import ErrorRate, ErrorRateWindows
 from flowops.drift.finding import Chunk, ClosedWindow, Detector, Finding, ReferenceKind
 from flowops.drift.profile import Column, Profile
 from flowops.drift.report import DriftReport
@@ -186,7 +186,9 @@ class ModelMonitor:
             rules=rules,
         )
         self._adwin = AdwinDetector(model, version, adwin_delta)
-        self._errors = ErrorRateWindows(model, version, spec)
+        self._errors = ErrorRateWindows(
+            model, version, spec, rate=ErrorRate(self._tests.rules.error_rate)
+        )
         self._detectors: tuple[Detector, ...] = (self._adwin, self._tests)
         self._adwin_batch = adwin_batch
         # Without window tests (the model's windows are merged across partitions
@@ -205,7 +207,8 @@ class ModelMonitor:
 
     @property
     def rules(self) -> Rules:
-        """The tests, floors and verdict windows are judged by (``drift.*`` settings).
+        """The tests, floors and verdict windows are judged by, and the error rate's
+        levels (``drift.*`` settings).
 
         Not part of the saved state: a monitor restored from it is given the rules of
         the configuration it runs under.
@@ -215,6 +218,7 @@ class ModelMonitor:
     @rules.setter
     def rules(self, rules: Rules) -> None:
         self._tests.rules = rules
+        self._errors.rate.levels = rules.error_rate
 
     @property
     def reference(self) -> ReferenceKind:
