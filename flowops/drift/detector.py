@@ -12,6 +12,9 @@ boundaries and late rows) and two detectors, behind the
   reference, judged as :func:`~flowops.drift.report.compare` judges them; at most one
   :class:`Finding` per feature, test and window, for the tests that drifted (significant
   at ``alpha`` and past their effect floor; severity from the effect size).
+  Each of them carries the window's verdict (``window_verdict``: the share of drifted
+  features and the ``drift.verdict`` rule's answer), and a window whose verdict is drift
+  adds one finding ``feature: "dataset"``, ``test: "verdict"``.
 * :class:`~flowops.drift.adwin_detector.AdwinDetector`, on every finite value of every
   numeric feature: one finding per ADWIN change point, ``window_index`` being the
   running index of its row among the model's rows (late rows not counted). Values go to
@@ -61,7 +64,7 @@ replays.
 >>> income = np.concatenate([rng.normal(50, 5, 2_000), rng.normal(60, 5, 1_000)])
 >>> findings = monitor.add(ts, {"income": income})
 >>> sorted({(f.test, f.window_index, f.reference) for f in findings if f.test != "adwin"})
-[('ks', 2, 'first_window'), ('psi', 2, 'first_window')]
+[('ks', 2, 'first_window'), ('psi', 2, 'first_window'), ('verdict', 2, 'first_window')]
 >>> [f.window_index for f in findings if f.test == "adwin"]
 [2015]
 """
