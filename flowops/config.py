@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -45,6 +46,7 @@ from flowops.errors import ConfigError
 __all__ = [
     "BrokerSettings",
     "DriftSettings",
+    "ErrorRateSettings",
     "KafkaSettings",
     "MlflowSettings",
     "ModelStreamSettings",
@@ -70,6 +72,43 @@ _default_config_file: ContextVar[str | None] = ContextVar("flowops_config_file",
 def _default_tests() -> dict[Literal["numeric", "categorical"], list[str]]:
     """flowops.drift.registry.DEFAULT_TESTS, repeated: config imports no numpy (a test checks)."""
     return {"numeric": ["psi", "ks"], "categorical": ["psi", "chi2"]}
+
+
+class ErrorRateSettings(BaseModel):
+    """When a jump in a model's error rate is an alert (flowops.drift.rules.ErrorRateLevels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(
+        0.001, gt=0, lt=1, description="level of the one-sided test against the recent windows"
+    )
+    min_increase: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="smallest rise of the failed share that can alert (0.05: 5 points)",
+    )
+    critical_increase: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        validate_default=True,  # checked against a min_increase raised above the default
+        description="rise of the failed share from which a jump is critical",
+    )
+    history: int = Field(
+        10, ge=1, le=10_000, description="recent windows the rate is tested against"
+    )
+    min_requests: int = Field(
+        100, ge=1, description="requests a window needs to be tested (and kept in the history)"
+    )
+
+    @field_validator("critical_increase")
+    @classmethod
+    def _not_below_min_increase(cls, value: float, info: ValidationInfo) -> float:
+        floor = info.data.get("min_increase")
+        if floor is not None and value < floor:
+            raise ValueError(f"expected at least min_increase ({floor}), got {value}")
+        return value
 
 
 class DriftSettings(BaseModel):
@@ -111,6 +150,10 @@ class DriftSettings(BaseModel):
     verdict: str = Field(
         "any",
         description="when the model drifts: any drifted feature, or share:<fraction> of them",
+    )
+    error_rate: ErrorRateSettings = Field(
+        default_factory=ErrorRateSettings,
+        description="when a jump in a model's error rate (the stream's error_rate alert) counts",
     )
 
     @field_validator("verdict")

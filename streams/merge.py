@@ -58,6 +58,7 @@ import orjson
 
 from flowops.drift.error_rate import ErrorRate, ErrorRateJump
 from flowops.drift.partial import WindowPartial
+from flowops.drift.rules import ErrorRateLevels
 from flowops.events.partials import Flush, decode_partial, encode_partial
 
 __all__ = ["MergedWindow", "Merger", "ModelMerger"]
@@ -93,9 +94,12 @@ class _Open:
 class ModelMerger:
     """The open windows of one model and what each partition has sent (see the module)."""
 
-    def __init__(self, model: str, *, grace: float) -> None:
+    def __init__(
+        self, model: str, *, grace: float, error_rate: ErrorRateLevels | None = None
+    ) -> None:
         self.model = model
         self.grace = float(grace)
+        self.error_rate = error_rate or ErrorRateLevels()  # the configuration's, not saved
         self.merged_to: dict[int, int] = {}  # partition -> first offset not merged
         self.closed_to: dict[str, int] = {}  # version -> latest closed window index
         self.late_rows = 0
@@ -144,7 +148,9 @@ class ModelMerger:
         sources = tuple(sorted(held.sources))
         start = window * held.size
         partial = held.partial
-        rate = self.rates.setdefault(version, ErrorRate())
+        rate = self.rates.get(version)
+        if rate is None:
+            rate = self.rates[version] = ErrorRate(self.error_rate)
         jump = rate.close(window, start, held.end, total=partial.requests, errors=partial.failed)
         return MergedWindow(self.model, version, window, start, held.end, partial, sources, jump)
 
@@ -172,17 +178,18 @@ class ModelMerger:
         )
 
     @classmethod
-    def from_state(cls, data: bytes) -> ModelMerger:
-        """The merger :meth:`to_state` wrote."""
+    def from_state(cls, data: bytes, *, error_rate: ErrorRateLevels | None = None) -> ModelMerger:
+        """The merger :meth:`to_state` wrote, judging error rates by ``error_rate`` (the
+        levels are the configuration's, not part of the state)."""
         state: dict[str, Any] = orjson.loads(data)
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"unsupported merger state format {state.get('format')!r}")
-        merger = cls(state["model"], grace=state["grace"])
+        merger = cls(state["model"], grace=state["grace"], error_rate=error_rate)
         merger.merged_to = {int(p): int(end) for p, end in state["merged_to"]}
         merger.closed_to = {str(v): int(i) for v, i in state["closed_to"].items()}
         merger.late_rows, merger.mismatched_rows, merger.replays = state["counts"]
         for version, rate in state.get("rates", {}).items():  # none in older states
-            merger.rates[str(version)] = ErrorRate()
+            merger.rates[str(version)] = ErrorRate(merger.error_rate)
             merger.rates[str(version)].load_state(rate)
         for size, sources, encoded in state["windows"]:
             partial = decode_partial(base64.b64decode(encoded))
@@ -193,9 +200,12 @@ class ModelMerger:
 class Merger:
     """The watermarks of all ``partitions`` traffic partitions and a merger a model."""
 
-    def __init__(self, partitions: int = 0, *, grace: float) -> None:
+    def __init__(
+        self, partitions: int = 0, *, grace: float, error_rate: ErrorRateLevels | None = None
+    ) -> None:
         self.partitions = partitions  # of the traffic topic; a watermark may tell more
         self.grace = float(grace)
+        self.error_rate = error_rate or ErrorRateLevels()
         self.watermarks: dict[int, float] = {}
         self.models: dict[str, ModelMerger] = {}
 
@@ -210,7 +220,9 @@ class Merger:
         """Take a flush: its partials, then its watermark; the windows that close."""
         model = self.models.get(flush.model)
         if model is None:
-            model = self.models[flush.model] = ModelMerger(flush.model, grace=self.grace)
+            model = self.models[flush.model] = ModelMerger(
+                flush.model, grace=self.grace, error_rate=self.error_rate
+            )
         model.add(flush)
         return self.watermark(flush.source, flush.watermark)
 

@@ -165,13 +165,14 @@ def summary(report: DriftReport) -> str:
 # -- drift alerts (`flowops drift watch`) ------------------------------------------------
 
 # (header, width, justify): fixed widths, so that rows printed one at a time line up;
-# with the gaps between them, all the columns fill 116 characters, the narrow set 73
+# with the gaps between them, all the columns fill 118 characters, the narrow set 75
+# (test: 7, for "verdict"; the longer names, error_rate and wasserstein, are cut)
 _ALERT_COLUMNS: Final[tuple[tuple[str, int, Literal["left", "right"]], ...]] = (
     ("time", 8, "left"),
     ("model", 12, "left"),
     ("version", 7, "left"),
     ("feature", 12, "left"),
-    ("test", 5, "left"),
+    ("test", 7, "left"),
     ("statistic", 9, "right"),
     ("p", 7, "right"),
     ("threshold", 9, "right"),

@@ -12,6 +12,9 @@ boundaries and late rows) and two detectors, behind the
   reference, judged as :func:`~flowops.drift.report.compare` judges them; at most one
   :class:`Finding` per feature, test and window, for the tests that drifted (significant
   at ``alpha`` and past their effect floor; severity from the effect size).
+  Each of them carries the window's verdict (``window_verdict``: the share of drifted
+  features and the ``drift.verdict`` rule's answer), and a window whose verdict is drift
+  adds one finding ``feature: "dataset"``, ``test: "verdict"``.
 * :class:`~flowops.drift.adwin_detector.AdwinDetector`, on every finite value of every
   numeric feature: one finding per ADWIN change point, ``window_index`` being the
   running index of its row among the model's rows (late rows not counted). Values go to
@@ -61,7 +64,7 @@ replays.
 >>> income = np.concatenate([rng.normal(50, 5, 2_000), rng.normal(60, 5, 1_000)])
 >>> findings = monitor.add(ts, {"income": income})
 >>> sorted({(f.test, f.window_index, f.reference) for f in findings if f.test != "adwin"})
-[('ks', 2, 'first_window'), ('psi', 2, 'first_window')]
+[('ks', 2, 'first_window'), ('psi', 2, 'first_window'), ('verdict', 2, 'first_window')]
 >>> [f.window_index for f in findings if f.test == "adwin"]
 [2015]
 """
@@ -76,7 +79,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from flowops.drift.adwin_detector import AdwinDetector
-from flowops.drift.error_rate import ErrorRateWindows
+from flowops.drift.error_rate import ErrorRate, ErrorRateWindows
 from flowops.drift.finding import Chunk, ClosedWindow, Detector, Finding, ReferenceKind
 from flowops.drift.profile import Column, Profile
 from flowops.drift.report import DriftReport
@@ -186,7 +189,9 @@ class ModelMonitor:
             rules=rules,
         )
         self._adwin = AdwinDetector(model, version, adwin_delta)
-        self._errors = ErrorRateWindows(model, version, spec)
+        self._errors = ErrorRateWindows(
+            model, version, spec, rate=ErrorRate(self._tests.rules.error_rate)
+        )
         self._detectors: tuple[Detector, ...] = (self._adwin, self._tests)
         self._adwin_batch = adwin_batch
         # Without window tests (the model's windows are merged across partitions
@@ -205,7 +210,8 @@ class ModelMonitor:
 
     @property
     def rules(self) -> Rules:
-        """The tests, floors and verdict windows are judged by (``drift.*`` settings).
+        """The tests, floors and verdict windows are judged by, and the error rate's
+        levels (``drift.*`` settings).
 
         Not part of the saved state: a monitor restored from it is given the rules of
         the configuration it runs under.
@@ -215,6 +221,7 @@ class ModelMonitor:
     @rules.setter
     def rules(self, rules: Rules) -> None:
         self._tests.rules = rules
+        self._errors.rate.levels = rules.error_rate
 
     @property
     def reference(self) -> ReferenceKind:

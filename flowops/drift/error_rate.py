@@ -7,20 +7,22 @@ keeps the error counts of a model's last ``history`` windows and tests each clos
 window against them with a one-sided two-proportion z-test (is this window's rate
 higher than the pooled rate of the windows before?). As the window tests do, it needs
 both significance and size: a jump is reported when the p-value is below ``alpha`` and
-the rate rose by at least ``min_jump`` (5 percentage points by default; 0.1% more errors
-at a million requests is certain and harmless), and it is ``"critical"`` from
-``critical_jump`` (20 points: a fifth more of the calls failing) on.
+the rate rose by at least ``min_increase`` (5 percentage points by default; 0.1% more
+errors at a million requests is certain and harmless), and it is ``"critical"`` from
+``critical_increase`` (20 points: a fifth more of the calls failing) on. The levels are
+an :class:`~flowops.drift.rules.ErrorRateLevels` (the ``drift.error_rate`` settings,
+through :func:`~flowops.drift.rules.rules_from_settings`).
 
 The window that jumped joins the history like any other, so a rate that stays high
 becomes the new level after ``history`` windows and stops alerting; the alert is for the
-change. Windows with fewer than ``min_rows`` requests are neither tested nor kept.
+change. Windows with fewer than ``min_requests`` requests are neither tested nor kept.
 
 In the stream, :class:`ErrorRateWindows` cuts a model version's requests into the
 monitor's windows (by event time, or by count) and turns each jump into a
 :class:`~flowops.drift.finding.Finding` with ``test: "error_rate"`` and ``feature:
 "requests"``.
 
->>> rates = ErrorRate(history=3)
+>>> rates = ErrorRate(ErrorRateLevels(history=3))
 >>> [rates.close(i, float(i), float(i + 1), total=1_000, errors=10) for i in range(3)]
 [None, None, None]
 >>> jump = rates.close(3, 3.0, 4.0, total=1_000, errors=310)
@@ -40,7 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flowops.drift.finding import Finding
-from flowops.drift.rules import Severity
+from flowops.drift.rules import ErrorRateLevels, Severity
 from flowops.drift.window import WindowSpec
 from flowops.errors import InputError
 
@@ -77,26 +79,23 @@ class ErrorRateJump:
 
 
 class ErrorRate:
-    """A model's error rate, window by window, against its last ``history`` windows."""
+    """A model's error rate, window by window, against its last ``levels.history`` windows."""
 
-    def __init__(
-        self,
-        *,
-        alpha: float = 0.001,
-        min_jump: float = 0.05,
-        critical_jump: float = 0.2,
-        history: int = 10,
-        min_rows: int = 100,
-    ) -> None:
-        if not 0.0 < alpha < 1.0:
-            raise InputError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
-        if not 0.0 <= min_jump <= critical_jump <= 1.0:
-            raise InputError("need 0 <= min_jump <= critical_jump <= 1")
-        if history < 1 or min_rows < 1:
-            raise InputError("history and min_rows must be positive")
-        self.alpha, self.min_jump, self.critical_jump = alpha, min_jump, critical_jump
-        self.min_rows = min_rows
-        self._windows: deque[tuple[int, int]] = deque(maxlen=history)  # (total, errors)
+    def __init__(self, levels: ErrorRateLevels | None = None) -> None:
+        self._levels = levels or ErrorRateLevels()
+        self._windows: deque[tuple[int, int]] = deque(maxlen=self._levels.history)
+
+    @property
+    def levels(self) -> ErrorRateLevels:
+        """The test's levels. Setting them keeps the remembered windows (the newest
+        ``history`` of them): a worker restored from saved state takes the levels of the
+        configuration it restarts under, as it takes its drift rules."""
+        return self._levels
+
+    @levels.setter
+    def levels(self, levels: ErrorRateLevels) -> None:
+        self._levels = levels
+        self._windows = deque(self._windows, maxlen=levels.history)
 
     def close(
         self, index: int, start: float, end: float, *, total: int, errors: int
@@ -104,7 +103,7 @@ class ErrorRate:
         """Test a closed window's ``errors`` of ``total`` requests, then remember it."""
         if not 0 <= errors <= total:
             raise InputError(f"errors must lie in [0, total], got {errors} of {total}")
-        if total < self.min_rows:
+        if total < self._levels.min_requests:
             return None
         found = self._test(index, start, end, total, errors)
         self._windows.append((total, errors))
@@ -119,12 +118,13 @@ class ErrorRate:
         base_errors = sum(e for _, e in self._windows)
         rate, base = errors / total, base_errors / base_total
         jump = rate - base
-        if jump < self.min_jump:
+        levels = self._levels
+        if jump < levels.min_increase:
             return None
         pvalue = _one_sided_pvalue(errors, total, base_errors, base_total)
-        if pvalue >= self.alpha:
+        if pvalue >= levels.alpha:
             return None
-        severity: Severity = "critical" if jump >= self.critical_jump else "warning"
+        severity: Severity = "critical" if jump >= levels.critical_increase else "warning"
         return ErrorRateJump(
             index, start, end, rate, base, jump, pvalue, total, base_total, severity
         )
@@ -221,7 +221,11 @@ class ErrorRateWindows:
 
     def _finding(self, jump: ErrorRateJump) -> Finding:
         return jump_finding(
-            jump, self.model, self.version, threshold=self.rate.alpha, partition=self.partition
+            jump,
+            self.model,
+            self.version,
+            threshold=self.rate.levels.alpha,
+            partition=self.partition,
         )
 
     def to_state(self) -> dict[str, Any]:

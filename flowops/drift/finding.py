@@ -1,7 +1,8 @@
 """What drift detectors report, and the protocol they implement.
 
 A :class:`Finding` is one significant result: a window test of one feature in one
-window, or one ADWIN change point. Detectors sit behind :class:`Detector`: streaming
+window, one ADWIN change point, or a window's dataset verdict. The findings of a judged
+window carry its :class:`WindowVerdict`. Detectors sit behind :class:`Detector`: streaming
 ones see a numeric feature's new values as a :class:`Chunk`, window ones every
 :class:`ClosedWindow`. :class:`~flowops.drift.detector.ModelMonitor` feeds them.
 """
@@ -19,15 +20,43 @@ from numpy.typing import NDArray
 from flowops.drift.profile import Column
 from flowops.drift.registry import TestName
 
-__all__ = ["Chunk", "ClosedWindow", "Detector", "Finding", "ReferenceKind", "TestName"]
+__all__ = [
+    "Chunk",
+    "ClosedWindow",
+    "Detector",
+    "Finding",
+    "ReferenceKind",
+    "TestName",
+    "WindowVerdict",
+]
 
 ReferenceKind: TypeAlias = Literal["profile", "first_window"]
 """What window tests compare with: a profile given, or the model's first window."""
 
 
 @dataclass(frozen=True)
+class WindowVerdict:
+    """What a judged window says of the model as a whole, by the ``drift.verdict`` rule.
+
+    The fields the batch report's JSON has (``drift``, ``verdict``: the rule,
+    ``drifted_features``, ``drifted_share``), the number of features compared, and the
+    names of those that drifted, in report order: enough for a reader of one alert to
+    know whether the model drifted, and why.
+    """
+
+    drift: bool
+    verdict: str  # the rule: "any" or "share:<fraction>"
+    drifted_features: int
+    compared_features: int
+    drifted_share: float
+    drifted_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Finding:
-    """One significant drift test of one feature, for one window or ADWIN change point."""
+    """One significant drift test of one feature, for one window or ADWIN change point,
+    or a window's verdict that the model drifted (``feature: "dataset"``, ``test:
+    "verdict"``)."""
 
     model: str
     version: str
@@ -44,6 +73,7 @@ class Finding:
     severity: Literal["warning", "critical"]
     reference: ReferenceKind
     partition: int | None = None  # the stream of values: see alert_id
+    window_verdict: WindowVerdict | None = None  # a window test's: the model's verdict
 
     @property
     def alert_id(self) -> str:

@@ -55,9 +55,10 @@ WINDOW_TESTS: Final[Mapping[TestName, WindowTest]] = MappingProxyType(
 )
 """Every registered window test, by name."""
 
-STREAM_TESTS: Final = ("adwin", "error_rate")
-"""Tests that are not window tests but make alerts too: ADWIN on every value, and a jump
-in a model's error rate (:mod:`flowops.drift.error_rate`)."""
+STREAM_TESTS: Final = ("adwin", "error_rate", "verdict")
+"""Tests that are not window tests but make alerts too: ADWIN on every value, a jump in a
+model's error rate (:mod:`flowops.drift.error_rate`), and a window's verdict that the
+model drifted (``drift.verdict``, :mod:`flowops.drift.window_tests`)."""
 
 ALERT_TESTS: Final = (*WINDOW_TESTS, *STREAM_TESTS)
 """Every name an alert's ``test`` can hold."""

@@ -7,7 +7,9 @@ windows. A drifted test's **severity** comes from its effect: ``"critical"`` fro
 test's ``critical_effect`` on, else ``"warning"``. A feature drifts when any of its tests
 does, with the highest severity among them. The **verdict** says when the model drifts:
 ``"any"`` (one drifted feature is enough) or ``"share:<fraction>"`` (at least that share
-of the compared features, and at least one).
+of the compared features, and at least one). A model's **error rate** has levels of its
+own (:class:`ErrorRateLevels`, read by :mod:`flowops.drift.error_rate`), kept here so that
+one :class:`Rules` made from the ``drift`` settings carries every level the stream judges by.
 
 >>> rules = Rules(min_effect={"ks": 0.05}, verdict="share:0.5")
 >>> rules.floor("ks"), rules.floor("psi"), rules.critical("psi")
@@ -27,9 +29,81 @@ from flowops.drift.registry import TestName, check_tests
 from flowops.drift.window_test import FeatureKind
 from flowops.errors import ConfigError, InputError
 
-__all__ = ["Rules", "Severity", "check_verdict", "rules_from_settings"]
+__all__ = ["ErrorRateLevels", "Rules", "Severity", "check_verdict", "rules_from_settings"]
 
 Severity: TypeAlias = Literal["warning", "critical"]
+
+
+@dataclass(frozen=True)
+class ErrorRateLevels:
+    """When a jump in a model's error rate is an alert (``drift.error_rate.*``).
+
+    A closing window's share of failed requests is tested against the pooled share of
+    its last ``history`` windows (one-sided, at ``alpha``: a stricter level than the
+    features' 0.05, since a window is tested against windows of the same live traffic
+    every time it closes, and a false page costs more than a late one); it is a jump
+    when it rose by at least ``min_increase`` (5 percentage points: 0.1% more errors at a
+    million requests is certain and harmless), ``"critical"`` from ``critical_increase``
+    (20 points: a fifth more of the calls failing). Windows of fewer than
+    ``min_requests`` requests are neither tested nor kept (a 100-request window's rate
+    moves by a point with one request).
+
+    >>> ErrorRateLevels(min_increase=0.3)
+    Traceback (most recent call last):
+    ...
+    flowops.errors.InputError: critical_increase: expected at least min_increase (0.3), got 0.2
+    """
+
+    alpha: float = 0.001
+    min_increase: float = 0.05
+    critical_increase: float = 0.2
+    history: int = 10
+    min_requests: int = 100
+
+    def __post_init__(self) -> None:
+        problem = _error_rate_problem(self)
+        if problem is not None:
+            raise InputError(f"{problem[0]}: {problem[1]}")
+
+
+def _error_rate_problem(levels: Any) -> tuple[str, str] | None:
+    """The first bad level of ``levels`` (anything with the :class:`ErrorRateLevels`
+    attributes), as (key, what is wrong); None when all are good."""
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("alpha", levels.alpha, _number(levels.alpha) and 0 < levels.alpha < 1, "in (0, 1)"),
+        (
+            "min_increase",
+            levels.min_increase,
+            _number(levels.min_increase) and 0 <= levels.min_increase <= 1,
+            "in [0, 1]",
+        ),
+        (
+            "critical_increase",
+            levels.critical_increase,
+            _number(levels.critical_increase) and levels.critical_increase <= 1,
+            "at most 1",
+        ),
+        ("history", levels.history, _whole(levels.history), "a whole number >= 1"),
+        ("min_requests", levels.min_requests, _whole(levels.min_requests), "a whole number >= 1"),
+    ]
+    for key, value, good, expected in checks:
+        if not good:
+            return key, f"expected {expected}, got {value!r}"
+    if levels.critical_increase < levels.min_increase:
+        return (
+            "critical_increase",
+            f"expected at least min_increase ({levels.min_increase}), "
+            f"got {levels.critical_increase}",
+        )
+    return None
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True)
@@ -38,7 +112,7 @@ class Rules:
 
     ``tests`` by feature kind and ``feature_tests`` by feature name (winning) name
     registered tests; ``min_effect`` and ``critical_effect`` override the tests' own
-    defaults by test name.
+    defaults by test name; ``error_rate`` holds the error-rate test's levels.
     """
 
     tests: Mapping[FeatureKind, tuple[TestName, ...]] = field(
@@ -48,6 +122,7 @@ class Rules:
     min_effect: Mapping[TestName, float] = field(default_factory=dict)
     critical_effect: Mapping[TestName, float] = field(default_factory=dict)
     verdict: str = "any"
+    error_rate: ErrorRateLevels = field(default_factory=ErrorRateLevels)
 
     def __post_init__(self) -> None:
         try:
@@ -126,6 +201,20 @@ def rules_from_settings(drift: Any) -> Rules:
         min_effect=dict(drift.min_effect),
         critical_effect=dict(drift.critical_effect),
         verdict=drift.verdict,
+        error_rate=_error_rate_levels(drift.error_rate),
+    )
+
+
+def _error_rate_levels(section: Any) -> ErrorRateLevels:
+    problem = _error_rate_problem(section)
+    if problem is not None:
+        raise ConfigError(f"drift.error_rate.{problem[0]}", problem[1])
+    return ErrorRateLevels(
+        alpha=float(section.alpha),
+        min_increase=float(section.min_increase),
+        critical_increase=float(section.critical_increase),
+        history=int(section.history),
+        min_requests=int(section.min_requests),
     )
 
 

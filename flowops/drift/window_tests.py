@@ -9,6 +9,12 @@ give its feature had this test been the feature's most significant one), its
 ``threshold`` is ``alpha``, and its severity comes from its effect size (PSI: critical
 from 0.25), not from the p-value.
 
+Every finding of a window carries the window's :class:`WindowVerdict` (the share of its
+compared features that drifted and the ``drift.verdict`` rule's answer), and a window
+whose verdict is drift adds one finding of its own, ``feature: "dataset"``, ``test:
+"verdict"``, after its features' (:func:`report_findings`): a reader hears once a window
+that the model drifted, and the alerts before it say why.
+
 Without a profile the first closed window with usable values becomes the reference (a
 :class:`~flowops.drift.profile.Profile` of it, 10 bins) and makes no findings itself.
 """
@@ -16,15 +22,26 @@ Without a profile the first closed window with usable values becomes the referen
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
-from flowops.drift.finding import Chunk, ClosedWindow, Finding, ReferenceKind
+from flowops.drift.finding import Chunk, ClosedWindow, Finding, ReferenceKind, WindowVerdict
 from flowops.drift.profile import Profile
 from flowops.drift.report import DriftReport, FeatureDrift, Judgement, compare, corrector, prepare
-from flowops.drift.rules import Rules
+from flowops.drift.rules import Rules, check_verdict
 from flowops.drift.window_test import Baseline
 
-__all__ = ["WindowTests", "report_findings"]
+__all__ = [
+    "VERDICT_FEATURE",
+    "VERDICT_TEST",
+    "WindowTests",
+    "report_findings",
+    "window_verdict",
+]
+
+VERDICT_TEST: Final = "verdict"
+"""The test name of a window's finding that the model drifted, by ``drift.verdict``."""
+VERDICT_FEATURE: Final = "dataset"
+"""The feature that finding names: the model's features as a whole."""
 
 
 class WindowTests:
@@ -109,18 +126,54 @@ def report_findings(
     window: tuple[int, float, float],
     reference: ReferenceKind,
 ) -> list[Finding]:
-    """A :class:`Finding` for every test ``report`` marks as drifted, in report order.
+    """A :class:`Finding` for every test ``report`` marks as drifted, in report order,
+    then the verdict's when the model drifted by the report's rule; each carries the
+    window's :class:`WindowVerdict`.
 
     ``window`` is the window's (index, start, end). Shared by :class:`WindowTests` (a
     window of raw rows) and the merge stage (a window merged from counts), so an alert
     reads the same whichever way its window was judged.
+
+    >>> import numpy as np
+    >>> from flowops.drift.rules import Rules, check_verdict
+    >>> rng = np.random.default_rng(4)
+    >>> columns = {name: rng.normal(size=3_000) for name in "abcde"}
+    >>> profile = Profile.from_columns(columns)
+    >>> current = {name: rng.normal(1.0 if name in "ab" else 0.0, size=1_000) for name in "abcde"}
+    >>> def findings(rule):
+    ...     report = compare(profile, current, rules=Rules(verdict=rule))
+    ...     return report_findings(report, model="m", version="1", window=(3, 0.0, 60.0),
+    ...                            reference="profile")
+    >>> [(f.feature, f.test) for f in findings("any")][-1]
+    ('dataset', 'verdict')
+    >>> verdict = findings("share:0.5")[0].window_verdict
+    >>> verdict.drift, verdict.drifted_share, verdict.drifted_names
+    (False, 0.4, ('a', 'b'))
+    >>> [f.test for f in findings("share:0.5")].count("verdict")
+    0
     """
-    return [
-        _finding(report, feature, test, model, version, window, reference)
+    verdict = window_verdict(report)
+    found = [
+        _finding(report, feature, test, model, version, window, reference, verdict)
         for feature in report.features
         for test in feature.tests
         if test.drift
     ]
+    if verdict.drift:
+        found.append(_verdict_finding(report, verdict, model, version, window, reference))
+    return found
+
+
+def window_verdict(report: DriftReport) -> WindowVerdict:
+    """The model's verdict a report gives, as the findings of its window carry it."""
+    return WindowVerdict(
+        drift=bool(report.drift),
+        verdict=report.verdict,
+        drifted_features=report.drifted,
+        compared_features=len(report.features),
+        drifted_share=report.drifted_share,
+        drifted_names=tuple(feature.feature for feature in report.features if feature.drift),
+    )
 
 
 def _finding(
@@ -131,6 +184,7 @@ def _finding(
     version: str,
     window: tuple[int, float, float],
     reference: ReferenceKind,
+    verdict: WindowVerdict,
 ) -> Finding:
     assert test.severity is not None  # a drifted test has one
     index, start, end = window
@@ -149,4 +203,37 @@ def _finding(
         n_current=feature.n_current,
         severity=test.severity,
         reference=reference,
+        window_verdict=verdict,
+    )
+
+
+def _verdict_finding(
+    report: DriftReport,
+    verdict: WindowVerdict,
+    model: str,
+    version: str,
+    window: tuple[int, float, float],
+    reference: ReferenceKind,
+) -> Finding:
+    """The model drifted: the share of drifted features as the statistic, the share the
+    rule asks for as the threshold (0 for ``any``: one feature is enough), the highest
+    severity among the drifted features, the largest counts among the compared ones."""
+    index, start, end = window
+    drifted = [feature for feature in report.features if feature.drift]
+    return Finding(
+        model=model,
+        version=version,
+        feature=VERDICT_FEATURE,
+        test=VERDICT_TEST,
+        statistic=verdict.drifted_share,
+        pvalue=None,
+        threshold=check_verdict(report.verdict) or 0.0,
+        window_index=index,
+        window_start=start,
+        window_end=end,
+        n_reference=max(feature.n_reference for feature in report.features),
+        n_current=max(feature.n_current for feature in report.features),
+        severity="critical" if any(f.severity == "critical" for f in drifted) else "warning",
+        reference=reference,
+        window_verdict=verdict,
     )

@@ -54,6 +54,7 @@ __all__ = [
     "NumericFeatureBody",
     "ProfileBody",
     "ReferenceProfile",
+    "WindowVerdictBody",
 ]
 
 _WIRE = "wire"
@@ -163,12 +164,33 @@ class FindingLike(Protocol):
     def partition(self) -> int | None: ...
 
 
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class WindowVerdictBody(_Strict):
+    """The model's verdict in a window, as an alert of that window carries it."""
+
+    drift: bool = Field(description="whether the model drifted in the window, by the rule")
+    verdict: _Name = Field(description="the rule (drift.verdict): any, or share:<fraction>")
+    drifted_features: _Count = Field(description="how many compared features drifted")
+    compared_features: _Count = Field(description="how many features the window compared")
+    drifted_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        description="drifted_features / compared_features"
+    )
+    drifted_names: list[str] = Field(description="the drifted features, in report order")
+
+
 class DriftAlert(Event):
     """A feature of a model drifted: which test said so, how strongly, in which window.
 
     ``alert_id`` is deterministic (model, version, feature, test, window index, and the
     traffic partition of a window or ADWIN kept per partition), so a reader drops
-    duplicates by it. Times are Unix seconds.
+    duplicates by it. Times are Unix seconds. The alerts of a window's tests carry the
+    model's verdict in that window (``window_verdict``); when that is drift, one more
+    alert (``feature: "dataset"``, ``test: "verdict"``) says so once. ``window_verdict``
+    is optional and left out of the JSON when null, so an ADWIN or error-rate alert is
+    what it always was.
     """
 
     TOPIC: ClassVar[str] = Topics.ALERTS
@@ -203,6 +225,11 @@ class DriftAlert(Event):
         description="the traffic partition whose rows the window or ADWIN stream holds;"
         " null for a window merged across partitions",
     )
+    window_verdict: WindowVerdictBody | None = Field(
+        default=None,
+        description="the model's verdict in the window (drift.verdict), on the alerts of"
+        " window tests and of the verdict itself; absent on ADWIN and error-rate alerts",
+    )
 
     @classmethod
     def from_finding(cls, finding: FindingLike, *, detected_at: float | None = None) -> Self:
@@ -235,7 +262,14 @@ class DriftAlert(Event):
             reference=finding.reference,
             detected_at=time.time() if detected_at is None else detected_at,
             partition=finding.partition,
+            window_verdict=_verdict_body(getattr(finding, "window_verdict", None)),
         )
+
+    def to_json(self) -> bytes:
+        """The alert as compact JSON bytes, without ``window_verdict`` when it is null."""
+        if self.window_verdict is None:
+            return self.model_dump_json(exclude={"window_verdict"}).encode()
+        return self.model_dump_json().encode()
 
     def kafka_key(self) -> bytes:
         return self.model.encode()
@@ -244,8 +278,19 @@ class DriftAlert(Event):
         return self.alert_id
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+def _verdict_body(verdict: Any) -> WindowVerdictBody | None:
+    """A finding's ``window_verdict`` (a :class:`flowops.drift.finding.WindowVerdict`:
+    not every finding kind has one) as the alert's."""
+    if verdict is None:
+        return None
+    return WindowVerdictBody(
+        drift=bool(verdict.drift),
+        verdict=str(verdict.verdict),
+        drifted_features=int(verdict.drifted_features),
+        compared_features=int(verdict.compared_features),
+        drifted_share=float(verdict.drifted_share),
+        drifted_names=[str(name) for name in verdict.drifted_names],
+    )
 
 
 class NumericFeatureBody(_Strict):

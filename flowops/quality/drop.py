@@ -63,6 +63,7 @@ class PerformanceFinding:
     feature: str = "performance"
     reference: Literal["profile"] = "profile"
     partition: None = None  # a model's windows of label time, never a partition's
+    window_verdict: None = None  # no dataset verdict: a metric, not the features
 
     @property
     def alert_id(self) -> str:

@@ -31,7 +31,7 @@ from mode import Service
 
 from flowops.config import Settings
 from flowops.drift import Finding
-from flowops.drift.error_rate import ErrorRate, jump_finding
+from flowops.drift.error_rate import jump_finding
 from flowops.drift.partial import window_findings
 from flowops.drift.rules import rules_from_settings
 from flowops.errors import EventError
@@ -46,7 +46,6 @@ __all__ = ["MergeStage", "merge_topics", "partials_topic"]
 log = logging.getLogger("flowops.streams")
 
 _PARTITION: Final = struct.Struct("<I")
-_ALPHA: Final = ErrorRate().alpha  # the error-rate test's level (the module's default)
 
 
 def partials_topic(app_id: str) -> str:
@@ -146,16 +145,20 @@ class MergeStage(Service):
         merger = self._mergers.get(partition)
         if merger is None:
             grace = self._settings.streams.grace
-            merger = self._mergers[partition] = Merger(grace=grace)
+            levels = self.rules.error_rate
+            merger = self._mergers[partition] = Merger(grace=grace, error_rate=levels)
             for key, value in list(self._table.items()):
                 if _PARTITION.unpack_from(value)[0] == partition:
-                    model = ModelMerger.from_state(value[_PARTITION.size :])
+                    state = value[_PARTITION.size :]
+                    model = ModelMerger.from_state(state, error_rate=levels)
                     merger.models[key.decode()] = model
         return merger
 
     def _load(self, merger: Merger, partition: int, model: str) -> None:
         if model not in merger.models:
-            merger.models[model] = ModelMerger(model, grace=merger.grace)
+            merger.models[model] = ModelMerger(
+                model, grace=merger.grace, error_rate=merger.error_rate
+            )
 
     def _save(self, partition: int, model: ModelMerger) -> None:
         self._table[model.model.encode()] = _PARTITION.pack(partition) + model.to_state()
@@ -193,7 +196,12 @@ class MergeStage(Service):
                 continue
             if window.jump is not None:  # the model's error rate, merged as its rows are
                 findings.append(
-                    jump_finding(window.jump, window.model, window.version, threshold=_ALPHA)
+                    jump_finding(
+                        window.jump,
+                        window.model,
+                        window.version,
+                        threshold=self.rules.error_rate.alpha,
+                    )
                 )
             findings += window_findings(
                 prepared,

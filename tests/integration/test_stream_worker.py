@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from stream_worker_process import (
@@ -48,6 +49,7 @@ from flowops.events import (
     encode_traffic,
     ensure_topics,
 )
+from flowops.events.schemas import WindowVerdictBody
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -157,7 +159,7 @@ async def test_drift_in_one_feature_alerts_for_it_and_no_other(stack: Stack) -> 
         [(model, "income", test, 1) for test in ("ks", "psi")]
         + [(timed, "income", test, last) for test in ("ks", "psi")]
     )
-    assert {alert.feature for alert in alerts} == {"income"}  # ADWIN's too
+    assert {a.feature for a in alerts if a.test != "verdict"} == {"income"}  # ADWIN's too
     assert_no_duplicates(alerts)
     ks = next(alert for alert in alerts if alert.test == "ks" and alert.model == model)
     assert (ks.n_current, ks.reference, ks.severity) == (2_000, "profile", "critical")
@@ -651,7 +653,7 @@ async def test_only_the_predictions_move_and_the_alerts_name_the_prediction(
         [(counted, "prediction", test, 1) for test in ("ks", "psi")]
         + [(merged, "prediction", test, int(begin // SIZE)) for test in ("ks", "psi")]
     )
-    assert {alert.feature for alert in alerts} == {"prediction"}  # ADWIN's too
+    assert {a.feature for a in alerts if a.test != "verdict"} == {"prediction"}  # ADWIN's too
     ks = [alert for alert in alerts if alert.test == "ks"]
     assert {(a.severity, a.n_current) for a in ks} == {("critical", 2_000), ("critical", 1_000)}
     assert_no_duplicates(alerts)
@@ -753,3 +755,100 @@ async def test_a_merged_models_error_rate_is_its_windows_whatever_the_partitions
     assert (jump.partition, jump.n_current, jump.n_reference) == (None, 400, 1_200)
     key = [model, "1", "requests", "error_rate", jump.window_index]
     assert jump.alert_id == hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+# --- the window's verdict on the alerts ------------------------------------------------
+
+
+def _with_rule(config: Path, rule: str) -> Path:
+    """The worker's config with ``drift.verdict: rule``."""
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "drift": {"verdict": rule}}))
+    return config
+
+
+@pytest.mark.parametrize(("rule", "drift"), [("share:0.5", False), ("any", True)])
+async def test_the_alerts_carry_the_windows_verdict_by_the_configured_rule(
+    stack: Stack, rule: str, drift: bool
+) -> None:
+    """Two of five monitored features (income, and the model's prediction) move, in a
+    window of one partition (count) and in a window merged across partitions (time):
+    every alert of those windows says share 0.4 and the rule's answer; by ``any`` one
+    more alert per window (``dataset``/``verdict``) says the model drifted, by
+    ``share:0.5`` none does."""
+    counted, merged = f"vcount-{uuid.uuid4().hex[:8]}", f"vmerged-{uuid.uuid4().hex[:8]}"
+    await publish_with_predictions(stack.bootstrap, [counted, merged])
+    count = await partitions(stack.bootstrap)
+    config = stack.config({counted: 2_000, merged: {"kind": "time", "size": SIZE}})
+    worker = await start(stack, _with_rule(config, rule))
+    calm = traffic(counted, 2_000, np.random.default_rng(21))
+    moved = traffic(counted, 2_000, np.random.default_rng(22), shift=DRIFT, start=2_000)
+    moved = dataclasses.replace(moved, predictions=_moved(moved.predictions))
+    await send(stack.bootstrap, calm, moved)
+    begin = (time.time() // SIZE + 6) * SIZE
+    window = traffic(merged, 1_000, np.random.default_rng(23), shift=DRIFT, at=begin + 1)
+    await send_spread(
+        stack.bootstrap, dataclasses.replace(window, predictions=_moved(window.predictions)), count
+    )
+    await close_by_rows(stack.bootstrap, merged, count, begin)
+    merged_window = int(begin // SIZE)
+
+    def keep(message: Any) -> DriftAlert | None:
+        alert = DriftAlert.from_json(message.value)
+        return alert if alert.model in (counted, merged) else None
+
+    def done(found: list[DriftAlert]) -> bool:
+        if drift:  # each window's verdict comes after its features' alerts
+            return {a.model for a in found if a.test == "verdict"} == {counted, merged}
+        return sum(a.test in WINDOW_TESTS for a in found) >= 8
+
+    alerts = await read_topic(
+        stack.bootstrap, Topics.ALERTS, keep, done, workers=stack.workers, timeout=90
+    )
+
+    windows = {counted: 1, merged: merged_window}
+    tested = [a for a in alerts if a.test in WINDOW_TESTS]
+    assert {(a.model, a.feature, a.test, a.window_index) for a in tested} == {
+        (model, feature, test, index)
+        for model, index in windows.items()
+        for feature in ("income", "prediction")
+        for test in ("ks", "psi")
+    }
+    expected = WindowVerdictBody(
+        drift=drift,
+        verdict=rule,
+        drifted_features=2,
+        compared_features=5,
+        drifted_share=0.4,
+        drifted_names=["income", "prediction"],
+    )
+    assert [a.window_verdict for a in tested] == [expected] * len(tested)
+    assert [a.window_verdict for a in alerts if a.test == "adwin"] == [None] * sum(
+        a.test == "adwin" for a in alerts
+    )
+    said = [a for a in alerts if a.test == "verdict"]
+    for model in windows:  # a window's alerts are counted together, once all are acked
+        await wait_for(
+            lambda model=model: (
+                worker.metric("flowops_drift_alerts_total", model=model, test="psi") == 2
+            ),
+            30,
+            f"{model}'s alerts counted",
+            alive=worker,
+        )
+        assert worker.metric("flowops_drift_alerts_total", model=model, test="verdict") == (
+            1 if drift else None
+        )
+    if not drift:
+        assert said == []
+        return
+    assert sorted((a.model, a.feature, a.window_index, a.statistic) for a in said) == [
+        (counted, "dataset", 1, 0.4),
+        (merged, "dataset", merged_window, 0.4),
+    ]
+    assert {(a.model, a.partition is None) for a in said} == {(counted, False), (merged, True)}
+    assert [a.window_verdict for a in said] == [expected] * 2
+    for alert in said:  # after its window's feature alerts, on the model's partition
+        mine = [a for a in alerts if a.model == alert.model and a.test in WINDOW_TESTS]
+        assert alerts.index(alert) > max(alerts.index(a) for a in mine)
+    assert_no_duplicates(alerts)

@@ -63,6 +63,16 @@ def test_json_line_is_the_event_on_one_line() -> None:
             {"test": "psi", "pvalue": None, "statistic": 0.25, "threshold": 0.2},
             ["09:30:05", "credit", "3", "income", "psi", "0.25", "-", "0.2", "#12"],
         ),
+        (
+            {
+                "feature": "dataset",
+                "test": "verdict",
+                "pvalue": None,
+                "statistic": 0.4,
+                "threshold": 0.0,
+            },
+            ["09:30:05", "credit", "3", "dataset", "verdict", "0.4", "-", "0", "#12"],
+        ),
     ],
 )
 def test_row_cells(fields: dict[str, Any], expected: list[str]) -> None:
@@ -112,8 +122,10 @@ def test_table_prints_the_header_once_and_rows_that_line_up() -> None:
         "profile",
     ]
     assert "a-model-wit…" in lines[2]  # cut to the column, never wrapped
+    table.add(alert(alert_id="a3", feature="dataset", test="verdict", pvalue=None))
+    assert out.getvalue().splitlines()[3].split()[3:5] == ["dataset", "verdict"]  # not cut
     assert {line.index("income") for line in lines[1:]} == {lines[0].index("feature")}
-    assert table.count == 2
+    assert table.count == 3
 
 
 def test_a_narrow_console_gets_the_essential_columns() -> None:

@@ -16,7 +16,9 @@ from numpy.typing import NDArray
 
 from flowops.drift import ADWIN, Finding, ModelMonitor, MonitorStats, Profile, WindowSpec, compare
 from flowops.drift import detector as detector_module
+from flowops.drift.finding import WindowVerdict
 from flowops.drift.report import CORRECTIONS
+from flowops.drift.rules import Rules
 from flowops.errors import InputError
 
 CATEGORIES = ["a", "b", "c", "d"]
@@ -47,7 +49,13 @@ def keys(findings: list[Finding]) -> list[tuple[str, str, int]]:
 
 
 def window_keys(findings: list[Finding]) -> list[tuple[str, str, int]]:
-    return keys([f for f in findings if f.test != "adwin"])
+    """The features' window-test findings (not ADWIN's, not the windows' verdicts)."""
+    return keys([f for f in findings if f.test not in ("adwin", "verdict")])
+
+
+def verdict_windows(findings: list[Finding]) -> list[int]:
+    """The windows whose verdict was that the model drifted."""
+    return sorted(f.window_index for f in findings if f.test == "verdict")
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +76,15 @@ def test_drift_in_one_numeric_feature_is_found_for_it_alone(
     monitor = ModelMonitor("credit", "3", WindowSpec("count", 2_000), profile)
     found = feed(monitor, np.arange(16_000.0), data, 1_000)
     assert keys(found) == [
+        *[("dataset", "verdict", k) for k in (4, 5, 6, 7)],
         ("x2", "adwin", 8191),
         *[("x2", test, k) for test in ("ks", "psi") for k in (4, 5, 6, 7)],
     ]
     assert all(f.reference == "profile" and f.model == "credit" for f in found)
+    verdicts = {f.window_verdict for f in found if f.test != "adwin"}
+    assert [(v.drift, v.drifted_names, v.compared_features) for v in verdicts] == [
+        (True, ("x2",), 7)
+    ]
     assert monitor.stats.windows_closed == 8
 
 
@@ -84,7 +97,8 @@ def test_drift_in_one_categorical_feature_is_found_for_it_alone(
     data = {**data, "c1": data["c1"][:8_000] + shifted}
     monitor = ModelMonitor("credit", "3", WindowSpec("count", 2_000), profile)
     found = feed(monitor, np.arange(16_000.0), data, 1_000)
-    assert keys(found) == [("c1", test, k) for test in ("chi2", "psi") for k in (4, 5, 6, 7)]
+    assert window_keys(found) == [("c1", test, k) for test in ("chi2", "psi") for k in (4, 5, 6, 7)]
+    assert verdict_windows(found) == [4, 5, 6, 7]
 
 
 @pytest.mark.parametrize("correction", ["bh", "bonferroni", "none"])
@@ -102,7 +116,9 @@ def test_findings_name_the_features_compare_finds_drifting(
     for k in range(8):
         window = {name: column[2_000 * k : 2_000 * (k + 1)] for name, column in data.items()}
         report = compare(profile, window, correction=correction)
-        mine = [f for f in found if f.window_index == k and f.test != "adwin"]
+        mine = [f for f in found if f.window_index == k and f.test not in ("adwin", "verdict")]
+        verdict = [f for f in found if f.window_index == k and f.test == "verdict"]
+        assert len(verdict) == report.drift
         assert {f.feature for f in mine} == {f.feature for f in report.features if f.drift}
         drifted = {
             (f.feature, t.test, t.adjusted_pvalue)
@@ -137,7 +153,11 @@ def test_severity_follows_the_effect_size_not_the_p_value(seeded: tuple[Profile,
     ramp = np.linspace(0.0, 0.9, 16_000)
     data = {**data, "x0": data["x0"] + ramp}
     monitor = ModelMonitor("m", "1", WindowSpec("count", 2_000), profile, alpha=0.01)
-    found = [f for f in feed(monitor, np.arange(16_000.0), data, 2_000) if f.test != "adwin"]
+    found = [
+        f
+        for f in feed(monitor, np.arange(16_000.0), data, 2_000)
+        if f.test not in ("adwin", "verdict")
+    ]
     critical = {"psi": 0.25, "ks": 0.2}
     floor = {"psi": 0.1, "ks": 0.1}
     for finding in found:
@@ -219,6 +239,7 @@ def test_time_windows_close_at_their_boundaries_and_skip_empty_ones() -> None:
     assert {(f.test, f.window_index, f.window_start, f.window_end) for f in closing} == {
         ("psi", 5, 50.0, 60.0),
         ("ks", 5, 50.0, 60.0),
+        ("verdict", 5, 50.0, 60.0),
     }
     assert monitor.stats.windows_closed == 3
     assert monitor.advance(1e9) == []
@@ -650,3 +671,34 @@ def test_error_rate_windows_are_in_the_monitors_state() -> None:
     )
     with pytest.raises(InputError, match="failure flags"):
         whole.requests(np.zeros(3), np.zeros(2, dtype=bool))
+
+
+# -- the window's verdict --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rule", "drift"), [("any", True), ("share:0.5", False)])
+def test_every_finding_of_a_window_carries_its_verdict(rule: str, drift: bool) -> None:
+    """2 of 5 features drift: share 0.4, a drift by ``any`` and none by ``share:0.5``;
+    the verdict's own finding comes once, after the features', only when it is drift."""
+    rng = np.random.default_rng(11)
+    names = ["a", "b", "c", "d", "e"]
+    profile = Profile.from_columns({name: rng.normal(size=5_000) for name in names})
+    monitor = ModelMonitor(
+        "m", "1", WindowSpec("count", 2_000), profile, rules=Rules(verdict=rule), partition=2
+    )
+    rows = {name: rng.normal(1.0 if name in "ab" else 0.0, size=2_000) for name in names}
+    found = [f for f in monitor.add(np.arange(2_000.0), rows) if f.test != "adwin"]
+    assert {f.feature for f in found if f.test != "verdict"} == {"a", "b"}
+    assert {f.window_verdict for f in found} == {WindowVerdict(drift, rule, 2, 5, 0.4, ("a", "b"))}
+    verdicts = [f for f in found if f.test == "verdict"]
+    assert len(verdicts) == drift
+    if drift:
+        assert found[-1] is verdicts[0]
+        assert (verdicts[0].feature, verdicts[0].statistic, verdicts[0].threshold) == (
+            "dataset",
+            0.4,
+            0.0,
+        )
+        assert {f.severity for f in found} == {"critical"}  # a 1 SD shift: PSI past 0.25
+        assert verdicts[0].partition == 2
+        assert verdicts[0].alert_id not in {f.alert_id for f in found[:-1]}

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from flowops.config import load_settings
 from flowops.drift.error_rate import ErrorRate, ErrorRateJump, ErrorRateWindows, error_counts
 from flowops.drift.finding import Finding
+from flowops.drift.rules import ErrorRateLevels, rules_from_settings
 from flowops.drift.window import WindowSpec
-from flowops.errors import InputError
+from flowops.errors import ConfigError, InputError
 from flowops.events import TrafficBatch, TrafficRow
 
 
@@ -39,7 +42,7 @@ def test_thirty_percent_of_requests_failing_is_a_critical_jump() -> None:
 
 def test_a_rate_that_stays_high_becomes_the_level_and_stops_alerting() -> None:
     windows = [(1_000, 10)] * 5 + [(1_000, 300)] * 12
-    found = feed(ErrorRate(history=5), windows)
+    found = feed(ErrorRate(ErrorRateLevels(history=5)), windows)
     # window 9 still has one 1% window in its history (level 24.2%: +5.8 points);
     # from window 10 on the history is all 30%
     assert [jump.window_index for jump in found] == [5, 6, 7, 8, 9]
@@ -52,7 +55,9 @@ def test_a_significant_but_small_rise_is_no_alert() -> None:
     """+1 point at 100,000 requests a window: certain (z about 8), under the 5-point floor."""
     windows = [(100_000, 1_000)] * 5 + [(100_000, 2_000)]
     assert feed(ErrorRate(), windows) == []
-    assert [j.severity for j in feed(ErrorRate(min_jump=0.005), windows)] == ["warning"]
+    assert [j.severity for j in feed(ErrorRate(ErrorRateLevels(min_increase=0.005)), windows)] == [
+        "warning"
+    ]
 
 
 def test_a_large_rise_on_few_requests_is_no_alert() -> None:
@@ -61,14 +66,14 @@ def test_a_large_rise_on_few_requests_is_no_alert() -> None:
 
 
 def test_small_windows_are_neither_tested_nor_kept() -> None:
-    rates = ErrorRate(min_rows=100)
+    rates = ErrorRate(ErrorRateLevels(min_requests=100))
     assert rates.close(0, 0.0, 1.0, total=99, errors=99) is None
     assert rates.to_state() == {"windows": []}
 
 
 def test_false_alarms_stay_at_or_below_alpha_with_no_jump() -> None:
     rng = np.random.default_rng(2)
-    rates = ErrorRate(alpha=0.05, min_jump=0.0, history=5)
+    rates = ErrorRate(ErrorRateLevels(alpha=0.05, min_increase=0.0, history=5))
     windows = [(500, int(rng.binomial(500, 0.05))) for _ in range(600)]
     alarms = len(feed(rates, windows))
     tested = len(windows) - 1
@@ -90,12 +95,43 @@ def test_state_round_trip_gives_the_same_jumps() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"alpha": 0.0}, {"min_jump": 0.3, "critical_jump": 0.2}, {"history": 0}, {"min_rows": 0}],
+    ("kwargs", "named"),
+    [
+        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": True}, "alpha"),
+        ({"min_increase": 0.3, "critical_increase": 0.2}, "critical_increase"),
+        ({"min_increase": -0.1}, "min_increase"),
+        ({"critical_increase": 1.5}, "critical_increase"),
+        ({"history": 0}, "history"),
+        ({"history": 2.5}, "history"),
+        ({"min_requests": 0}, "min_requests"),
+    ],
 )
-def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(InputError):
-        ErrorRate(**kwargs)  # type: ignore[arg-type]
+def test_bad_levels_are_refused_naming_the_level(kwargs: dict[str, float], named: str) -> None:
+    with pytest.raises(InputError, match=f"^{named}: expected"):
+        ErrorRateLevels(**kwargs)  # type: ignore[arg-type]
+
+
+def test_levels_decide_the_jumps() -> None:
+    """The same windows judged by other levels: a 3-point rise alerts once min_increase is
+    0.02, and a 12-point one is critical once critical_increase is 0.1."""
+    windows = [(2_000, 20)] * 5 + [(2_000, 80), (2_000, 20), (2_000, 260)]
+    assert [j.window_index for j in feed(ErrorRate(), windows)] == [7]
+    assert feed(ErrorRate(), windows)[0].severity == "warning"
+    loose = ErrorRate(ErrorRateLevels(min_increase=0.02, critical_increase=0.1))
+    assert [(j.window_index, j.severity) for j in feed(loose, windows)] == [
+        (5, "warning"),
+        (7, "critical"),
+    ]
+    few = ErrorRate(ErrorRateLevels(min_requests=5_000))
+    assert feed(few, windows) == []
+
+
+def test_new_levels_keep_the_newest_windows_of_the_history() -> None:
+    rates = ErrorRate(ErrorRateLevels(history=5))
+    feed(rates, [(1_000, e) for e in range(10, 15)])
+    rates.levels = ErrorRateLevels(history=2)
+    assert rates.to_state() == {"windows": [[1_000, 13], [1_000, 14]]}
 
 
 def test_bad_counts_are_refused() -> None:
@@ -162,3 +198,38 @@ def test_a_restored_state_makes_the_same_findings() -> None:
     again = [f for s in range(35, 60) for f in _second(restored, s, failing=30)]
     assert later == again
     assert [f.window_index for f in later] == [3, 4]
+
+
+def test_the_drift_error_rate_settings_are_the_rules_levels() -> None:
+    drift = {"alpha": 0.01, "min_increase": 0.02, "critical_increase": 0.1, "history": 4}
+    settings = load_settings(None, {"drift": {"error_rate": {**drift, "min_requests": 50}}})
+    levels = rules_from_settings(settings.drift).error_rate
+    assert levels == ErrorRateLevels(0.01, 0.02, 0.1, 4, 50)
+    assert rules_from_settings(load_settings(None).drift).error_rate == ErrorRateLevels()
+
+
+@pytest.mark.parametrize(
+    ("error_rate", "key"),
+    [
+        ({"alpha": 1.0}, "alpha"),
+        ({"min_increase": 1.2}, "min_increase"),
+        ({"min_increase": 0.3}, "critical_increase"),  # above the default critical 0.2
+        ({"critical_increase": 0.01}, "critical_increase"),
+        ({"history": 0}, "history"),
+        ({"min_requests": "many"}, "min_requests"),
+        ({"min_jump": 0.1}, "min_jump"),
+    ],
+)
+def test_a_bad_error_rate_setting_stops_loading_naming_its_key(
+    error_rate: dict[str, object], key: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^config: drift\.error_rate\.{key}: "):
+        load_settings(None, {"drift": {"error_rate": error_rate}})
+
+
+def test_rules_from_a_section_built_without_checks_still_name_the_key() -> None:
+    section = load_settings(None).drift.model_copy(
+        update={"error_rate": SimpleNamespace(**{**vars(ErrorRateLevels()), "history": -1})}
+    )
+    with pytest.raises(ConfigError, match=r"drift\.error_rate\.history: expected a whole"):
+        rules_from_settings(section)

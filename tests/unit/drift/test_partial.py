@@ -272,5 +272,13 @@ def test_merged_windows_are_judged_by_the_rules_given() -> None:
     wasserstein = Rules(tests={"numeric": ("wasserstein",)}, critical_effect={"wasserstein": 0.1})
     found = window_findings(PREPARED, partial, start=0.0, end=10.0, rules=wasserstein)
     assert [(f.feature, f.test, f.severity) for f in found] == [
-        ("income", "wasserstein", "critical")
+        ("income", "wasserstein", "critical"),
+        ("dataset", "verdict", "critical"),
     ]
+    assert found[0].window_verdict is not None
+    assert found[0].window_verdict.drifted_names == ("income",)
+    share = Rules(tests={"numeric": ("wasserstein",)}, verdict="share:0.9")
+    [alone] = window_findings(PREPARED, partial, start=0.0, end=10.0, rules=share)
+    assert alone.window_verdict is not None
+    assert (alone.test, alone.window_verdict.drift, alone.partition) == ("wasserstein", False, None)
+    assert alone.window_verdict.drifted_share == 1 / alone.window_verdict.compared_features

@@ -18,6 +18,7 @@ from flowops.drift.registry import ALERT_TESTS, DEFAULT_TESTS, WINDOW_TESTS, che
 from flowops.drift.report import compare, compare_counts, prepare
 from flowops.drift.rules import Rules, rules_from_settings
 from flowops.drift.window_test import Baseline, Current
+from flowops.drift.window_tests import VERDICT_TEST
 from flowops.errors import ConfigError, InputError
 
 NUMERIC = [name for name, test in WINDOW_TESTS.items() if "numeric" in test.kinds]
@@ -37,7 +38,7 @@ def categorical() -> Baseline:
 
 def test_the_table_names_each_test_once_and_alerts_add_adwin() -> None:
     assert all(name == test.name for name, test in WINDOW_TESTS.items())
-    assert set(ALERT_TESTS) == {*WINDOW_TESTS, "adwin", "error_rate"}
+    assert set(ALERT_TESTS) == {*WINDOW_TESTS, "adwin", "error_rate", VERDICT_TEST}
     assert {name for names in DEFAULT_TESTS.values() for name in names} == {"psi", "ks", "chi2"}
     for test in WINDOW_TESTS.values():
         assert 0 < test.min_effect < test.critical_effect

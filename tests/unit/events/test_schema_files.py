@@ -185,3 +185,26 @@ def test_the_optional_fields_are_not_required() -> None:
     for name in ("TrafficRowMessage", "TrafficColumns"):
         assert {"variant", "parse_error"} <= set(schema[name]["properties"])
         assert not {"variant", "parse_error"} & set(schema[name]["required"])
+
+
+def test_the_alerts_window_verdict_is_optional_and_whole() -> None:
+    """Added within version 1: not required, null by default; when there, every field of
+    it is."""
+    schema = event_schemas()["drift-alert.v1.json"]
+    assert "window_verdict" in schema["properties"]
+    assert "window_verdict" not in schema["required"]
+    assert schema["properties"]["window_verdict"]["default"] is None
+    body = schema["$defs"]["WindowVerdictBody"]
+    assert (
+        set(body["required"])
+        == set(body["properties"])
+        == {
+            "drift",
+            "verdict",
+            "drifted_features",
+            "compared_features",
+            "drifted_share",
+            "drifted_names",
+        }
+    )
+    assert "verdict" in schema["properties"]["test"]["examples"]

@@ -19,6 +19,7 @@ from flowops.events.schemas import (
     Event,
     HealthEvent,
     ReferenceProfile,
+    WindowVerdictBody,
 )
 from flowops.events.topics import Topics
 
@@ -42,6 +43,7 @@ class FakeFinding:
     severity: Literal["warning", "critical"] = "critical"
     reference: Literal["profile", "first_window"] = "profile"
     partition: int | None = 2
+    window_verdict: Any = None
 
     @property
     def alert_id(self) -> str:
@@ -110,6 +112,63 @@ def test_alert_from_a_finding_with_an_infinite_statistic_is_an_event_error() -> 
 def test_adwin_alert_has_no_pvalue() -> None:
     made = alert(test="adwin", pvalue=None, threshold=0.002)
     assert DriftAlert.from_json(made.to_json()).pvalue is None
+
+
+@dataclass(frozen=True)
+class FakeVerdict:
+    """What flowops.drift's WindowVerdict has."""
+
+    drift: bool = False
+    verdict: str = "share:0.5"
+    drifted_features: int = 2
+    compared_features: int = 5
+    drifted_share: float = 0.4
+    drifted_names: tuple[str, ...] = ("age", "income")
+
+
+def test_an_alert_carries_its_windows_verdict() -> None:
+    made = alert(window_verdict=FakeVerdict())
+    assert made.window_verdict == WindowVerdictBody(
+        drift=False,
+        verdict="share:0.5",
+        drifted_features=2,
+        compared_features=5,
+        drifted_share=0.4,
+        drifted_names=["age", "income"],
+    )
+    assert DriftAlert.from_json(made.to_json()) == made
+    assert orjson.loads(made.to_json())["window_verdict"]["drifted_names"] == ["age", "income"]
+
+
+def test_an_alert_without_a_verdict_is_written_as_before() -> None:
+    """ADWIN and error-rate alerts (and a finding kind without the field) leave it out of
+    the JSON, so what they write is what a reader of the schema before it accepts."""
+    before = {
+        "schema_version", "alert_id", "model", "version", "feature", "test", "statistic",
+        "pvalue", "threshold", "window_start", "window_end", "window_index", "n_reference",
+        "n_current", "severity", "reference", "detected_at", "partition",
+    }  # fmt: skip
+    assert set(orjson.loads(alert().to_json())) == before
+    assert set(orjson.loads(alert(window_verdict=None).to_json())) == before
+    old = orjson.loads(alert().to_json())
+    assert DriftAlert.from_json(orjson.dumps(old)).window_verdict is None
+
+
+@pytest.mark.parametrize(
+    ("verdict", "field"),
+    [
+        ({"drifted_share": 1.5}, "window_verdict.drifted_share"),
+        ({"drifted_features": -1}, "window_verdict.drifted_features"),
+        ({"extra": 1}, "window_verdict.extra"),
+        ({"drift": "yes"}, "window_verdict.drift"),
+    ],
+)
+def test_a_bad_verdict_is_named(verdict: dict[str, Any], field: str) -> None:
+    body = orjson.loads(alert(window_verdict=FakeVerdict()).to_json())
+    body["window_verdict"].update(verdict)
+    with pytest.raises(EventError) as caught:
+        DriftAlert.from_json(orjson.dumps(body))
+    assert caught.value.field == field
 
 
 @pytest.mark.parametrize("make", EVENTS)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flowops.config import load_settings
 from flowops.drift import ModelMonitor
-from flowops.drift.rules import Rules, rules_from_settings
+from flowops.drift.rules import ErrorRateLevels, Rules, rules_from_settings
 from flowops.events import Topics
 from streams.app import build, build_app
 
@@ -57,12 +57,19 @@ def test_both_stages_judge_by_the_drift_settings(tmp_path: Path) -> None:
         "min_effect": {"psi": 0.3},
         "critical_effect": {"wasserstein": 0.9},
         "verdict": "share:0.5",
+        "error_rate": {"alpha": 0.01, "min_increase": 0.1, "history": 3, "min_requests": 20},
     }
     settings = load_settings(overrides={"drift": drift, "streams": {"datadir": str(tmp_path)}})
     parts = build(settings)
     expected = rules_from_settings(settings.drift)
     assert expected.tests["numeric"] == ("psi", "wasserstein")
+    assert expected.error_rate == ErrorRateLevels(0.01, 0.1, 0.2, 3, 20)
     monitor = parts.traffic._new_monitor("credit", "1")
     assert monitor.rules == parts.traffic.rules == parts.merge.rules == expected
+    assert monitor._errors.rate.levels == expected.error_rate
     restored = ModelMonitor.from_state(monitor.to_state())
     assert restored.rules == Rules()  # not saved: the traffic agent gives it the config's
+    restored.rules = expected
+    assert restored._errors.rate.levels == expected.error_rate
+    merger = parts.merge._merger(0)
+    assert merger.error_rate == expected.error_rate

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from flowops.drift import Profile
 from flowops.drift.partial import Prepared, WindowPartial, window_findings
+from flowops.drift.rules import ErrorRateLevels
 from flowops.events.partials import Flush, decode_flush, encode_flush
 from streams.merge import MergedWindow, Merger, ModelMerger
 from streams.reduce import PartitionReducer
@@ -220,3 +221,19 @@ def test_the_error_rate_is_the_merged_windows_and_survives_a_restore() -> None:
     assert window3.jump is not None
     assert (window3.jump.window_index, window3.jump.rate) == (3, 0.5)
     assert (window3.jump.n_current, window3.jump.n_baseline, window3.partial.rows) == (120, 360, 0)
+
+
+def test_the_merged_error_rate_follows_the_configured_levels() -> None:
+    """Windows of 120 requests: at the default min_requests of 100 a jump alerts; a
+    merger (new, or restored from the same state) told 200 tests none of them."""
+    strict = ErrorRateLevels(min_requests=200)
+    for levels, jumps in [(None, [3]), (strict, [])]:
+        reducers = [PartitionReducer(p, start=0) for p in (0, 1)]
+        merger = Merger(2, grace=0.0, error_rate=levels)
+        for window, failed in enumerate([1, 1, 1, 30]):
+            for reducer in reducers:
+                _requests(reducer, window, 60, failed)
+        closed = [w for r in reducers for flush in r.flush(1) for w in merger.add(flush)]
+        restored = ModelMerger.from_state(merger.models["m"].to_state(), error_rate=levels)
+        closed += restored.close(45.0)
+        assert [w.window for w in closed if w.jump is not None] == jumps

@@ -113,7 +113,7 @@ def test_one_models_windows_on_two_partitions_alert_under_two_ids() -> None:
     windows = [
         {(f.feature, f.test, f.window_index) for f in fs if f.test != "adwin"} for fs in found
     ]
-    assert windows[0] == windows[1] == {("x", "ks", 1), ("x", "psi", 1)}
+    assert windows[0] == windows[1] == {("x", "ks", 1), ("x", "psi", 1), ("dataset", "verdict", 1)}
     assert {f.partition for f in found[0]} == {0}
     assert {f.partition for f in found[1]} == {1}  # ADWIN's too: they say which stream
     ids = [{f.alert_id for f in fs} for fs in found]
