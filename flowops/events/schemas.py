@@ -203,20 +203,34 @@ class DriftAlert(Event):
         description="the traffic partition whose rows the window or ADWIN stream holds;"
         " null for a window merged across partitions",
     )
+    report: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="the HTML report of the alert's window: a URL (streams.reports.base_url"
+        " joined with the file's name) or the file's path; absent when none was written",
+    )
 
     @classmethod
-    def from_finding(cls, finding: FindingLike, *, detected_at: float | None = None) -> Self:
-        """The alert for a finding, detected now unless ``detected_at`` is given.
+    def from_finding(
+        cls,
+        finding: FindingLike,
+        *,
+        detected_at: float | None = None,
+        report: str | None = None,
+    ) -> Self:
+        """The alert for a finding, detected now unless ``detected_at`` is given, with
+        the address of its window's ``report`` if one was written.
 
         Raises EventError for a finding no alert can carry (an infinite statistic).
         """
         try:
-            return cls._from_finding(finding, detected_at)
+            return cls._from_finding(finding, detected_at, report)
         except ValidationError as exc:
             raise _event_error(cls.NAME, exc) from None
 
     @classmethod
-    def _from_finding(cls, finding: FindingLike, detected_at: float | None) -> Self:
+    def _from_finding(
+        cls, finding: FindingLike, detected_at: float | None, report: str | None
+    ) -> Self:
         return cls(
             alert_id=finding.alert_id,
             model=finding.model,
@@ -235,7 +249,13 @@ class DriftAlert(Event):
             reference=finding.reference,
             detected_at=time.time() if detected_at is None else detected_at,
             partition=finding.partition,
+            report=report,
         )
+
+    def to_json(self) -> bytes:
+        """The alert as compact JSON; ``report`` only when there is one, so an alert
+        without a report reads as before for readers of the schema without it."""
+        return self.model_dump_json(exclude={"report"} if self.report is None else None).encode()
 
     def kafka_key(self) -> bytes:
         return self.model.encode()
