@@ -168,7 +168,7 @@ class WindowReport:
             "reference_rows": max((b.profile.n + b.profile.excluded for b in baselines), default=0),
             "model": self.model,
             "version": self.version,
-            "window": self.index,
+            "window": str(self.index),  # an index, not a quantity: no separators
             "window start": _utc(self.start),
             "window end": _utc(self.end),
             "partition": "merged (all partitions)" if self.partition is None else self.partition,
