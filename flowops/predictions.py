@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREDICTION",
+    "column_names",
     "current_predictions",
     "input_names",
     "inputs_and_predictions",
@@ -119,6 +120,8 @@ def read_predictions(path: str | os.PathLike[str], column: str) -> dict[str, Col
     file = Path(path)
     try:
         values = _raw(file, column)
+        if file.suffix.lower() == ".csv":
+            values = _csv_numbers(values)
         return prediction_columns(values)
     except InputError as exc:
         raise InputError(exc.reason, path=str(file), column=column, row=exc.row) from None
@@ -222,6 +225,19 @@ def _label(value: object, index: int) -> str | None:
     raise InputError(f"expected a class label like the rows before, got {value!r}", row=index + 1)
 
 
+def _csv_numbers(cells: list[object]) -> list[object]:
+    """A CSV's cells are text: a column whose every filled cell reads as a number is
+    numbers (scores, or class labels 0 and 1, as JSON Lines gives them), not categories.
+
+    >>> _csv_numbers(["0.25", "", "1"]), _csv_numbers(["0.25", "yes"])
+    ([0.25, None, 1.0], ['0.25', 'yes'])
+    """
+    try:
+        return [None if _missing(cell) else float(cell) for cell in cells]  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return cells
+
+
 def _raw(file: Path, column: str) -> list[object]:
     suffix = file.suffix.lower()
     if suffix == ".csv":
@@ -231,6 +247,14 @@ def _raw(file: Path, column: str) -> list[object]:
     if suffix == ".parquet":
         return _raw_parquet(file, column)
     raise InputError(f"unknown file format {file.suffix or '(no suffix)'!r}")
+
+
+def column_names(path: str | os.PathLike[str]) -> list[str]:
+    """Every column of a CSV, JSON Lines or Parquet file, in order."""
+    try:
+        return _column_names(Path(path))
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=os.fspath(path)) from None
 
 
 def _column_names(file: Path) -> list[str]:
