@@ -304,11 +304,16 @@ class ReportWriter:
 
 
 def alert_links(findings: Iterable[Finding], links: Mapping[WindowKey, str]) -> dict[str, str]:
-    """The report of each finding's window, by alert id: a window test's or an error
-    rate's finding of a window that has a page (ADWIN's have no window: none)."""
+    """The report of each finding's window, by alert id: a window test's finding, or the
+    error rate's of a merged window (whose requests and rows one partial holds). None for
+    ADWIN (a change row, no window) and for a single worker's error rate: its windows
+    count every request, the drift windows only answered ones, so a count window's
+    index names other rows."""
     found: dict[str, str] = {}
     for finding in findings:
-        if finding.test == "adwin":
+        if finding.test == "adwin" or (
+            finding.test == "error_rate" and finding.partition is not None
+        ):
             continue
         key = (finding.model, finding.version, finding.partition, finding.window_index)
         link = links.get(key)

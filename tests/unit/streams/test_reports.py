@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -233,18 +234,19 @@ def test_every_alert_of_a_window_names_its_one_page_and_adwin_none() -> None:
     findings = [
         _finding("psi", 4, 1),
         _finding("ks", 4, 1),
-        _finding("error_rate", 4, 1, feature="requests"),
+        _finding("error_rate", 4, 1, feature="requests"),  # counts requests: other rows
         _finding("adwin", 4, 1),  # a change row that happens to be 4: not a window
         _finding("psi", 4, 2),  # another partition's window 4
         _finding("psi", 5, None),
+        _finding("error_rate", 5, None, feature="requests"),  # the merged window's own
     ]
     links = {("m", "1", 1, 4): "a.html", ("m", "1", None, 5): "b.html"}
     found = alert_links(findings, links)
     assert found == {
         findings[0].alert_id: "a.html",
         findings[1].alert_id: "a.html",
-        findings[2].alert_id: "a.html",
         findings[5].alert_id: "b.html",
+        findings[6].alert_id: "b.html",
     }
 
 
@@ -296,3 +298,63 @@ def test_a_partitions_window_page_is_drawn_from_its_values(tmp_path: Path) -> No
     text = Path(link).read_text()
     assert text.count("<svg") == 3
     assert ">3<" in text  # the partition, in the summary
+
+
+# --- the merge stage: a page for each merged window that alerts, none for a quiet one ----
+
+
+class _Alerts:
+    """Stands in for the stage's Kafka publisher: records what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[list[Finding], dict[str, str]]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def alerts(self, findings: list[Finding], links: dict[str, str]) -> list[Any]:
+        self.sent.append((list(findings), dict(links)))
+        return []
+
+
+def test_the_merge_stage_writes_a_page_for_each_alerting_window_only(tmp_path: Path) -> None:
+    from flowops.drift.error_rate import ErrorRateJump
+    from flowops.events import ReferenceProfile
+    from streams.app import build
+    from streams.merge import MergedWindow
+    from streams.references import References
+
+    profile = Profile.from_columns({"x": np.random.default_rng(21).normal(size=3_000)})
+    table = {b"m": ReferenceProfile.from_profile(profile, model="m").to_json()}
+    folder = tmp_path / "reports"
+    settings = load_settings(
+        overrides={"streams": {"datadir": str(tmp_path), "reports": {"dir": str(folder)}}}
+    )
+    stage = build(settings).merge
+    stage._references = References(table)
+    prepared = stage._references.prepared("m", "1")
+    assert prepared is not None
+    publisher = stage._publisher = _Alerts()  # type: ignore[assignment]
+    stage._publishing = True
+    rng = np.random.default_rng(22)
+
+    def window(index: int, shift: float, jump: ErrorRateJump | None = None) -> MergedWindow:
+        values = rng.normal(shift, size=1_000)
+        partial = reduce_rows(prepared, "m", "1", index, np.zeros(1_000), {"x": values})
+        start, end = index * 10.0, (index + 1) * 10.0
+        return MergedWindow("m", "1", index, start, end, partial, (0, 1), jump)
+
+    jump = ErrorRateJump(3, 30.0, 40.0, 0.3, 0.01, 0.29, 1e-9, 1_000, 9_000, "critical")
+    closed = [window(1, 0.0), window(2, 1.0), window(3, 0.0, jump)]
+    asyncio.run(stage._publish(closed))
+
+    [(findings, links)] = publisher.sent
+    by_window: dict[int, set[str | None]] = {}
+    for finding in findings:
+        by_window.setdefault(finding.window_index, set()).add(links.get(finding.alert_id))
+    assert set(by_window) == {2, 3}  # the quiet window 1 made no finding
+    assert all(len(found) == 1 and None not in found for found in by_window.values())
+    names = sorted(path.name for path in folder.iterdir())
+    assert names == sorted(report_name("m", "1", None, index) for index in (2, 3))
+    error_page = (folder / report_name("m", "1", None, 3)).read_text()
+    assert "failed requests" in error_page
