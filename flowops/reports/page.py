@@ -192,24 +192,25 @@ def _performance(section: Mapping[str, Any]) -> str:
     figure, the current one with its interval, and whether it dropped."""
     head = "".join(
         f'<th scope="col">{label}</th>'
-        for label in ("metric", "reference", "current", "95% interval", "dropped")
+        for label in ("metric", "reference", "current", "95% CI", "dropped")
     )
     rows = []
     for name, figures in dict(section.get("metrics", {})).items():
         path = f"{PERFORMANCE}.metrics.{name}."
-        interval = f"{_text(figures.get('low'))} to {_text(figures.get('high'))}"
+        interval = f"{_text(figures.get('low'))}\u2013{_text(figures.get('high'))}"
         rows.append(
             f'<tr><th scope="row">{escape(str(name))}</th>'
             f"{_cell(figures.get('reference'), path + 'reference')}"
             f"{_cell(figures.get('current'), path + 'current')}"
-            f"<td>{escape(interval)}</td>{_cell(figures.get('dropped'), path + 'dropped')}</tr>"
+            f'<td class="ci">{escape(interval)}</td>'
+            f"{_cell(figures.get('dropped'), path + 'dropped')}</tr>"
         )
     facts = [(k, v) for k, v in section.items() if not isinstance(v, Mapping | list)]
     return (
         f'<section id="performance" class="group" aria-labelledby="performance-h" tabindex="-1">'
         f'<h2 id="performance-h">Performance</h2>'
-        f'<table class="grid"><caption>Metrics on the labelled rows</caption>'
-        f"<tr>{head}</tr>{''.join(rows)}</table>"
+        f'<div class="wide"><table class="grid"><caption>Metrics on the labelled rows</caption>'
+        f"<tr>{head}</tr>{''.join(rows)}</table></div>"
         f'<table class="kv">{_kv_rows(facts, PERFORMANCE + ".")}</table></section>'
     )
 
