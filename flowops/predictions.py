@@ -107,7 +107,9 @@ def current_predictions(
         return {}
     if not wanted:
         raise InputError("the profile holds no predictions: build it with --prediction-column")
-    columns = read_predictions(path, prediction_column)
+    # a profile made before CSV numbers were read as numbers holds them as categories
+    text = any(profile.features[name].kind == "categorical" for name in wanted)
+    columns = read_predictions(path, prediction_column, numbers=not text)
     found = {name: column for name, column in columns.items() if name in wanted}
     if not found:
         reason = f"gives {', '.join(columns)}; the profile has {', '.join(wanted)}"
@@ -115,12 +117,16 @@ def current_predictions(
     return found
 
 
-def read_predictions(path: str | os.PathLike[str], column: str) -> dict[str, Column]:
-    """The prediction columns of ``column`` in a CSV, JSON Lines or Parquet file."""
+def read_predictions(
+    path: str | os.PathLike[str], column: str, *, numbers: bool = True
+) -> dict[str, Column]:
+    """The prediction columns of ``column`` in a CSV, JSON Lines or Parquet file; a CSV
+    column of numbers is read as numbers unless ``numbers`` is False (as text, as a
+    profile made from it before held it)."""
     file = Path(path)
     try:
         values = _raw(file, column)
-        if file.suffix.lower() == ".csv":
+        if numbers and file.suffix.lower() == ".csv":
             values = _csv_numbers(values)
         return prediction_columns(values)
     except InputError as exc:
