@@ -50,6 +50,7 @@ __all__ = [
     "KafkaSettings",
     "MlflowSettings",
     "ModelStreamSettings",
+    "ReportSettings",
     "Settings",
     "StreamsSettings",
     "WindowSettings",
@@ -295,6 +296,34 @@ class ModelStreamSettings(BaseModel):
     window: WindowSettings = Field(description="this model's window")
 
 
+class ReportSettings(BaseModel):
+    """HTML reports behind the stream's alerts (off until ``dir`` is set)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: Path | None = Field(
+        None, description="directory the report of each alerting window is written to"
+    )
+    base_url: str | None = Field(
+        None,
+        description="URL the directory is served at; an alert's report is this URL joined"
+        " with the file's name (default: the file's path)",
+    )
+    max_age: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds a report is kept; older ones are deleted",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://", "file://")):
+            raise ValueError(f"expected an http://, https:// or file:// URL, got {value!r}")
+        return value
+
+
 class StreamsSettings(BaseModel):
     """The stream workers (``flowops streams worker``): windows, state, metrics."""
 
@@ -329,6 +358,9 @@ class StreamsSettings(BaseModel):
     max_poll_records: int = Field(20_000, ge=1, le=1_000_000, description="messages read per batch")
     session_timeout: float = Field(
         10.0, ge=1, le=300, description="seconds before a silent worker leaves its groups"
+    )
+    reports: ReportSettings = Field(
+        default_factory=ReportSettings, description="HTML reports behind the alerts"
     )
 
     def window_for(self, model: str) -> WindowSettings:

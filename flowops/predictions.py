@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREDICTION",
+    "column_names",
     "current_predictions",
     "input_names",
     "inputs_and_predictions",
@@ -106,7 +107,9 @@ def current_predictions(
         return {}
     if not wanted:
         raise InputError("the profile holds no predictions: build it with --prediction-column")
-    columns = read_predictions(path, prediction_column)
+    # a profile made before CSV numbers were read as numbers holds them as categories
+    text = any(profile.features[name].kind == "categorical" for name in wanted)
+    columns = read_predictions(path, prediction_column, numbers=not text)
     found = {name: column for name, column in columns.items() if name in wanted}
     if not found:
         reason = f"gives {', '.join(columns)}; the profile has {', '.join(wanted)}"
@@ -114,11 +117,17 @@ def current_predictions(
     return found
 
 
-def read_predictions(path: str | os.PathLike[str], column: str) -> dict[str, Column]:
-    """The prediction columns of ``column`` in a CSV, JSON Lines or Parquet file."""
+def read_predictions(
+    path: str | os.PathLike[str], column: str, *, numbers: bool = True
+) -> dict[str, Column]:
+    """The prediction columns of ``column`` in a CSV, JSON Lines or Parquet file; a CSV
+    column of numbers is read as numbers unless ``numbers`` is False (as text, as a
+    profile made from it before held it)."""
     file = Path(path)
     try:
         values = _raw(file, column)
+        if numbers and file.suffix.lower() == ".csv":
+            values = _csv_numbers(values)
         return prediction_columns(values)
     except InputError as exc:
         raise InputError(exc.reason, path=str(file), column=column, row=exc.row) from None
@@ -222,6 +231,19 @@ def _label(value: object, index: int) -> str | None:
     raise InputError(f"expected a class label like the rows before, got {value!r}", row=index + 1)
 
 
+def _csv_numbers(cells: list[object]) -> list[object]:
+    """A CSV's cells are text: a column whose every filled cell reads as a number is
+    numbers (scores, or class labels 0 and 1, as JSON Lines gives them), not categories.
+
+    >>> _csv_numbers(["0.25", "", "1"]), _csv_numbers(["0.25", "yes"])
+    ([0.25, None, 1.0], ['0.25', 'yes'])
+    """
+    try:
+        return [None if _missing(cell) else float(cell) for cell in cells]  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return cells
+
+
 def _raw(file: Path, column: str) -> list[object]:
     suffix = file.suffix.lower()
     if suffix == ".csv":
@@ -231,6 +253,14 @@ def _raw(file: Path, column: str) -> list[object]:
     if suffix == ".parquet":
         return _raw_parquet(file, column)
     raise InputError(f"unknown file format {file.suffix or '(no suffix)'!r}")
+
+
+def column_names(path: str | os.PathLike[str]) -> list[str]:
+    """Every column of a CSV, JSON Lines or Parquet file, in order."""
+    try:
+        return _column_names(Path(path))
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=os.fspath(path)) from None
 
 
 def _column_names(file: Path) -> list[str]:

@@ -46,6 +46,7 @@ from numpy.typing import NDArray
 from flowops.drift import Finding, ModelMonitor, Profile
 from flowops.drift.detector import Values
 from flowops.drift.partial import Prepared
+from flowops.drift.window_tests import DriftedWindow
 from flowops.errors import EventError, InputError
 from flowops.events import TrafficBatch, decode_traffic, decode_traffic_many
 from flowops.predictions import PREDICTION as _PREDICTION
@@ -284,6 +285,15 @@ class Partition:
                 tracked.monitor.set_profile(profile)
                 tracked.profile_token = token
                 tracked.dirty = True
+
+    def take_drifted(self) -> list[tuple[ModelKey, DriftedWindow]]:
+        """The windows that made findings since the last call, of monitors that keep
+        them (:attr:`~flowops.drift.ModelMonitor.keep_drifted`: reports are on)."""
+        return [
+            (key, window)
+            for key, tracked in self.monitors.items()
+            for window in tracked.monitor.take_drifted()
+        ]
 
     def take_dirty(self) -> list[tuple[ModelKey, ModelMonitor]]:
         """The monitors changed since saved, now marked clean (see :meth:`mark_dirty`)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -87,15 +87,22 @@ class Publisher:
         """Flush and disconnect."""
         await self._producer.stop()
 
-    async def alerts(self, findings: Iterable[Finding]) -> list[DriftAlert]:
+    async def alerts(
+        self, findings: Iterable[Finding], reports: Mapping[str, str] | None = None
+    ) -> list[DriftAlert]:
         """Send the alert of each finding not sent before; returns them once acknowledged.
 
-        An id counts as sent only when the broker acknowledged it, so a failed send is
-        sent again when its rows are replayed.
+        ``reports`` gives the address of an alert's report by alert id. An id counts as
+        sent only when the broker acknowledged it, so a failed send is sent again when
+        its rows are replayed.
         """
         now = time.time()
+        links = reports or {}
         alerts = {f.alert_id: f for f in findings if f.alert_id not in self._sent}
-        sent = [DriftAlert.from_finding(f, detected_at=now) for f in alerts.values()]
+        sent = [
+            DriftAlert.from_finding(f, detected_at=now, report=links.get(key))
+            for key, f in alerts.items()
+        ]
         await _acked([await self._send_event(alert, now) for alert in sent])
         for alert in sent:
             self._sent.add(alert.alert_id)

@@ -300,6 +300,12 @@ def _check_baseline_flags(
     metavar="FILE",
     help="Also write the report as one self-contained HTML page (plots, no network).",
 )
+@click.option(
+    "--label-column",
+    metavar="COL",
+    help="The column holding the true outcomes (with --prediction-column): the report "
+    "gains a performance section, against the reference's when the reference is data.",
+)
 @_shared_options
 @click.pass_context
 def compare(
@@ -311,6 +317,7 @@ def compare(
     verdict: str | None,
     output_format: Literal["table", "json"],
     html_file: str | None,
+    label_column: str | None,
     features: list[str] | None,
     prediction_column: str | None,
     bins: int | None,
@@ -327,7 +334,10 @@ def compare(
     (PSI 0.25) on. A feature drifts when any test does; the model by --verdict, and the
     exit code follows the model's verdict. --bins applies when the reference is data; a
     profile keeps the bins it was built with. --prediction-column names the current
-    file's predictions, compared with the profile's.
+    file's predictions, compared with the profile's. --label-column adds how well the
+    predictions did (accuracy, precision, recall, F1, ROC AUC, log loss; or MAE, RMSE,
+    MAPE), each with its 95% interval, and against reference data whether a rate dropped
+    by more than 0.05; the label column is no feature.
 
     \b
     Examples:
@@ -349,6 +359,10 @@ def compare(
         "drift": {"bins": bins, "alpha": alpha, "correction": correction, "verdict": verdict}
     }
     settings = load_settings(config_file, overrides).drift
+    if label_column is not None:
+        if prediction_column is None:
+            raise click.UsageError("--label-column needs --prediction-column")
+        features = _without_label(features, reference, label_column, prediction_column)
     report = compare_files(
         reference,
         current,
@@ -359,23 +373,75 @@ def compare(
         rules=rules_from_settings(settings),
         prediction_column=prediction_column,
     )
-    render.write_report(report, output_format)
+    extra = _performance(reference, current, label_column, prediction_column)
+    render.write_report(report, output_format, extra)
     if html_file is not None:
-        _write_html(html_file, report, reference, current, features, settings.bins)
+        _write_html(
+            html_file,
+            report,
+            (reference, current, prediction_column),
+            features,
+            settings.bins,
+            extra,
+        )
     ctx.exit(1 if report.drift else 0)
 
 
+def _without_label(
+    features: list[str] | None, reference: str, label: str, prediction: str
+) -> list[str] | None:
+    """The features to compare: all of reference data's columns but the label (and the
+    predictions, which are compared as the feature 'prediction')."""
+    from flowops.data import read_profile
+    from flowops.predictions import column_names
+
+    if features is not None or read_profile(reference) is not None:
+        return features
+    return [name for name in column_names(reference) if name not in (label, prediction)]
+
+
+def _performance(
+    reference: str, current: str, label_column: str | None, prediction_column: str | None
+) -> dict[str, Any]:
+    """The report's performance section (empty without a label column)."""
+    if label_column is None or prediction_column is None:
+        return {}
+    from flowops.data import read_profile
+    from flowops.reports.performance import file_performance
+
+    data = None if read_profile(reference) is not None else reference
+    section = file_performance(
+        data, current, label_column=label_column, prediction_column=prediction_column
+    )
+    return {"performance": section}
+
+
 def _write_html(
-    path: str, report: Any, reference: str, current: str, features: list[str] | None, bins: int
+    path: str,
+    report: Any,
+    files: tuple[str, str, str | None],
+    features: list[str] | None,
+    bins: int,
+    extra: dict[str, Any],
 ) -> None:
-    """The page shows the JSON report's dict exactly as ``-o json`` prints it."""
+    """The page shows the JSON report's dict exactly as ``-o json`` prints it (with the
+    sections beside it: ``extra``); ``files``: reference, current, prediction column."""
     import orjson
 
     from flowops.cli import render
     from flowops.reports import write_comparison_html
 
-    data = orjson.loads(render.report_json(report))
-    size = write_comparison_html(path, data, reference, current, features=features, bins=bins)
+    reference, current, predictions = files
+    data = {**orjson.loads(render.report_json(report)), **extra}
+    size = write_comparison_html(
+        path,
+        data,
+        reference,
+        current,
+        features=features,
+        bins=bins,
+        prediction_column=predictions,
+    )
     render.note(f"wrote the HTML report to {path} ({size:,} bytes)")
 
 

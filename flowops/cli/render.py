@@ -6,10 +6,10 @@ Data goes to stdout; progress and summaries meant for a person go to stderr.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import click
 import orjson
@@ -30,6 +30,7 @@ __all__ = [
     "alert_row",
     "health_table",
     "note",
+    "performance_table",
     "profile_summary",
     "report_json",
     "report_table",
@@ -73,12 +74,49 @@ def profile_summary(profile: Profile, source: str, target: str | None = None) ->
     return f"profiled {features} of {source} ({rows:,} rows{left_out}){to}"
 
 
-def write_report(report: DriftReport, output: Literal["table", "json"]) -> None:
-    """Write the report to stdout as a table or as JSON."""
+def write_report(
+    report: DriftReport,
+    output: Literal["table", "json"],
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the report to stdout as a table or as JSON; ``extra`` sections (the
+    ``performance`` of ``compare --label-column``) go beside the report's keys."""
     if output == "json":
+        if extra:
+            data = {**report.to_dict(), **extra}
+            options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+            click.echo(orjson.dumps(data, option=options).decode())
+            return
         click.echo(report_json(report).decode())
         return
     report_table(report, stdout_console())
+    if extra and extra.get("performance"):
+        performance_table(extra["performance"], stdout_console())
+
+
+def performance_table(section: Mapping[str, Any], console: Console) -> None:
+    """The performance section: a row a metric, reference and current with its interval."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in ("metric", "reference", "current", "95% interval", "dropped"):
+        table.add_column(header, justify="left" if header == "metric" else "right")
+    for name, figures in section["metrics"].items():
+        dropped = figures["dropped"]
+        table.add_row(
+            name,
+            _figure(figures["reference"]),
+            _figure(figures["current"]),
+            f"{_figure(figures['low'])} - {_figure(figures['high'])}",
+            "" if dropped is None else ("yes" if dropped else "no"),
+        )
+    console.print(table)
+    console.print(
+        f"performance: {section['task']} on {section['rows']:,} labelled rows"
+        f" ({section['unusable']:,} left out)"
+    )
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def stdout_console() -> Console:

@@ -85,7 +85,7 @@ from flowops.drift.profile import Column, Profile
 from flowops.drift.report import DriftReport
 from flowops.drift.rules import Rules
 from flowops.drift.window import FeatureBuffer, Kind, Rows, Window, Windows, WindowSpec, infer_kind
-from flowops.drift.window_tests import WindowTests
+from flowops.drift.window_tests import DriftedWindow, WindowTests
 from flowops.errors import InputError
 
 __all__ = [
@@ -193,6 +193,7 @@ class ModelMonitor:
             model, version, spec, rate=ErrorRate(self._tests.rules.error_rate)
         )
         self._detectors: tuple[Detector, ...] = (self._adwin, self._tests)
+        self._drifted: list[DriftedWindow] = []  # see keep_drifted
         self._adwin_batch = adwin_batch
         # Without window tests (the model's windows are merged across partitions
         # elsewhere) rows pass through batches of adwin_batch rows on their way to ADWIN.
@@ -227,6 +228,21 @@ class ModelMonitor:
     def reference(self) -> ReferenceKind:
         """Where the reference comes from: ``"profile"`` or ``"first_window"``."""
         return self._tests.reference
+
+    @property
+    def keep_drifted(self) -> bool:
+        """Whether windows that made findings are kept for :meth:`take_drifted` (off by
+        default; not part of the state: a report is written when its window closes)."""
+        return self._tests.on_drift is not None
+
+    @keep_drifted.setter
+    def keep_drifted(self, keep: bool) -> None:
+        self._tests.on_drift = self._drifted.append if keep else None
+
+    def take_drifted(self) -> list[DriftedWindow]:
+        """The windows that made findings since the last call (see :attr:`keep_drifted`)."""
+        taken, self._drifted[:] = list(self._drifted), []
+        return taken
 
     def add(self, timestamps: ArrayLike, features: Mapping[str, Values]) -> list[Finding]:
         """Add rows (timestamps and one column per feature); the new findings.

@@ -33,6 +33,8 @@ feature of small integers is the usual case).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -109,6 +111,24 @@ class Grid:
         if below is None or up_to is None:
             return 0.0
         return float(max(np.abs(self._below - below).max(), np.abs(self._up_to - up_to).max()))
+
+    def ks_place(self, cells: NDArray[np.int64]) -> tuple[float, float, float]:
+        """Where :meth:`ks_statistic` finds its distance: the cut, and the reference's and
+        the current distribution functions there (both at the cut, or both just below it),
+        for a report to mark. ``(nan, nan, nan)`` for no values.
+
+        >>> grid = Grid(np.array([1.0, 1.0, 1.0, 2.0]), edges=np.empty(0), cells=4)
+        >>> grid.ks_place(grid.counts(np.array([2.0, 2.0])))
+        (1.0, 0.75, 0.0)
+        """
+        below, up_to = self._current(cells)
+        if below is None or up_to is None:
+            return math.nan, math.nan, math.nan
+        gap_below, gap_at = np.abs(self._below - below), np.abs(self._up_to - up_to)
+        i, j = int(np.argmax(gap_at)), int(np.argmax(gap_below))
+        if gap_at[i] >= gap_below[j]:
+            return float(self.cuts[i]), float(self._up_to[i]), float(up_to[i])
+        return float(self.cuts[j]), float(self._below[j]), float(below[j])
 
     def wasserstein(self, cells: NDArray[np.int64]) -> float:
         """W1 between the outer cuts: in each open cell the trapezoid of the gaps of the

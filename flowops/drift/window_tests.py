@@ -22,6 +22,7 @@ Without a profile the first closed window with usable values becomes the referen
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from flowops.drift.finding import Chunk, ClosedWindow, Finding, ReferenceKind, WindowVerdict
@@ -33,6 +34,7 @@ from flowops.drift.window_test import Baseline
 __all__ = [
     "VERDICT_FEATURE",
     "VERDICT_TEST",
+    "DriftedWindow",
     "WindowTests",
     "report_findings",
     "window_verdict",
@@ -42,6 +44,21 @@ VERDICT_TEST: Final = "verdict"
 """The test name of a window's finding that the model drifted, by ``drift.verdict``."""
 VERDICT_FEATURE: Final = "dataset"
 """The feature that finding names: the model's features as a whole."""
+
+
+@dataclass(frozen=True)
+class DriftedWindow:
+    """A closed window that made findings, with what its report needs: the drift
+    report, the window's usable values and the prepared reference they were judged on.
+
+    Kept only when asked (:attr:`WindowTests.on_drift`): a stream worker writing a
+    report behind each alert turns the values into counts and draws them.
+    """
+
+    window: ClosedWindow
+    report: DriftReport
+    baselines: Mapping[str, Baseline]
+    reference: ReferenceKind
 
 
 class WindowTests:
@@ -66,6 +83,8 @@ class WindowTests:
         self._baselines: dict[str, Baseline] = {} if profile is None else prepare(profile)
         self.reference: ReferenceKind = "profile" if profile is not None else "first_window"
         self._on_report = on_report
+        # told of every window that made findings (a report behind its alerts); None: not
+        self.on_drift: Callable[[DriftedWindow], None] | None = None
 
     def set_profile(self, profile: Profile) -> None:
         """Compare later windows with ``profile``."""
@@ -97,13 +116,16 @@ class WindowTests:
             baselines=self._baselines,  # the references sorted and binned once, not per window
         )
         self._on_report(report)
-        return report_findings(
+        findings = report_findings(
             report,
             model=self.model,
             version=self.version,
             window=(window.index, window.start, window.end),
             reference=self.reference,
         )
+        if findings and self.on_drift is not None:
+            self.on_drift(DriftedWindow(window, report, self._baselines, self.reference))
+        return findings
 
     def to_state(self) -> dict[str, Any]:
         """The reference and where it came from."""

@@ -230,20 +230,34 @@ class DriftAlert(Event):
         description="the model's verdict in the window (drift.verdict), on the alerts of"
         " window tests and of the verdict itself; absent on ADWIN and error-rate alerts",
     )
+    report: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="the HTML report of the alert's window: a URL (streams.reports.base_url"
+        " joined with the file's name) or the file's path; absent when none was written",
+    )
 
     @classmethod
-    def from_finding(cls, finding: FindingLike, *, detected_at: float | None = None) -> Self:
-        """The alert for a finding, detected now unless ``detected_at`` is given.
+    def from_finding(
+        cls,
+        finding: FindingLike,
+        *,
+        detected_at: float | None = None,
+        report: str | None = None,
+    ) -> Self:
+        """The alert for a finding, detected now unless ``detected_at`` is given, with
+        the address of its window's ``report`` if one was written.
 
         Raises EventError for a finding no alert can carry (an infinite statistic).
         """
         try:
-            return cls._from_finding(finding, detected_at)
+            return cls._from_finding(finding, detected_at, report)
         except ValidationError as exc:
             raise _event_error(cls.NAME, exc) from None
 
     @classmethod
-    def _from_finding(cls, finding: FindingLike, detected_at: float | None) -> Self:
+    def _from_finding(
+        cls, finding: FindingLike, detected_at: float | None, report: str | None
+    ) -> Self:
         return cls(
             alert_id=finding.alert_id,
             model=finding.model,
@@ -263,13 +277,15 @@ class DriftAlert(Event):
             detected_at=time.time() if detected_at is None else detected_at,
             partition=finding.partition,
             window_verdict=_verdict_body(getattr(finding, "window_verdict", None)),
+            report=report,
         )
 
     def to_json(self) -> bytes:
-        """The alert as compact JSON bytes, without ``window_verdict`` when it is null."""
-        if self.window_verdict is None:
-            return self.model_dump_json(exclude={"window_verdict"}).encode()
-        return self.model_dump_json().encode()
+        """The alert as compact JSON bytes, without ``window_verdict`` or ``report`` when
+        they are null: an alert without them reads as before for readers of the schema
+        that lacks them."""
+        empty = {name for name in ("window_verdict", "report") if getattr(self, name) is None}
+        return self.model_dump_json(exclude=empty or None).encode()
 
     def kafka_key(self) -> bytes:
         return self.model.encode()

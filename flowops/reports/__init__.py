@@ -3,7 +3,9 @@
 :func:`html_report` turns a drift report's JSON dict, the profile and the current
 columns into the page; :mod:`flowops.reports.sketch` reduces each feature to the
 row-free counts a page draws (the same counts a stream window keeps), and
-:mod:`flowops.reports.page` draws them with inline SVG.
+:mod:`flowops.reports.page` draws them with inline SVG. A stream window's counts
+become the same sketches in :mod:`flowops.reports.counts` (the page behind an alert), and
+:mod:`flowops.reports.performance` is ``compare --label-column``'s section.
 """
 
 from flowops.reports.files import html_report, write_comparison_html

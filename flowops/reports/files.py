@@ -31,13 +31,15 @@ def write_comparison_html(
     *,
     features: Sequence[str] | None = None,
     bins: int = 10,
+    prediction_column: str | None = None,
 ) -> int:
     """Write the page of ``report``, the comparison of ``current`` with ``reference``.
 
-    ``reference`` is a profile (``.json``) or data, as for ``compare_files``; returns
-    the page's size in bytes.
+    ``reference`` is a profile (``.json``) or data, as for ``compare_files``, and
+    ``prediction_column`` the current file's predictions as it read them; returns the
+    page's size in bytes.
     """
-    profile, columns, rows = _read(reference, current, features, bins)
+    profile, columns, rows = _read(reference, current, features, bins, prediction_column)
     context = _context(profile, reference, current, rows)
     return write_html(path, report, sketch_columns(profile.features, columns), context)
 
@@ -57,12 +59,18 @@ def _read(
     current: str | os.PathLike[str],
     features: Sequence[str] | None,
     bins: int,
+    prediction_column: str | None,
 ) -> tuple[Profile, dict[str, Any], int]:
-    profile = read_profile(reference) or build_profile(reference, features=features, bins=bins)
-    names = list(dict.fromkeys(features)) if features else list(profile.features)
+    from flowops.predictions import current_predictions, input_names
+
+    profile = read_profile(reference) or build_profile(
+        reference, features=features, bins=bins, prediction_column=prediction_column
+    )
+    names = list(dict.fromkeys(features or input_names(profile)))
     kinds = {name: profile.features[name].kind for name in names if name in profile.features}
     table = read_table(current, columns=list(kinds), kinds=kinds)
-    return profile, dict(table.columns), table.rows
+    predicted = current_predictions(profile, current, prediction_column)
+    return profile, {**table.columns, **predicted}, table.rows
 
 
 def _context(

@@ -43,7 +43,7 @@ from flowops.reports.sketch import (
     NumericSketch,
 )
 
-__all__ = ["is_prediction", "render_html", "write_html"]
+__all__ = ["PERFORMANCE", "is_prediction", "render_html", "write_html"]
 
 _TOP_CATEGORIES = 20
 _LABELS = {
@@ -62,6 +62,8 @@ _LABELS = {
     "correction": "correction across features",
 }
 _SKIP = ("feature", "kind")
+PERFORMANCE = "performance"
+"""The report's key for ``compare --label-column``'s section (drawn as a table)."""
 
 
 def is_prediction(name: str) -> bool:
@@ -108,6 +110,8 @@ def render_html(
     sections = [_summary(report, features, dict(context or {}))]
     if predictions:
         sections.append(_group("predictions", "Predictions", predictions, sketches, report))
+    if isinstance(report.get(PERFORMANCE), Mapping):
+        sections.append(_performance(report[PERFORMANCE]))
     sections.append(_group("features", "Features", inputs, sketches, report))
     title = "Drift report" + (f": {context['model']}" if context and context.get("model") else "")
     return (
@@ -172,7 +176,7 @@ def _summary(
         "current values left out (missing, NaN, inf)": excluded,
     }
     rows = _kv_rows(facts.items(), None)
-    rows += _kv_rows(_scalars(report), "")
+    rows += _kv_rows(_scalars({k: v for k, v in report.items() if k != PERFORMANCE}), "")
     rows += _kv_rows(context.items(), None)
     cls = "drift" if report.get("drift") else "ok"
     return (
@@ -180,6 +184,34 @@ def _summary(
         f'<p class="verdict {cls}"><strong data-k="drift">{escape(headline)}</strong>: '
         f"{drifted} of {len(features)} features drifted; {share_text}.</p>"
         f'{_legend()}<table class="kv">{rows}</table></section>'
+    )
+
+
+def _performance(section: Mapping[str, Any]) -> str:
+    """How well the model did, where labels were given: a row a metric, the reference's
+    figure, the current one with its interval, and whether it dropped."""
+    head = "".join(
+        f'<th scope="col">{label}</th>'
+        for label in ("metric", "reference", "current", "95% CI", "dropped")
+    )
+    rows = []
+    for name, figures in dict(section.get("metrics", {})).items():
+        path = f"{PERFORMANCE}.metrics.{name}."
+        interval = f"{_text(figures.get('low'))}\u2013{_text(figures.get('high'))}"
+        rows.append(
+            f'<tr><th scope="row">{escape(str(name))}</th>'
+            f"{_cell(figures.get('reference'), path + 'reference')}"
+            f"{_cell(figures.get('current'), path + 'current')}"
+            f'<td class="ci">{escape(interval)}</td>'
+            f"{_cell(figures.get('dropped'), path + 'dropped')}</tr>"
+        )
+    facts = [(k, v) for k, v in section.items() if not isinstance(v, Mapping | list)]
+    return (
+        f'<section id="performance" class="group" aria-labelledby="performance-h" tabindex="-1">'
+        f'<h2 id="performance-h">Performance</h2>'
+        f'<div class="wide"><table class="grid"><caption>Metrics on the labelled rows</caption>'
+        f"<tr>{head}</tr>{''.join(rows)}</table></div>"
+        f'<table class="kv">{_kv_rows(facts, PERFORMANCE + ".")}</table></section>'
     )
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "NumericSketch",
     "categorical_sketch",
     "numeric_sketch",
+    "reference_numeric_side",
     "sketch_columns",
     "sketch_feature",
 ]
@@ -152,17 +153,7 @@ def numeric_sketch(profile: NumericProfile, column: Column) -> NumericSketch:
     sample = np.asarray(profile.sample, dtype=np.float64)
     edges = np.asarray(profile.edges, dtype=np.float64)
     grid = _grid(sample, min(profile.min, current[0]), max(profile.max, current[-1]))
-    reference_side = NumericSide(
-        n=profile.n,
-        excluded=profile.excluded,
-        mean=profile.mean,
-        std=profile.std,
-        minimum=profile.min,
-        maximum=profile.max,
-        quantiles=_quantiles(sample),
-        bin_shares=_shares(np.asarray(profile.counts, dtype=np.float64)),
-        grid_shares=_shares(_counts(grid[1:-1], sample)),
-    )
+    reference_side = reference_numeric_side(profile, sample, grid)
     current_side = _numeric_side(current, int(values.size - current.size), edges, grid)
     at, ref_f, cur_f = _ks_place(sample, current)
     return NumericSketch(
@@ -173,6 +164,24 @@ def numeric_sketch(profile: NumericProfile, column: Column) -> NumericSketch:
         ks_at=at,
         ks_reference=ref_f,
         ks_current=cur_f,
+    )
+
+
+def reference_numeric_side(
+    profile: NumericProfile, sample: NDArray[np.float64], grid: NDArray[np.float64]
+) -> NumericSide:
+    """The reference's side of a numeric sketch: the profile's statistics and PSI
+    shares, its (sorted) KS ``sample``'s quantiles and shares on the fine ``grid``."""
+    return NumericSide(
+        n=profile.n,
+        excluded=profile.excluded,
+        mean=profile.mean,
+        std=profile.std,
+        minimum=profile.min,
+        maximum=profile.max,
+        quantiles=_quantiles(sample),
+        bin_shares=_shares(np.asarray(profile.counts, dtype=np.float64)),
+        grid_shares=_shares(_counts(grid[1:-1], sample)),
     )
 
 

@@ -57,6 +57,7 @@ caption{text-align:left;font-weight:600;padding:.2rem 0}
 th,td{padding:.15rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 td{font-variant-numeric:tabular-nums}
 .note{color:var(--mute)}
+.wide{max-width:100%;overflow-x:auto}.ci{white-space:nowrap}
 @media print{article{content-visibility:visible}nav{display:none}.layout{display:block}}
 @media (max-width:800px){.layout{display:block}
 nav{position:static;height:auto;max-height:40vh;border-right:0;border-bottom:1px solid var(--line)}

@@ -9,8 +9,9 @@ given the partition. For each message:
 
 1. a flush is merged into its model (a replay is dropped), a watermark noted;
 2. the windows the least watermark lets close are tested on their merged counts
-   (:func:`~flowops.drift.partial.window_findings`, by the ``drift.*`` rules) and their
-   alerts published, acked;
+   (:func:`~flowops.drift.partial.compare_partial`, by the ``drift.*`` rules), the
+   report of each window that alerts written (``streams.reports``,
+   :mod:`streams.reports`), and their alerts published, acked;
 3. only then is the changed models' state written to the table, so a crash between the
    two closes those windows again after the restart, with the same alert ids (readers
    drop them by id), and never loses one.
@@ -32,14 +33,17 @@ from mode import Service
 from flowops.config import Settings
 from flowops.drift import Finding
 from flowops.drift.error_rate import jump_finding
-from flowops.drift.partial import window_findings
+from flowops.drift.partial import Prepared, compare_partial
+from flowops.drift.report import DriftReport
 from flowops.drift.rules import rules_from_settings
-from flowops.errors import EventError
+from flowops.drift.window_tests import report_findings
+from flowops.errors import EmptyInputError, EventError
 from flowops.events.partials import Flush, decode_message
 from streams.merge import MergedWindow, Merger, ModelMerger
 from streams.metrics import LateLog, StreamMetrics
 from streams.publish import Publisher
 from streams.references import References
+from streams.reports import ReportWriter, WindowReport, alert_links
 
 __all__ = ["MergeStage", "merge_topics", "partials_topic"]
 
@@ -80,6 +84,7 @@ class MergeStage(Service):
             consumer=settings.streams.app_id,
         )
         self._publishing = False
+        self._reports = ReportWriter(settings.streams.reports)
         self._mergers: dict[int, Merger] = {}
         self._table: Any = None
         self._late = LateLog()
@@ -179,11 +184,25 @@ class MergeStage(Service):
                 model.model,
             )
 
+    def _judge(self, prepared: Prepared, window: MergedWindow) -> DriftReport | None:
+        """The merged window's tests by the ``drift.*`` rules (None: no usable value)."""
+        drift = self._settings.drift
+        try:
+            return compare_partial(
+                prepared,
+                window.partial,
+                alpha=drift.alpha,
+                correction=drift.correction,
+                rules=self.rules,
+            )
+        except EmptyInputError:
+            return None
+
     async def _publish(self, closed: list[MergedWindow]) -> None:
         if not closed:
             return
         findings: list[Finding] = []
-        drift = self._settings.drift
+        pages: list[WindowReport] = []
         for window in closed:
             prepared = self._references.prepared(window.model, window.version)
             if prepared is None or prepared.token != window.partial.reference:
@@ -194,8 +213,9 @@ class MergeStage(Service):
                     window.version,
                 )
                 continue
+            found = []
             if window.jump is not None:  # the model's error rate, merged as its rows are
-                findings.append(
+                found.append(
                     jump_finding(
                         window.jump,
                         window.model,
@@ -203,20 +223,33 @@ class MergeStage(Service):
                         threshold=self.rules.error_rate.alpha,
                     )
                 )
-            findings += window_findings(
-                prepared,
-                window.partial,
-                start=window.start,
-                end=window.end,
-                alpha=drift.alpha,
-                correction=drift.correction,
-                rules=self.rules,
-            )
+            report = self._judge(prepared, window)
+            if report is not None:
+                bounds = (window.window, window.start, window.end)
+                found += report_findings(
+                    report,
+                    model=window.model,
+                    version=window.version,
+                    window=bounds,
+                    reference="profile",
+                )
+            if found and report is not None and self._reports.enabled:
+                pages.append(
+                    WindowReport.of_merged(
+                        window.partial,
+                        report.to_dict(),
+                        prepared.baselines,
+                        start=window.start,
+                        end=window.end,
+                    )
+                )
+            findings += found
         self._metrics.windows_closed(len(closed))
         if not self._publishing:
             await self._publisher.start()
             self._publishing = True
-        for alert in await self._publisher.alerts(findings):
+        links = alert_links(findings, await self._reports.write(pages))
+        for alert in await self._publisher.alerts(findings, links):
             self._metrics.alert(alert.model, alert.test)
             log.info(
                 "alert %s: %s %s %s (window %d, merged)",

@@ -9,7 +9,9 @@ about 10 µs (figures in ``docs/streaming.md``). Each loop:
    :class:`~streams.monitors.Partition` (decode, group by model version, ``add``);
 2. closes time windows whose end plus ``streams.grace`` has passed, applies new
    reference profiles;
-3. publishes the alerts and dead letters and waits for the broker's acks;
+3. writes the report of each window that alerted (``streams.reports``, off the loop:
+   :mod:`streams.reports`), publishes the alerts and dead letters and waits for the
+   broker's acks;
 4. checkpoints (when an alert was made, or every ``streams.checkpoint_interval``): the
    changed monitors' state, then each partition's position, acknowledged, then commits
    the offsets that state covers.
@@ -43,6 +45,7 @@ from streams.metrics import LateLog, StreamMetrics
 from streams.monitors import Outcome, Partition
 from streams.publish import Publisher
 from streams.references import References
+from streams.reports import ReportWriter, WindowKey, WindowReport, alert_links
 from streams.state import (
     FLUSH_KEY as _FLUSH_KEY,
 )
@@ -120,6 +123,7 @@ class TrafficAgent(Service):
         self._stopping = False
         self._last_checkpoint = time.monotonic()
         self._late = LateLog()
+        self._reports = ReportWriter(self._streams.reports)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -222,7 +226,9 @@ class TrafficAgent(Service):
                 part.confirm_end(highwater)
                 outcome.findings += part.advance(clock)
             await self._flush_all()
-            await self._publish(outcome)
+            links = await self._write_reports() if outcome.findings else {}
+            await self._publish(outcome, links)
+            await self._reports.prune_due()
         except KafkaError as exc:
             log.warning("traffic: publishing failed (%s); rewinding to the last checkpoint", exc)
             await self._rewind()
@@ -270,9 +276,21 @@ class TrafficAgent(Service):
             await self._publisher.everywhere(self.partials_topic, self._partials_partitions, values)
             part.sent_watermark = reducer.watermark
 
-    async def _publish(self, outcome: Outcome) -> None:
+    async def _write_reports(self) -> dict[WindowKey, str]:
+        """The report of each window that made findings (``streams.reports``)."""
+        if not self._reports.enabled:
+            return {}
+        pages = [
+            WindowReport.of_window(model, version, part.number, window)
+            for part in self._partitions.values()
+            for (model, version), window in part.take_drifted()
+        ]
+        return await self._reports.write(pages)
+
+    async def _publish(self, outcome: Outcome, links: Mapping[WindowKey, str]) -> None:
         await self._publisher.dead_letters(outcome.rejects)
-        for alert in await self._publisher.alerts(outcome.findings):
+        reports = alert_links(outcome.findings, links)
+        for alert in await self._publisher.alerts(outcome.findings, reports):
             self._metrics.alert(alert.model, alert.test)
             log.info(
                 "alert %s: %s %s %s (window %d of partition %s)",
@@ -320,7 +338,7 @@ class TrafficAgent(Service):
         if found is not None and found[1].version in (None, version):
             profile = found[1].to_profile()
         drift = self._settings.drift
-        return ModelMonitor(
+        monitor = ModelMonitor(
             model,
             version,
             WindowSpec(window.kind, window.size),
@@ -331,6 +349,8 @@ class TrafficAgent(Service):
             window_tests=self._merging(model, version) is None,
             rules=self.rules,
         )
+        monitor.keep_drifted = self._reports.enabled  # a report behind its windows' alerts
+        return monitor
 
     def _merging(self, model: str, version: str) -> tuple[Prepared, float] | None:
         """Time windows of a model with a reference profile are merged across partitions
@@ -428,6 +448,7 @@ class TrafficAgent(Service):
             self._check_windows(state.monitors)
             for monitor, _ in state.monitors.values():
                 monitor.rules = self.rules  # the configuration's, not the saved one's
+                monitor.keep_drifted = self._reports.enabled
             position = state.position
             if position is not None:
                 self._consumer.seek(tp, position)

@@ -57,7 +57,8 @@ def chromium() -> Iterator[Browser]:
 
 
 def _write_data(folder: Path) -> tuple[Path, Path]:
-    """A reference and a current CSV: 6 numeric, 3 categorical columns and a prediction."""
+    """A reference and a current CSV: 6 numeric, 3 categorical columns, a prediction and
+    the true outcome (``label``: the scores' calibration lost on the current file)."""
     rng = np.random.default_rng(16)
     files = []
     for name, rows, shift in (("reference", 6_000, 0.0), ("current", 4_000, 1.0)):
@@ -69,7 +70,11 @@ def _write_data(folder: Path) -> tuple[Path, Path]:
         cities = ["oslo", "lima", "pune", "kyiv"] + (["new_city"] if shift else [])
         for i in range(3):
             columns[f"cat_{i}"] = list(rng.choice(cities[: 3 + i], rows))
-        columns["prediction"] = [repr(float(v)) for v in rng.beta(2, 5 - 2 * shift, rows)]
+        scores = rng.beta(2, 5 - 2 * shift, rows)
+        columns["prediction"] = [repr(float(v)) for v in scores]
+        # outcomes: as the scores say on the reference, less so on the current file
+        truth = rng.uniform(size=rows) < (scores if not shift else 1 - scores)
+        columns["label"] = [str(int(v)) for v in truth]
         path = folder / f"{name}.csv"
         lines = [",".join(columns), *(",".join(row) for row in zip(*columns.values(), strict=True))]
         path.write_text("\n".join(lines) + "\n")
@@ -86,7 +91,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
         [sys.executable, "-m", "flowops", "drift", "compare", "--reference", str(reference),
-         "--current", str(current), "-o", "json", "--html", str(page)],
+         "--current", str(current), "-o", "json", "--html", str(page),
+         "--prediction-column", "prediction", "--label-column", "label"],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr  # the data drifted
@@ -153,6 +159,12 @@ def test_numbers_equal_the_json_report(page: Page, rendered: tuple[Path, dict[st
     for key in ("alpha", "correction"):
         _same(shown[key], report[key], key)
     assert checked >= 10 * len(report["features"])
+    performance = _leaves(report["performance"]["metrics"], "performance.metrics")
+    for path, value in performance:
+        if value is not None and not path.endswith((".low", ".high")):  # those: one cell
+            _same(shown[path], value, path)
+    assert len(performance) >= 6 * 5  # a row a metric: accuracy ... log loss
+    assert report["performance"]["metrics"]["roc_auc"]["dropped"] is True
 
 
 def _leaves(value: Any, path: str) -> list[tuple[str, Any]]:

@@ -162,3 +162,56 @@ def test_traffic_predictions_of_another_shape_are_missing_not_errors(
         for name, column in columns.items()
     }
     assert plain == expected
+
+
+def _scores_csv(path: Path, seed: int, shift: float = 0.0) -> Path:
+    rng = np.random.default_rng(seed)
+    scores = np.clip(rng.normal(0.3 + shift, 0.1, 800), 0, 1)
+    classes = (scores > 0.5).astype(int)
+    lines = [
+        "age,score,label",
+        *(
+            f"{30 + i % 40},{s!r},{c}"
+            for i, (s, c) in enumerate(zip(scores.tolist(), classes.tolist(), strict=True))
+        ),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("column", ["score", "label"])
+def test_a_csv_column_of_numbers_is_numbers_not_categories(tmp_path: Path, column: str) -> None:
+    """A CSV's cells are text: a score (or a 0/1 label) is profiled as a number, as the
+    same column in JSON Lines is, and a shift in it is found by KS."""
+    train, today = _scores_csv(tmp_path / "t.csv", 1), _scores_csv(tmp_path / "c.csv", 2, 0.2)
+    profile = build_profile(train, prediction_column=column)
+    assert profile.features["prediction"].kind == "numeric"
+    saved = tmp_path / "p.json"
+    saved.write_text(profile.to_json())
+    result = run("drift", "compare", "--reference", str(saved), "--current", str(today),
+                 "--prediction-column", column, "-o", "json")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    [prediction] = [
+        f for f in json.loads(result.stdout)["features"] if f["feature"] == "prediction"
+    ]
+    assert prediction["kind"] == "numeric"
+    assert prediction["drift"] is True
+
+
+def test_a_profile_that_holds_csv_predictions_as_categories_still_compares(tmp_path: Path) -> None:
+    """Profiles made before CSV numbers were numbers hold them as text categories: the
+    current file's column is read as text for them."""
+    train = _scores_csv(tmp_path / "t.csv", 1)
+    old = Profile.from_columns(
+        {"age": np.arange(800.0), "prediction": ["1" if i % 3 else "0" for i in range(800)]}
+    )
+    saved = tmp_path / "old.json"
+    saved.write_text(old.to_json())
+    result = run("drift", "compare", "--reference", str(saved), "--current", str(train),
+                 "--prediction-column", "label", "-o", "json")  # fmt: skip
+    assert result.exit_code in (0, 1), result.output
+    [prediction] = [
+        f for f in json.loads(result.stdout)["features"] if f["feature"] == "prediction"
+    ]
+    assert prediction["kind"] == "categorical"
+    assert prediction["n_current"] == 800

@@ -303,3 +303,42 @@ def test_health_refuses_other_statuses() -> None:
     with pytest.raises(EventError) as caught:
         HealthEvent.from_json(health().to_json().replace(b'"up"', b'"ok"'))
     assert caught.value.field == "status"
+
+
+# --- the optional report (issue 16): additive --------------------------------------------
+
+
+def test_alert_carries_its_report_through_json() -> None:
+    made = DriftAlert.from_finding(
+        FakeFinding(), detected_at=1.0, report="https://reports.example/drift-a.html"
+    )
+    read = DriftAlert.from_json(made.to_json())
+    assert read.report == "https://reports.example/drift-a.html"
+    assert orjson.loads(made.to_json())["report"] == read.report
+
+
+def test_alert_without_a_report_is_written_as_before() -> None:
+    """No ``report`` key at all: a reader of the schema before it (additionalProperties
+    false) accepts every alert that has no report."""
+    payload = orjson.loads(alert().to_json())
+    assert "report" not in payload
+    assert DriftAlert.from_json(alert().to_json()).report is None
+
+
+def test_schema_file_has_report_optional_and_nothing_else_new() -> None:
+    from pathlib import Path
+
+    schema = orjson.loads(
+        (Path(__file__).resolve().parents[3] / "docs/events/drift-alert.v1.json").read_bytes()
+    )
+    assert "report" in schema["properties"]
+    assert "report" not in schema["required"]
+    written = set(orjson.loads(alert().to_json()))
+    assert written <= set(schema["properties"]) - {"report"}  # what an old reader knows
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 4097])
+def test_alert_report_must_be_a_usable_address(bad: str) -> None:
+    with pytest.raises(EventError) as caught:
+        DriftAlert.from_finding(FakeFinding(), detected_at=1.0, report=bad)
+    assert caught.value.field == "report"
