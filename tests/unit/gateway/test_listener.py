@@ -20,6 +20,7 @@ from flowops.gateway.http.listener import Listener
 from flowops.gateway.http.messages import BodyTooLarge, Request, Response, json_response
 
 pytestmark = pytest.mark.asyncio
+LATE_READ = 3.0  # seconds the /read-late handler decides before it reads the body
 
 
 class App:
@@ -34,7 +35,7 @@ class App:
         path = request.path
         body: bytes | None = None
         if path == "/read-late":  # the handler decides first (an upstream, a limit)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(LATE_READ)
         if path.startswith("/read"):
             try:
                 body = await request.read(limit=10)
@@ -490,8 +491,12 @@ async def test_past_max_connections_the_next_client_waits_until_one_closes() -> 
 
 
 async def test_a_client_waiting_for_100_continue_is_not_timed_out_for_its_body() -> None:
+    """The handler reads the body three times the body deadline after the head; the
+    client, waiting for its 100 Continue meanwhile, is not timed out. (The deadline is
+    still a whole second after the 100 goes out: the client's own step from the 100 to
+    its body must fit in it on a loaded machine.)"""
     app = App()
-    listener = Listener(app, limits=LimitSettings(body_timeout=0.1))
+    listener = Listener(app, limits=LimitSettings(body_timeout=LATE_READ / 3))
     sock = socket.create_server(("127.0.0.1", 0))
     await listener.start(sock)
     try:
