@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from headless_chromium import Browser, Page, browser, find
-from stream_worker_process import Stack, publish_profiles, traffic
+from stream_worker_process import Stack, publish_profiles, read_topic, traffic
 from test_stream_worker import (
     DRIFT,
     SIZE,
@@ -32,7 +32,7 @@ from test_stream_worker import (
     start,
 )
 
-from flowops.events import DriftAlert
+from flowops.events import DriftAlert, Topics
 from flowops.reports import svg
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -111,12 +111,28 @@ async def test_every_alerting_window_has_one_report_and_quiet_windows_none(
     written = sorted(path.name for path in reports.iterdir())
     assert written == sorted(Path(str(link)).name for link in links.values())  # and no other
 
+    # the model's verdict (drift.verdict is "any": each window drifted) names its page too
+    verdicts = await read_topic(
+        stack.bootstrap,
+        Topics.ALERTS,
+        lambda message: _verdict_of(message.value, {counted, merged}),
+        lambda found: len(found) >= len(links),
+        workers=stack.workers,
+        timeout=120,
+    )
+    assert {(a.model, a.window_index): a.report for a in verdicts} == links
+
     for (model, _), link in links.items():
         assert link is not None
         path = Path(link)
         assert path.parent == reports.resolve()
         of_window = [a for a in tested if a.report == link]
         _check_page(chromium, path, of_window, tmp_path / f"{model}.png")
+
+
+def _verdict_of(value: bytes, models: set[str]) -> DriftAlert | None:
+    alert = DriftAlert.from_json(value)
+    return alert if alert.model in models and alert.test == "verdict" else None
 
 
 def _check_page(chromium: Browser, path: Path, alerts: list[DriftAlert], shot: Path) -> None:
